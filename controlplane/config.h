@@ -1,0 +1,118 @@
+// The configuration model of straitd and its TOML loader. A config is
+// loaded and validated completely before EAL starts or any NIC is touched;
+// an error names the file, the key (as a TOML path such as
+// `service[1].backends[0]`) and what is wrong. The same model is what
+// `lbctl config show` renders back to TOML.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "strait/flow_state.h"
+
+namespace strait::controlplane {
+
+// A configuration error: `key` is the TOML path, `what()` the full message.
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string file, std::string key, const std::string& problem);
+  const std::string& file() const { return file_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string file_;
+  std::string key_;
+};
+
+struct Ipv4Prefix {
+  uint32_t addr = 0;  // host order
+  uint8_t len = 32;
+};
+
+struct InterfaceConfig {
+  std::string port;          // DPDK device name or PCI address
+  Ipv4Prefix address;        // our address and the connected subnet
+  std::optional<uint32_t> gateway;  // host order
+  uint16_t mtu = 1500;
+  std::string rss = "auto";  // auto | ena | toeplitz | none (how replies reach workers)
+};
+
+struct HealthCheckConfig {
+  std::string type = "none";   // none | tcp | http
+  uint32_t intervalMs = 2000;
+  uint32_t timeoutMs = 1000;
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+  std::string httpPath = "/";
+  uint16_t httpStatus = 200;
+  std::string httpHost;        // Host header, default the backend address
+};
+
+struct BackendConfig {
+  std::string host;      // literal IPv4 or DNS name as written
+  uint32_t ip = 0;       // host order, when `host` is a literal
+  uint16_t port = 0;     // host order
+  uint32_t weight = 1;
+  bool isDnsName() const { return ip == 0; }
+};
+
+struct ServiceConfig {
+  std::string name;
+  uint32_t vip = 0;      // host order
+  uint16_t port = 0;     // host order
+  uint8_t proto = 0;     // IPPROTO_TCP / IPPROTO_UDP
+  std::vector<uint32_t> snat;  // host order; empty = the interface address
+  std::vector<BackendConfig> backends;
+  uint16_t mssClamp = 0; // 0 = off
+  uint32_t maglevSize = 65537;
+  HealthCheckConfig health;
+};
+
+struct DataplaneConfig {
+  std::vector<std::string> eal;
+  uint32_t workers = 1;
+  uint32_t flowCapacity = 1u << 20;   // flows per worker
+  uint32_t mbufs = 0;                 // 0 = sized from ports, queues and workers
+  uint16_t rxDescriptors = 1024;
+  uint16_t txDescriptors = 1024;
+  uint16_t burst = 32;
+  uint16_t snatPortMin = 1024;
+  uint16_t snatPortMax = 65535;
+  uint32_t snatPoolsPerWorker = 256;
+  uint32_t idleSleepUs = 0;           // 0 = busy poll; >0 sleeps when a loop found nothing
+  uint32_t neighbourTimeoutMs = 300'000;
+  uint32_t handoffRingSize = 4096;
+  FlowTimeouts timeouts;
+};
+
+struct ControlConfig {
+  std::string resolver;               // "IP[:PORT]" for DNS-named backends; empty = /etc/resolv.conf
+  uint32_t dnsMinTtlS = 5;
+  uint32_t dnsMaxTtlS = 300;
+};
+
+struct Config {
+  std::string file;  // where it was loaded from
+  DataplaneConfig dataplane;
+  std::vector<InterfaceConfig> interfaces;
+  std::vector<ServiceConfig> services;
+  ControlConfig control;
+};
+
+// Loads and validates `path`. Throws ConfigError.
+Config loadConfig(const std::string& path);
+// Parses and validates TOML text; `name` is used in error messages.
+Config parseConfig(const std::string& text, const std::string& name);
+// Renders a config as TOML that parseConfig accepts.
+std::string renderConfig(const Config& c);
+
+// Helpers shared with lbctl and the control API.
+std::optional<uint32_t> parseIpv4(const std::string& s);               // host order
+std::string formatIpv4(uint32_t hostOrder);
+// "IP:PORT" or "name:PORT"; throws std::invalid_argument with a reason.
+BackendConfig parseBackend(const std::string& s);
+
+}  // namespace strait::controlplane

@@ -1,0 +1,117 @@
+// Per-worker flow table. Flow records live in a preallocated array; an
+// rte_hash (random seed per process, against hash flooding) maps both keys
+// of a flow (client->VIP and backend->SNAT) to the record index and the
+// direction. Expiry is O(1) amortised: one FIFO list per state, all members
+// of a list share a timeout, touching a flow only writes its timestamp, and
+// expire() pops list heads, freeing the idle ones and re-queuing the rest.
+// A full table refuses new flows; nothing established is ever evicted.
+// Single-threaded: only the owning worker calls it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "strait/flow_key.h"
+#include "strait/flow_state.h"
+
+struct rte_hash;
+
+namespace strait::dataplane {
+
+inline constexpr uint32_t kNoFlow = 0xffffffffu;
+
+struct Flow {
+  uint32_t clientIp;    // network order, all addresses and ports
+  uint32_t vip;
+  uint32_t backendIp;
+  uint32_t snatIp;
+  uint16_t clientPort;
+  uint16_t vipPort;
+  uint16_t backendPort;
+  uint16_t snatPort;
+  uint32_t lastSeenMs;  // injected clock, wraps; compared with signed difference
+  uint32_t prev;        // expiry list links (record indices)
+  uint32_t next;
+  uint32_t pool;        // SNAT port pool the port came from
+  uint16_t serviceSlot;
+  uint16_t backendSlot;
+  uint8_t proto;
+  FlowState state;
+  uint8_t flags;        // tcp tracker bits
+  uint8_t pad;
+};
+static_assert(sizeof(Flow) == 48, "flow record size is part of the memory budget");
+
+// The two keys of a flow.
+FlowKey originalKey(const Flow& f);  // client -> VIP
+FlowKey replyKey(const Flow& f);     // backend -> SNAT
+
+class FlowTable {
+ public:
+  struct Params {
+    uint32_t capacity = 1 << 20;  // flows (the hash holds 2x keys)
+    int socketId = -1;            // NUMA socket, -1 = any
+    uint32_t hashSeed = 0;        // random per process in production
+    FlowTimeouts timeouts;
+    const char* name = "strait_flows";  // unique per worker (rte_hash names are global)
+  };
+
+  // Throws std::runtime_error when the rte_hash cannot be created.
+  explicit FlowTable(const Params& p);
+  ~FlowTable();
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  // Single lookup: record index or kNoFlow; sets `dir` on a hit.
+  uint32_t lookup(const FlowKey& key, Direction& dir) const;
+  // Bulk lookup of n <= 64 keys: idx[i] = record or kNoFlow, dir[i] set on hits.
+  void lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const;
+
+  // Inserts a flow under both keys, in state `f.state`, last seen `nowMs`.
+  // Returns the record index, or kNoFlow when the table is full (the caller
+  // counts kFlowTableFull) or a key is already present.
+  uint32_t insert(const Flow& f, uint32_t nowMs);
+
+  Flow& at(uint32_t idx) { return flows_[idx]; }
+  const Flow& at(uint32_t idx) const { return flows_[idx]; }
+
+  // Marks activity: only writes the timestamp.
+  void touch(uint32_t idx, uint32_t nowMs) { flows_[idx].lastSeenMs = nowMs; }
+  // Changes state (and so timeout list) and marks activity.
+  void setState(uint32_t idx, FlowState s, uint32_t nowMs);
+  // Removes both keys and frees the record (the caller has already
+  // released the SNAT port and counters).
+  void remove(uint32_t idx);
+
+  // Frees up to `budget` flows idle longer than their state's timeout,
+  // calling onExpire(flow) before each is removed. Returns how many expired.
+  uint32_t expire(uint32_t nowMs, uint32_t budget, const std::function<void(const Flow&)>& onExpire);
+
+  uint32_t size() const { return size_; }
+  uint32_t capacity() const { return capacity_; }
+  const FlowTimeouts& timeouts() const { return timeouts_; }
+  // Visits every live flow (control path / tests / flush sweeps).
+  void forEach(const std::function<void(uint32_t idx, const Flow&)>& fn) const;
+  // Bytes reserved for records and hash (for the memory-per-flow figure).
+  std::size_t memoryBytes() const;
+
+ private:
+  void listPush(FlowState s, uint32_t idx);
+  void listUnlink(FlowState s, uint32_t idx);
+
+  rte_hash* hash_ = nullptr;
+  Flow* flows_ = nullptr;
+  uint32_t capacity_ = 0;
+  uint32_t size_ = 0;
+  uint32_t freeHead_ = kNoFlow;  // free records chained through Flow::next
+  FlowTimeouts timeouts_;
+  struct List {
+    uint32_t head = kNoFlow;
+    uint32_t tail = kNoFlow;
+  };
+  List lists_[kFlowStateCount];
+  std::size_t hashBytes_ = 0;
+};
+
+}  // namespace strait::dataplane

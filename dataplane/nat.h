@@ -1,0 +1,72 @@
+// The per-packet core of a worker: a burst of frames in, one Verdict per
+// frame out. It parses, classifies against the current Snapshot, looks the
+// flows up in bulk, creates flows for new connections (Maglev pick, SNAT port
+// allocation, two-key insert), tracks TCP state, rewrites client->VIP
+// packets to SNAT->backend and replies back (incremental checksums),
+// translates ICMP errors that quote a flow's packet (outer and inner
+// headers), clamps TCP MSS where configured, decrements TTL, and answers
+// ICMP echo to its own addresses. It does no I/O: the caller supplies the
+// mbufs and the clock, and acts on the verdicts (see dataplane/worker.cc),
+// so unit tests and the benchmark drive it without a NIC.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/flow_table.h"
+#include "dataplane/port_alloc.h"
+#include "strait/counters.h"
+#include "strait/packet_meta.h"
+#include "strait/snapshot.h"
+#include "strait/verdict.h"
+
+struct rte_mbuf;
+
+namespace strait::dataplane {
+
+inline constexpr uint16_t kMaxBurst = 64;
+
+// How a worker tells which worker owns a reply that missed its flow table.
+enum class OwnerMode : uint8_t {
+  kSingle,      // one worker: a miss is a miss
+  kPortModulo,  // NIC hash unpredictable: SNAT port p belongs to worker p % workers
+  kRssHash,     // ports chosen so replies hash to the owner's queue: a miss is a miss
+};
+
+class NatCore {
+ public:
+  struct Deps {
+    FlowTable* flows = nullptr;
+    PortAllocator* ports = nullptr;
+    WorkerCounters* counters = nullptr;
+    uint16_t workerId = 0;
+    uint16_t numWorkers = 1;
+    OwnerMode ownerMode = OwnerMode::kSingle;
+  };
+
+  explicit NatCore(const Deps& d);
+
+  // Processes `n` (<= kMaxBurst) frames. Fills verdicts[0..n). Counts
+  // drops (counters->drops), flow creation, per-service/backend packets
+  // and bytes. Frames with kForward have their IPv4/L4 rewritten and TTL
+  // decremented; Ethernet is left for the output stage. Frames with kLocal
+  // were turned into replies in place (addresses and MACs swapped).
+  void process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts);
+
+  // Expires idle flows (at most `budget`), releasing their ports and
+  // counting them. Call once per poll loop.
+  uint32_t expire(uint32_t nowMs, uint32_t budget);
+
+  // Drops every flow whose backend slot is flushed in `snap` (control path:
+  // run by the worker when it picks up a snapshot that flushes backends).
+  uint32_t flush(const Snapshot& snap);
+
+  // Drops every flow (shutdown, tests).
+  void clear();
+
+  const FlowTable& flows() const { return *d_.flows; }
+
+ private:
+  Deps d_;
+};
+
+}  // namespace strait::dataplane

@@ -1,0 +1,70 @@
+// SNAT port allocator of one worker. Ports are pooled per (SNAT address,
+// backend address, backend port, protocol): two flows only conflict when all
+// of those and the port are equal, so each such tuple has the whole range.
+// Each pool is a FIFO ring of free ports: allocate pops the head and free
+// pushes the tail, both O(1), so a released port is reused as late as
+// possible (after every other free port), and allocation never fails while
+// a port is free. A bitmap per pool guarantees a port is never live twice.
+// Pools are preallocated at start-up; creating one on first use fills its
+// ring from the range, keeping only ports `Params::eligible` accepts (the
+// ports whose replies this worker will receive).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace strait::dataplane {
+
+struct PoolKey {
+  uint32_t snatIp = 0;       // network order
+  uint32_t backendIp = 0;    // network order
+  uint16_t backendPort = 0;  // network order
+  uint8_t proto = 0;
+  uint8_t pad = 0;
+  bool operator==(const PoolKey&) const = default;
+};
+static_assert(sizeof(PoolKey) == 12);
+
+inline constexpr uint32_t kNoPool = 0xffffffffu;
+
+class PortAllocator {
+ public:
+  struct Params {
+    uint16_t portMin = 1024;  // host order, inclusive
+    uint16_t portMax = 65535; // host order, inclusive
+    uint32_t maxPools = 256;  // pools this worker can hold (memory is reserved up front)
+    // Which ports (host order) this worker may hand out for a pool; called
+    // only while a pool is created. Empty = every port in the range.
+    std::function<bool(const PoolKey&, uint16_t port)> eligible;
+  };
+
+  explicit PortAllocator(const Params& p);
+  ~PortAllocator();
+  PortAllocator(const PortAllocator&) = delete;
+  PortAllocator& operator=(const PortAllocator&) = delete;
+
+  // Finds the pool for `key`, creating it on first use. kNoPool when all
+  // maxPools are taken.
+  uint32_t pool(const PoolKey& key);
+  // Pops the least recently freed port (host order). False when exhausted.
+  bool allocate(uint32_t pool, uint16_t& port);
+  // Returns `port` to the tail of the pool. A port that is not live is
+  // ignored and counted in doubleFrees().
+  void release(uint32_t pool, uint16_t port);
+
+  uint32_t inUse(uint32_t pool) const;
+  uint32_t capacity(uint32_t pool) const;  // eligible ports of the pool
+  const PoolKey& key(uint32_t pool) const;
+  uint32_t poolCount() const;
+  uint64_t doubleFrees() const;
+  // Ports in the configured range (capacity of a pool when every port is eligible).
+  uint32_t rangeSize() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strait::dataplane

@@ -1,0 +1,53 @@
+// Builds the open-addressing lookup tables of a Snapshot (local addresses
+// and services). Runs on the control thread when a snapshot is assembled.
+#include <bit>
+
+#include "strait/snapshot.h"
+
+namespace strait {
+
+namespace {
+uint32_t tableSize(std::size_t n) {
+  // Keep the load factor at or below one half so probes stay short and an
+  // empty slot always ends a probe sequence.
+  return std::bit_ceil(static_cast<uint32_t>(n * 2 + 2));
+}
+}  // namespace
+
+void Snapshot::buildIndexes(const std::vector<uint32_t>& interfaceIps) {
+  std::vector<std::pair<uint32_t, uint8_t>> roles;
+  auto add = [&](uint32_t ip, uint8_t role) {
+    for (auto& r : roles)
+      if (r.first == ip) {
+        r.second |= role;
+        return;
+      }
+    roles.emplace_back(ip, role);
+  };
+  for (uint32_t ip : interfaceIps) add(ip, kRoleInterface);
+  for (const auto& s : services) {
+    add(s.vip, kRoleVip);
+    for (uint32_t ip : s.snatIps) add(ip, kRoleSnat);
+  }
+
+  const uint32_t asz = tableSize(roles.size());
+  addrs_.assign(asz, AddrSlot{});
+  addrMask_ = asz - 1;
+  for (const auto& [ip, r] : roles) {
+    uint32_t i = hashIp(ip) & addrMask_;
+    while (addrs_[i].roles != 0) i = (i + 1) & addrMask_;
+    addrs_[i] = AddrSlot{ip, r};
+  }
+
+  const uint32_t ssz = tableSize(services.size());
+  svcIndex_.assign(ssz, SvcSlot{});
+  svcMask_ = ssz - 1;
+  for (std::size_t k = 0; k < services.size(); ++k) {
+    const auto& s = services[k];
+    uint32_t i = hashSvc(s.vip, s.port, s.proto) & svcMask_;
+    while (svcIndex_[i].index != kEmpty) i = (i + 1) & svcMask_;
+    svcIndex_[i] = SvcSlot{s.vip, s.port, s.proto, static_cast<uint16_t>(k)};
+  }
+}
+
+}  // namespace strait

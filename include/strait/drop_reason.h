@@ -1,0 +1,57 @@
+// Drop reasons: the single table that names every way the dataplane can
+// discard a packet. The enum, the Prometheus label values
+// (strait_drops_total{reason=...}) and the lbctl stats rows all come from
+// this one list, so a new reason cannot be added without a name.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace strait {
+
+// X(enumerator, "metric label")
+#define STRAIT_DROP_REASONS(X)                                   \
+  X(kMalformed, "malformed")                     /* truncated or bad L2/L3/L4 header */ \
+  X(kUnsupportedL2, "unsupported_l2")            /* ethertype we do not handle (IPv6, LLDP, ...) */ \
+  X(kIpFragment, "ip_fragment")                  /* IPv4 fragments are not reassembled */ \
+  X(kTtlExceeded, "ttl_exceeded")                /* TTL <= 1 on a packet we would forward */ \
+  X(kNotLocal, "not_local")                      /* destination is none of our addresses */ \
+  X(kNoService, "no_service")                    /* our address, but no service on that port/protocol */ \
+  X(kNoFlow, "no_flow")                          /* non-SYN TCP or reply without a flow */ \
+  X(kNoBackend, "no_backend")                    /* service has no usable backend */ \
+  X(kFlowTableFull, "flow_table_full")           /* new flow refused, table at capacity */ \
+  X(kSnatPortsExhausted, "snat_ports_exhausted") /* no free SNAT port for the tuple */ \
+  X(kSnatPoolsExhausted, "snat_pools_exhausted") /* too many (snat, backend) pools on this worker */ \
+  X(kUnsupportedProtocol, "unsupported_protocol")/* IPv4 protocol other than TCP/UDP/ICMP */ \
+  X(kIcmpUnhandled, "icmp_unhandled")            /* ICMP that is neither echo to us nor an error for a flow */ \
+  X(kArpNotOurs, "arp_not_ours")                 /* ARP for an address that is not ours */ \
+  X(kNoRoute, "no_route")                        /* no route to the next hop */ \
+  X(kNeighbourMiss, "neighbour_miss")            /* next hop MAC unknown yet (ARP sent) */ \
+  X(kTxFull, "tx_full")                          /* NIC TX queue did not take the packet */ \
+  X(kHandoffFull, "handoff_full")                /* owner worker's handoff ring was full */ \
+  X(kControlQueueFull, "control_queue_full")     /* ring to the control thread was full */ \
+  X(kFlowFlushed, "flow_flushed")                /* packet of a flow removed by backend remove --flush */
+
+enum class DropReason : uint8_t {
+  kNone = 0,
+#define STRAIT_DROP_ENUM(e, s) e,
+  STRAIT_DROP_REASONS(STRAIT_DROP_ENUM)
+#undef STRAIT_DROP_ENUM
+      kCount
+};
+
+inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::kCount);
+
+inline constexpr std::array<std::string_view, kDropReasonCount> kDropReasonNames = {
+    "none",
+#define STRAIT_DROP_NAME(e, s) s,
+    STRAIT_DROP_REASONS(STRAIT_DROP_NAME)
+#undef STRAIT_DROP_NAME
+};
+
+constexpr std::string_view dropReasonName(DropReason r) {
+  return kDropReasonNames[static_cast<std::size_t>(r)];
+}
+
+}  // namespace strait

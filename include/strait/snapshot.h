@@ -1,0 +1,107 @@
+// Snapshot: the immutable view of services, backends and Maglev tables that
+// the control thread builds and publishes to the workers with one pointer
+// store (RCU). Workers read the current snapshot once per poll-loop
+// iteration and never modify it; a snapshot is freed only after every worker
+// has passed a quiescent point since it was replaced. All addresses and
+// ports are in network byte order, as in packets.
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strait/counters.h"
+
+namespace strait {
+
+struct BackendView {
+  uint32_t ip = 0;
+  uint16_t port = 0;
+  uint16_t slot = 0;    // stable counter slot, unique per (service, ip:port)
+  uint32_t weight = 1;  // 0 = drained: no new flows
+  bool up = true;       // health-check state
+};
+
+struct ServiceView {
+  std::string name;
+  uint16_t slot = 0;  // stable counter slot
+  uint32_t vip = 0;
+  uint16_t port = 0;
+  uint8_t proto = 0;      // IPPROTO_TCP or IPPROTO_UDP
+  uint16_t mssClamp = 0;  // 0 = off; else clamp TCP MSS option on SYN / SYN-ACK
+  bool failOpen = false;  // every backend down: Maglev table built over all of them
+  std::vector<uint32_t> snatIps;
+  std::vector<BackendView> backends;  // everything configured, drained and down included
+  // Maglev lookup table: entries are indices into `backends`; empty when no
+  // backend can take new flows.
+  std::vector<uint16_t> maglev;
+};
+
+enum AddrRole : uint8_t {
+  kRoleInterface = 1,  // an [[interface]] address: answers ARP and ping
+  kRoleVip = 2,        // a service listen address
+  kRoleSnat = 4,       // a SNAT source address: replies arrive here
+};
+
+// Small open-addressing tables for the per-packet lookups; built once by the
+// control thread, read-only afterwards.
+class Snapshot {
+ public:
+  uint64_t generation = 0;
+  std::vector<ServiceView> services;
+  // Backend slots whose flows must be dropped (backend remove --flush).
+  std::bitset<kMaxBackendSlots> flushedBackends;
+
+  // Call after filling `services` and the extra local addresses.
+  void buildIndexes(const std::vector<uint32_t>& interfaceIps);
+
+  // Roles of `ip` (bitmask of AddrRole), 0 when not ours.
+  uint8_t addrRoles(uint32_t ip) const {
+    if (addrs_.empty()) return 0;
+    for (uint32_t i = hashIp(ip) & addrMask_;; i = (i + 1) & addrMask_) {
+      const AddrSlot& s = addrs_[i];
+      if (s.roles == 0) return 0;
+      if (s.ip == ip) return s.roles;
+    }
+  }
+
+  // Service listening on vip:port/proto, or nullptr.
+  const ServiceView* findService(uint32_t vip, uint16_t port, uint8_t proto) const {
+    if (svcIndex_.empty()) return nullptr;
+    for (uint32_t i = hashSvc(vip, port, proto) & svcMask_;; i = (i + 1) & svcMask_) {
+      const SvcSlot& s = svcIndex_[i];
+      if (s.index == kEmpty) return nullptr;
+      if (s.vip == vip && s.port == port && s.proto == proto) return &services[s.index];
+    }
+  }
+
+  const ServiceView* serviceBySlot(uint16_t slot) const {
+    for (const auto& s : services)
+      if (s.slot == slot) return &s;
+    return nullptr;
+  }
+
+ private:
+  static constexpr uint16_t kEmpty = 0xffff;
+  struct AddrSlot {
+    uint32_t ip = 0;
+    uint8_t roles = 0;
+  };
+  struct SvcSlot {
+    uint32_t vip = 0;
+    uint16_t port = 0;
+    uint8_t proto = 0;
+    uint16_t index = kEmpty;
+  };
+  static uint32_t hashIp(uint32_t ip) { return (ip * 0x9e3779b1u) >> 7; }
+  static uint32_t hashSvc(uint32_t vip, uint16_t port, uint8_t proto) {
+    return ((vip ^ (uint32_t(port) << 16) ^ proto) * 0x9e3779b1u) >> 7;
+  }
+  std::vector<AddrSlot> addrs_;
+  uint32_t addrMask_ = 0;
+  std::vector<SvcSlot> svcIndex_;
+  uint32_t svcMask_ = 0;
+};
+
+}  // namespace strait
