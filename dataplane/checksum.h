@@ -3,6 +3,17 @@
 // computations for the IPv4 header and for TCP/UDP over the pseudo-header,
 // used for ICMP messages we build and by the tests as an independent check.
 // Checksums are handled as stored in the packet (network byte order).
+//
+// Byte order: every value goes in and comes out exactly as it sits in the
+// packet (loaded with a plain 16/32-bit load, stored back the same way), so
+// nothing is ever swapped. This is correct because the one's-complement sum
+// is byte-order independent (RFC 1071 section 2(B)): summing byte-swapped
+// 16-bit words gives the byte-swapped sum, as long as the checksum field
+// and the words summed are all taken the same way.
+//
+// The incremental updates are inline: the NAT applies several per packet
+// (addresses and ports, IPv4 and L4, outer and inner headers of ICMP errors)
+// and a cross-object call each time would cost more than the arithmetic.
 #pragma once
 
 #include <cstddef>
@@ -11,20 +22,48 @@
 namespace strait::dataplane {
 
 // One's-complement sum of `len` bytes (not folded, not inverted).
+// The result is kept <= 0xffff (partially folded), so callers may add
+// further 16-bit words to it before checksumFold without overflow.
 uint32_t checksumPartial(const void* data, std::size_t len, uint32_t sum = 0);
+
 // Folds a 32-bit one's-complement sum to 16 bits and inverts it.
-uint16_t checksumFold(uint32_t sum);
+inline uint16_t checksumFold(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
 
 // Incremental updates of a checksum field `check` (network order, as stored)
 // when a 32-bit or 16-bit field changes from `from` to `to` (both network
 // order, as stored).
-uint16_t checksumUpdate32(uint16_t check, uint32_t from, uint32_t to);
-uint16_t checksumUpdate16(uint16_t check, uint16_t from, uint16_t to);
+inline uint16_t checksumUpdate32(uint16_t check, uint32_t from, uint32_t to) {
+  // ~HC + ~m + m' over the two 16-bit halves of the field.
+  uint32_t sum = static_cast<uint16_t>(~check);
+  sum += (~from & 0xffff) + (~from >> 16);
+  sum += (to & 0xffff) + (to >> 16);
+  return checksumFold(sum);
+}
+
+inline uint16_t checksumUpdate16(uint16_t check, uint16_t from, uint16_t to) {
+  uint32_t sum = static_cast<uint16_t>(~check);
+  sum += static_cast<uint16_t>(~from);
+  sum += to;
+  return checksumFold(sum);
+}
 
 // UDP: a checksum of 0 means "none" and must stay 0; a computed 0 is sent
 // as 0xffff (RFC 768).
-uint16_t udpChecksumUpdate32(uint16_t check, uint32_t from, uint32_t to);
-uint16_t udpChecksumUpdate16(uint16_t check, uint16_t from, uint16_t to);
+inline uint16_t udpChecksumUpdate32(uint16_t check, uint32_t from, uint32_t to) {
+  if (check == 0) return 0;
+  const uint16_t r = checksumUpdate32(check, from, to);
+  return r == 0 ? 0xffff : r;
+}
+
+inline uint16_t udpChecksumUpdate16(uint16_t check, uint16_t from, uint16_t to) {
+  if (check == 0) return 0;
+  const uint16_t r = checksumUpdate16(check, from, to);
+  return r == 0 ? 0xffff : r;
+}
 
 // Full IPv4 header checksum of `hdr` (ihl*4 bytes, checksum field treated as 0).
 uint16_t ipv4HeaderChecksum(const void* hdr, std::size_t len);

@@ -1,0 +1,112 @@
+// Inline header rewriting for the NAT fast path: loads and stores of
+// unaligned network-order fields, one's-complement checksum deltas
+// (RFC 1624, eqn. 3) and the address/port/TTL rewrite of an IPv4 TCP or UDP
+// packet. These sit in a header, not in checksum.cc, because they run for
+// every forwarded packet and must inline into the burst loop; checksum.cc
+// keeps the out-of-line helpers and full computations for the rare paths.
+//
+// All arithmetic works on 16-bit words exactly as they are stored in memory:
+// the one's-complement sum does not depend on byte order (RFC 1071, 2.B), so
+// nothing is byte-swapped.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace strait::dataplane::rw {
+
+inline uint16_t load16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
+inline void store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, sizeof(v)); }
+
+// Sum contribution of a 16-bit word changing from `from` to `to`: ~m + m'.
+inline uint32_t delta16(uint16_t from, uint16_t to) {
+  return static_cast<uint32_t>(static_cast<uint16_t>(~from)) + to;
+}
+// Same for a 32-bit field (two words).
+inline uint32_t delta32(uint32_t from, uint32_t to) {
+  const uint32_t nf = ~from;
+  return (nf & 0xffffu) + (nf >> 16) + (to & 0xffffu) + (to >> 16);
+}
+
+inline uint16_t fold(uint32_t sum) {
+  sum = (sum & 0xffffu) + (sum >> 16);
+  sum = (sum & 0xffffu) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// HC' = ~(~HC + delta), where delta is a sum of delta16/delta32 terms.
+// Each delta term is below 2^18, so a handful of them cannot overflow.
+inline uint16_t applyDelta(uint16_t check, uint32_t delta) {
+  return static_cast<uint16_t>(~fold(static_cast<uint32_t>(static_cast<uint16_t>(~check)) + delta));
+}
+// UDP: 0 means "no checksum" and stays 0; a result of 0 is sent as 0xffff.
+inline uint16_t applyDeltaUdp(uint16_t check, uint32_t delta) {
+  if (check == 0) return 0;
+  const uint16_t c = applyDelta(check, delta);
+  return c == 0 ? 0xffff : c;
+}
+
+// Full checksum of `len` bytes as stored (odd tail padded with zero), for
+// the rare messages that are rewritten beyond what deltas can track.
+inline uint16_t fullChecksum(const uint8_t* p, std::size_t len) {
+  uint64_t sum = 0;
+  std::size_t i = 0;
+  for (; i + 1 < len; i += 2) sum += load16(p + i);
+  if (i < len) {
+    const uint8_t tail[2] = {p[i], 0};
+    sum += load16(tail);
+  }
+  sum = (sum & 0xffffffffu) + (sum >> 32);
+  sum = (sum & 0xffffffffu) + (sum >> 32);
+  return static_cast<uint16_t>(~fold(static_cast<uint32_t>(sum)));
+}
+
+// IPv4 header field offsets.
+inline constexpr unsigned kIpTtl = 8;    // TTL, then protocol: one checksum word
+inline constexpr unsigned kIpCheck = 10;
+inline constexpr unsigned kIpSrc = 12;
+inline constexpr unsigned kIpDst = 16;
+// L4 field offsets.
+inline constexpr unsigned kL4SrcPort = 0;
+inline constexpr unsigned kL4DstPort = 2;
+inline constexpr unsigned kUdpCheck = 6;
+inline constexpr unsigned kTcpCheck = 16;
+inline constexpr unsigned kIcmpCheck = 2;
+
+// Writes new addresses and ports into an IPv4 TCP/UDP packet, decrements
+// the TTL (the caller has checked it is > 1) and fixes the IPv4 and L4
+// checksums incrementally. `l3`/`l4` point at the IPv4 and L4 headers; all
+// values are in network order.
+inline void rewriteV4(uint8_t* l3, uint8_t* l4, bool tcp, uint32_t newSrc, uint32_t newDst,
+                      uint16_t newSport, uint16_t newDport) {
+  const uint32_t addrDelta = delta32(load32(l3 + kIpSrc), newSrc) + delta32(load32(l3 + kIpDst), newDst);
+  store32(l3 + kIpSrc, newSrc);
+  store32(l3 + kIpDst, newDst);
+
+  const uint16_t ttlOld = load16(l3 + kIpTtl);
+  --l3[kIpTtl];
+  const uint16_t ttlNew = load16(l3 + kIpTtl);
+  store16(l3 + kIpCheck, applyDelta(load16(l3 + kIpCheck), addrDelta + delta16(ttlOld, ttlNew)));
+
+  const uint32_t l4Delta = addrDelta + delta16(load16(l4 + kL4SrcPort), newSport) +
+                           delta16(load16(l4 + kL4DstPort), newDport);
+  store16(l4 + kL4SrcPort, newSport);
+  store16(l4 + kL4DstPort, newDport);
+  if (tcp)
+    store16(l4 + kTcpCheck, applyDelta(load16(l4 + kTcpCheck), l4Delta));
+  else
+    store16(l4 + kUdpCheck, applyDeltaUdp(load16(l4 + kUdpCheck), l4Delta));
+}
+
+}  // namespace strait::dataplane::rw

@@ -1,0 +1,54 @@
+// Ethernet port bring-up for any DPDK ethdev (ENA in production;
+// net_af_packet, net_tap, net_af_xdp in tests): one RX/TX queue pair per
+// worker (plus none for the control thread: its frames leave through
+// worker 0), RSS over IPv4 TCP/UDP when the PMD offers it, and the RSS key
+// and redirection table read back so SNAT ports can be chosen to land
+// replies on the owning worker's queue.
+#pragma once
+
+#include <rte_ether.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dataplane/toeplitz.h"
+
+struct rte_mempool;
+
+namespace strait::dataplane {
+
+struct PortParams {
+  std::string device;  // DPDK device name (e.g. net_af_packet0) or PCI address
+  uint16_t queues = 1;
+  uint16_t rxDescriptors = 1024;
+  uint16_t txDescriptors = 1024;
+  uint16_t mtu = 1500;
+  std::vector<rte_mempool*> rxPools;  // one per queue
+  std::string rss = "auto";           // auto | ena | toeplitz | none
+};
+
+struct PortState {
+  uint16_t portId = 0;
+  std::string device;
+  std::string driver;
+  rte_ether_addr mac{};
+  uint16_t queues = 1;
+  // RSS as programmed: usable to predict the queue of a reply when
+  // `rssPredictable` (a Toeplitz NIC whose key and RETA were read back).
+  bool rssPredictable = false;
+  ToeplitzVariant variant = ToeplitzVariant::kStandard;
+  std::vector<uint8_t> rssKey;
+  std::vector<uint16_t> reta;
+};
+
+// Finds the port by name, configures and starts it. Throws std::runtime_error
+// naming the device and the failing step.
+PortState setupPort(const PortParams& p);
+void stopPort(const PortState& s);
+
+// Extended statistics as the PMD names them.
+std::vector<std::pair<std::string, uint64_t>> readXstats(uint16_t portId);
+
+}  // namespace strait::dataplane

@@ -1,0 +1,63 @@
+// The worker poll loop: the DPDK adapter around the I/O-free NatCore. Each
+// worker polls its own RX queue on every port, drains its handoff ring
+// (replies other workers received for flows it owns), runs NatCore over the
+// burst, then routes, resolves the next hop's MAC, writes Ethernet headers
+// and transmits through per-port TX buffers; ARP frames go to the control
+// thread. At the top of every iteration it picks up the current Snapshot
+// and reports a quiescent state to RCU, which is what lets the control
+// thread free replaced snapshots safely.
+#pragma once
+
+#include <rte_ether.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "dataplane/nat.h"
+#include "dataplane/neighbour.h"
+#include "dataplane/route.h"
+#include "strait/counters.h"
+#include "strait/snapshot.h"
+
+struct rte_ring;
+struct rte_rcu_qsbr;
+struct rte_mempool;
+
+namespace strait::dataplane {
+
+struct WorkerContext {
+  uint16_t id = 0;
+  uint16_t numWorkers = 1;
+  std::vector<uint16_t> ports;                    // polled on queue `id`
+  std::vector<rte_ether_addr> portMacs;           // indexed by DPDK port id
+  uint16_t burst = 32;
+  uint32_t idleSleepUs = 0;
+
+  const std::atomic<const Snapshot*>* snapshot = nullptr;
+  rte_rcu_qsbr* rcu = nullptr;
+  NatCore* nat = nullptr;
+  WorkerCounters* counters = nullptr;
+  const RouteTable* routes = nullptr;
+  const NeighbourTable* neighbours = nullptr;
+
+  std::vector<rte_ring*> handoff;  // handoff[w]: ring into worker w (multi-producer, single-consumer)
+  rte_ring* toControl = nullptr;   // ARP frames for the control thread (mp/sc)
+  rte_ring* resolve = nullptr;     // next-hop IPs to resolve, as uintptr_t (mp/sc)
+  rte_ring* fromControl = nullptr; // frames the control thread sends (worker 0 drains it)
+
+  const std::atomic<bool>* stop = nullptr;
+  // Control-path work to run on this worker between bursts (flow dumps,
+  // pool statistics): the control thread stores a task and waits until the
+  // worker has run it and stored nullptr back.
+  std::atomic<std::function<void()>*> task{nullptr};
+};
+
+// lcore entry point (rte_eal_remote_launch); `arg` is a WorkerContext*.
+int workerMain(void* arg);
+
+// Milliseconds from the TSC: the clock the workers give NatCore.
+uint32_t tscNowMs();
+
+}  // namespace strait::dataplane
