@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "strait/flow_state.h"
@@ -114,5 +115,19 @@ std::optional<uint32_t> parseIpv4(const std::string& s);               // host o
 std::string formatIpv4(uint32_t hostOrder);
 // "IP:PORT" or "name:PORT"; throws std::invalid_argument with a reason.
 BackendConfig parseBackend(const std::string& s);
+
+// Largest backend weight accepted from the config file and lbctl.
+inline constexpr uint32_t kMaxBackendWeight = 10000;
+// "IP:PORT" -> {ip, port} in host order; throws std::invalid_argument with a reason.
+std::pair<uint32_t, uint16_t> parseEndpoint(const std::string& s);
+std::string formatEndpoint(uint32_t ip, uint16_t port);  // host order
+// The interface whose connected subnet holds `ip` (host order), or nullptr.
+const InterfaceConfig* interfaceFor(const std::vector<InterfaceConfig>& interfaces, uint32_t ip);
+// Why `ip` cannot be one of our local (VIP or SNAT) addresses, or "" when
+// it can: it must be an interface address or a host address inside an
+// interface's connected subnet, other than that subnet's gateway.
+std::string localAddressProblem(const std::vector<InterfaceConfig>& interfaces, uint32_t ip);
+// Why `name` cannot be a service name, or "" when it can.
+std::string serviceNameProblem(const std::string& name);
 
 }  // namespace strait::controlplane

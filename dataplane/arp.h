@@ -45,10 +45,26 @@ class ArpService {
   void tick(uint64_t nowMs, uint64_t timeoutMs);
   // Sends a gratuitous ARP for every address we own (at start-up).
   void announce();
+  // Addresses besides the interface addresses that announce() covers (VIPs,
+  // SNAT addresses; network order). Control thread, like everything here.
+  void setOwnedAddresses(std::vector<uint32_t> addrs);
+
+  // Requests outstanding (tests and metrics).
+  std::size_t pendingCount() const { return pending_.size(); }
 
  private:
+  struct Pending {
+    uint64_t lastMs = 0;  // when the last request went out
+    uint32_t tries = 0;   // requests sent since the address became pending
+  };
   const ArpInterface* ifaceFor(uint32_t ip) const;
-  bool sendRequest(const ArpInterface& ifc, uint32_t targetIp);
+  const ArpInterface* ifaceOnPortFor(uint16_t port, uint32_t ip) const;
+  // Broadcast request, or unicast to `dst` (refreshing a known entry).
+  bool sendRequest(const ArpInterface& ifc, uint32_t targetIp, const rte_ether_addr* dst = nullptr);
+  bool sendArp(const ArpInterface& ifc, uint16_t op, const rte_ether_addr& ethDst,
+               const rte_ether_addr& tha, uint32_t spa, uint32_t tpa);
+  // Sends a request unless one for `ip` went out less than a second ago.
+  void ask(const ArpInterface& ifc, uint32_t ip, uint64_t nowMs, const rte_ether_addr* dst);
 
   std::vector<ArpInterface> ifaces_;
   NeighbourTable& neigh_;
@@ -56,7 +72,8 @@ class ArpService {
   std::function<bool(uint32_t)> isOurs_;
   std::function<bool(rte_mbuf*)> transmit_;
   WorkerCounters& counters_;
-  std::unordered_map<uint32_t, uint64_t> pending_;  // ip -> last request time
+  std::vector<uint32_t> owned_;
+  std::unordered_map<uint32_t, Pending> pending_;  // next hops we asked for
 };
 
 }  // namespace strait::dataplane

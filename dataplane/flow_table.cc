@@ -1,1 +1,344 @@
-// placeholder: implemented in progress
+// Per-worker flow table: preallocated records, an rte_hash from both keys
+// of a flow to (record index << 1 | direction), and per-state expiry lists.
+//
+// Why expiry costs O(1) amortised per packet. Every live flow sits in the
+// FIFO list of its state, and all members of a list share one timeout T.
+// Besides its lastSeen time each record has a queue stamp: when it was
+// appended to its list (kept in a parallel array, see below). Stamps are
+// non-decreasing from head to tail because every append uses the current
+// time. The per-packet operations are:
+//   - touch(): writes lastSeen, nothing else (no list traffic per packet);
+//   - setState(): one unlink and one append, only when the state changes,
+//     which happens a bounded number of times per connection;
+//   - insert()/remove(): one append / one unlink.
+// expire() works only at list heads. A head idle for T is freed. A head
+// that is not idle but has been queued for at least E = max(T/4, 1) ms has
+// been touched since it was appended: it moves to the tail with a fresh
+// stamp. A head queued for less than E stops the list, since everything
+// behind it was appended later still. So a flow costs at most one re-queue
+// per E of its life, in addition to its state changes, and each packet
+// pays for O(1) list work at most. The price of laziness is precision: a
+// flow that went quiet after being re-queued is found idle up to E late
+// (with expire() called often enough), and is never freed early.
+// A flow that is never touched is freed exactly at T. E below T bounds that
+// lateness to a quarter of the timeout (350 s established flows linger at
+// most ~87 s longer) for 3 extra re-queues per T of a flow's life.
+//
+// expire() takes a budget that counts re-queues as well as frees, so one
+// call is bounded whatever the table holds, and it visits the state lists
+// round-robin in quanta so a flood in one state (SYN_SENT) cannot starve
+// the expiry of the others (TIME_WAIT flows holding SNAT ports).
+//
+// The queue stamps live right after the records in the same allocation,
+// 4 more bytes per flow, so Flow keeps its 48 bytes. Clock values wrap:
+// every comparison is a signed 32-bit difference.
+#include "dataplane/flow_table.h"
+
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace strait::dataplane {
+
+namespace {
+
+// rte_hash rejects tables smaller than one bucket.
+constexpr uint32_t kMinHashEntries = 8;
+// rte_hash's own limit (RTE_HASH_ENTRIES_MAX, not exported) is 2^30 keys.
+constexpr uint32_t kMaxCapacity = 1u << 29;
+
+constexpr std::size_t stateIndex(FlowState s) { return static_cast<std::size_t>(s); }
+
+uint32_t* queueStamps(Flow* flows, uint32_t capacity) {
+  return reinterpret_cast<uint32_t*>(flows + capacity);
+}
+
+// Signed distance a - b on the wrapping millisecond clock.
+int32_t clockDiff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
+
+bool reached(uint32_t now, uint32_t since, uint32_t span) {
+  const int32_t d = clockDiff(now, since);
+  return d >= 0 && static_cast<uint32_t>(d) >= span;
+}
+
+void* packData(uint32_t idx, Direction dir) {
+  return reinterpret_cast<void*>((static_cast<uintptr_t>(idx) << 1) | static_cast<uintptr_t>(dir));
+}
+
+uint32_t unpackData(void* data, Direction& dir) {
+  const auto v = reinterpret_cast<uintptr_t>(data);
+  dir = static_cast<Direction>(v & 1u);
+  return static_cast<uint32_t>(v >> 1);
+}
+
+std::size_t heapAllocatedBytes() {
+  std::size_t total = 0;
+  for (unsigned i = 0; i < rte_socket_count(); ++i) {
+    rte_malloc_socket_stats st{};
+    if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0) total += st.heap_allocsz_bytes;
+  }
+  return total;
+}
+
+// What rte_hash (DPDK 22.11, no multi-writer cache, extendable buckets)
+// allocates for `entries` keys of `keyLen` bytes, for when measuring is not
+// possible: the key store (one slot per entry plus a dummy, each slot a
+// data pointer and the key rounded up to 16 bytes), the free-slot ring,
+// main and extendable bucket arrays (64 bytes per 8 entries each) and the
+// free-bucket ring.
+std::size_t estimateHashBytes(uint32_t entries, uint32_t keyLen) {
+  const std::size_t slots = static_cast<std::size_t>(entries) + 1;
+  const std::size_t keySlot = (sizeof(void*) + keyLen + 15) / 16 * 16;
+  const std::size_t buckets = rte_align32pow2(entries) / 8;
+  return slots * keySlot + rte_align32pow2(static_cast<uint32_t>(slots)) * sizeof(uint32_t) +
+         2 * buckets * 64 + rte_align32pow2(static_cast<uint32_t>(buckets + 1)) * sizeof(uint32_t);
+}
+
+}  // namespace
+
+FlowKey originalKey(const Flow& f) {
+  FlowKey k;
+  k.srcIp = f.clientIp;
+  k.dstIp = f.vip;
+  k.srcPort = f.clientPort;
+  k.dstPort = f.vipPort;
+  k.proto = f.proto;
+  return k;
+}
+
+FlowKey replyKey(const Flow& f) {
+  FlowKey k;
+  k.srcIp = f.backendIp;
+  k.dstIp = f.snatIp;
+  k.srcPort = f.backendPort;
+  k.dstPort = f.snatPort;
+  k.proto = f.proto;
+  return k;
+}
+
+FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts) {
+  const std::string name = p.name ? p.name : "";
+  if (capacity_ == 0 || capacity_ > kMaxCapacity)
+    throw std::invalid_argument("flow table '" + name + "': capacity " + std::to_string(capacity_) +
+                                " out of range 1.." + std::to_string(kMaxCapacity));
+
+  const std::size_t recordBytes = static_cast<std::size_t>(capacity_) * (sizeof(Flow) + sizeof(uint32_t));
+  flows_ = static_cast<Flow*>(rte_zmalloc_socket("strait_flow_records", recordBytes, RTE_CACHE_LINE_SIZE,
+                                                 p.socketId));
+  if (!flows_)
+    throw std::runtime_error("flow table '" + name + "': cannot allocate " + std::to_string(recordBytes) +
+                             " bytes of flow records on socket " + std::to_string(p.socketId));
+
+  const uint32_t entries = std::max(2 * capacity_, kMinHashEntries);
+  rte_hash_parameters hp{};
+  hp.name = p.name;
+  hp.entries = entries;
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = rte_hash_crc;
+  hp.hash_func_init_val = p.hashSeed;
+  hp.socket_id = p.socketId;
+  // Extendable buckets: inserts succeed until every key slot is used, so
+  // the table refuses flows only at `capacity`, never earlier by bad luck.
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+
+  const std::size_t before = heapAllocatedBytes();
+  hash_ = rte_hash_create(&hp);
+  const std::size_t after = heapAllocatedBytes();
+  if (!hash_) {
+    const int err = rte_errno;
+    rte_free(flows_);
+    flows_ = nullptr;
+    throw std::runtime_error("flow table '" + name + "': rte_hash_create for " + std::to_string(entries) +
+                             " keys failed: " + rte_strerror(err));
+  }
+  // Measured from the heap, which is exact when nothing else allocates
+  // meanwhile (tables are built on the control thread before workers run);
+  // the estimate stands in if another thread freed memory in between.
+  hashBytes_ = after > before ? after - before : estimateHashBytes(entries, sizeof(FlowKey));
+
+  // Free chain in index order, so a fresh table fills records front to back.
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    flows_[i].state = FlowState::kCount;
+    flows_[i].prev = kNoFlow;
+    flows_[i].next = i + 1 < capacity_ ? i + 1 : kNoFlow;
+  }
+  freeHead_ = 0;
+}
+
+FlowTable::~FlowTable() {
+  rte_hash_free(hash_);
+  rte_free(flows_);
+}
+
+uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
+  void* data = nullptr;
+  if (rte_hash_lookup_data(hash_, &key, &data) < 0) return kNoFlow;
+  return unpackData(data, dir);
+}
+
+void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
+  const void* batch[RTE_HASH_LOOKUP_BULK_MAX];
+  void* data[RTE_HASH_LOOKUP_BULK_MAX];
+  // Callers pass at most one burst (<= 64); longer arrays are split rather
+  // than overrun the fixed batch.
+  for (uint32_t base = 0; base < n; base += RTE_HASH_LOOKUP_BULK_MAX) {
+    const uint32_t m = std::min<uint32_t>(n - base, RTE_HASH_LOOKUP_BULK_MAX);
+    for (uint32_t i = 0; i < m; ++i) batch[i] = keys[base + i];
+    uint64_t hits = 0;
+    if (rte_hash_lookup_bulk_data(hash_, batch, m, &hits, data) < 0) hits = 0;
+    for (uint32_t i = 0; i < m; ++i)
+      idx[base + i] = (hits >> i) & 1u ? unpackData(data[i], dir[base + i]) : kNoFlow;
+  }
+}
+
+uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
+  if (size_ == capacity_ || f.state >= FlowState::kCount) return kNoFlow;
+  const FlowKey ko = originalKey(f);
+  const FlowKey kr = replyKey(f);
+  // One key cannot lead to both directions of the same flow.
+  if (ko == kr) return kNoFlow;
+  const hash_sig_t ho = rte_hash_hash(hash_, &ko);
+  const hash_sig_t hr = rte_hash_hash(hash_, &kr);
+  // rte_hash_add_key_* overwrites an existing key's data: check first so a
+  // clash never hijacks another flow.
+  if (rte_hash_lookup_with_hash(hash_, &ko, ho) >= 0 || rte_hash_lookup_with_hash(hash_, &kr, hr) >= 0)
+    return kNoFlow;
+
+  const uint32_t idx = freeHead_;
+  if (rte_hash_add_key_with_hash_data(hash_, &ko, ho, packData(idx, Direction::kOriginal)) < 0)
+    return kNoFlow;
+  if (rte_hash_add_key_with_hash_data(hash_, &kr, hr, packData(idx, Direction::kReply)) < 0) {
+    rte_hash_del_key_with_hash(hash_, &ko, ho);
+    return kNoFlow;
+  }
+
+  Flow& rec = flows_[idx];
+  freeHead_ = rec.next;
+  rec = f;
+  rec.lastSeenMs = nowMs;
+  queueStamps(flows_, capacity_)[idx] = nowMs;
+  listPush(rec.state, idx);
+  ++size_;
+  return idx;
+}
+
+void FlowTable::setState(uint32_t idx, FlowState s, uint32_t nowMs) {
+  Flow& rec = flows_[idx];
+  rec.lastSeenMs = nowMs;
+  if (rec.state == s) return;
+  listUnlink(rec.state, idx);
+  rec.state = s;
+  queueStamps(flows_, capacity_)[idx] = nowMs;
+  listPush(s, idx);
+}
+
+void FlowTable::remove(uint32_t idx) {
+  Flow& rec = flows_[idx];
+  // Removing a free record would corrupt the free chain: ignore it.
+  if (rec.state >= FlowState::kCount) return;
+  const FlowKey ko = originalKey(rec);
+  const FlowKey kr = replyKey(rec);
+  rte_hash_del_key(hash_, &ko);
+  rte_hash_del_key(hash_, &kr);
+  listUnlink(rec.state, idx);
+  rec.state = FlowState::kCount;
+  rec.prev = kNoFlow;
+  rec.next = freeHead_;
+  freeHead_ = idx;
+  --size_;
+}
+
+uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
+                           const std::function<void(const Flow&)>& onExpire) {
+  uint32_t* stamps = queueStamps(flows_, capacity_);
+  const uint32_t quantum = std::max<uint32_t>(1, budget / kFlowStateCount);
+  bool open[kFlowStateCount];
+  std::fill(std::begin(open), std::end(open), true);
+
+  uint32_t expired = 0;
+  uint32_t work = 0;
+  bool progress = true;
+  while (progress && work < budget) {
+    progress = false;
+    for (std::size_t si = 0; si < kFlowStateCount && work < budget; ++si) {
+      if (!open[si]) continue;
+      const auto s = static_cast<FlowState>(si);
+      const uint32_t timeout = timeouts_.of(s);
+      const uint32_t requeueAfter = std::max<uint32_t>(timeout / 4, 1);
+      for (uint32_t step = 0; step < quantum && work < budget; ++step) {
+        const uint32_t head = lists_[si].head;
+        if (head == kNoFlow) {
+          open[si] = false;
+          break;
+        }
+        Flow& rec = flows_[head];
+        if (reached(nowMs, rec.lastSeenMs, timeout)) {
+          if (onExpire) onExpire(rec);
+          remove(head);
+          ++expired;
+        } else if (reached(nowMs, stamps[head], requeueAfter)) {
+          listUnlink(s, head);
+          stamps[head] = nowMs;
+          listPush(s, head);
+        } else {
+          open[si] = false;  // everything behind was queued later still
+          break;
+        }
+        ++work;
+        progress = true;
+      }
+    }
+  }
+  return expired;
+}
+
+void FlowTable::forEach(const std::function<void(uint32_t idx, const Flow&)>& fn) const {
+  // Live flows are exactly the members of the state lists. The next link is
+  // read before the call so `fn` may remove the flow it is given.
+  for (const List& l : lists_) {
+    for (uint32_t i = l.head; i != kNoFlow;) {
+      const uint32_t next = flows_[i].next;
+      fn(i, flows_[i]);
+      i = next;
+    }
+  }
+}
+
+std::size_t FlowTable::memoryBytes() const {
+  return static_cast<std::size_t>(capacity_) * (sizeof(Flow) + sizeof(uint32_t)) + hashBytes_;
+}
+
+void FlowTable::listPush(FlowState s, uint32_t idx) {
+  List& l = lists_[stateIndex(s)];
+  Flow& rec = flows_[idx];
+  rec.prev = l.tail;
+  rec.next = kNoFlow;
+  if (l.tail == kNoFlow)
+    l.head = idx;
+  else
+    flows_[l.tail].next = idx;
+  l.tail = idx;
+}
+
+void FlowTable::listUnlink(FlowState s, uint32_t idx) {
+  List& l = lists_[stateIndex(s)];
+  Flow& rec = flows_[idx];
+  if (rec.prev == kNoFlow)
+    l.head = rec.next;
+  else
+    flows_[rec.prev].next = rec.next;
+  if (rec.next == kNoFlow)
+    l.tail = rec.prev;
+  else
+    flows_[rec.next].prev = rec.prev;
+  rec.prev = kNoFlow;
+  rec.next = kNoFlow;
+}
+
+}  // namespace strait::dataplane

@@ -1,1 +1,464 @@
-// placeholder: implemented in progress
+// The NAT pipeline of one worker (see nat.h and docs/nat.md). A burst goes
+// through three passes: parse and classify every frame (prefetching frames
+// ahead), look every flow candidate up with one bulk hash lookup, then
+// handle the candidates in arrival order: hits are tracked and rewritten,
+// misses create flows (Maglev pick, SNAT port) or are handed to the worker
+// that owns them. Everything per packet is inline arithmetic on the frame;
+// the only calls out are the flow table, the port allocator on new flows,
+// the TCP tracker and the rare ICMP and MSS paths.
+#include "dataplane/nat.h"
+
+#include <netinet/in.h>
+#include <rte_byteorder.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include <vector>
+
+#include "dataplane/icmp.h"
+#include "dataplane/maglev.h"
+#include "dataplane/mss_clamp.h"
+#include "dataplane/nat_rewrite.h"
+#include "dataplane/parse.h"
+#include "dataplane/tcp_state.h"
+
+namespace strait::dataplane {
+
+namespace {
+
+// Frames are prefetched this many positions ahead of the parser: far enough
+// to hide a miss to memory behind the parse of the frames in between.
+constexpr uint16_t kPrefetchAhead = 4;
+
+constexpr uint8_t kIcmpEchoRequest = 8;
+
+// What a frame that needs its flow turned out to be.
+enum class Cand : uint8_t {
+  kOriginal,       // TCP/UDP client -> VIP:service port
+  kReply,          // TCP/UDP to a SNAT address: a backend's reply
+  kIcmpToClient,   // ICMP error to a SNAT address quoting snat -> backend
+  kIcmpToBackend,  // ICMP error to a VIP quoting vip -> client
+};
+
+// Spreads new flows over a service's SNAT addresses. Mixed again so the
+// address choice is independent of the Maglev slot the same hash picks.
+inline uint32_t snatSpread(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+class Burst {
+ public:
+  Burst(const NatCore::Deps& d, const Snapshot& snap, uint32_t nowMs)
+      : ft_(*d.flows), pa_(*d.ports), c_(*d.counters), d_(d), snap_(snap), now_(nowMs) {}
+
+  void run(rte_mbuf** pkts, uint16_t n, Verdict* v);
+
+ private:
+  void classify(rte_mbuf* mb, uint16_t i, Verdict& v);
+  void addCandidate(uint16_t i, Cand kind, const ServiceView* svc, const FlowKey& key);
+  void handle(rte_mbuf** pkts, uint16_t j, Verdict* verdicts);
+  uint32_t createFlow(uint16_t j, Verdict& v);
+  void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
+               Verdict& v);
+  void translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v);
+  bool flushedDrop(uint32_t fi, Verdict& v);
+  void missToOwner(uint16_t snatPort, Verdict& v);
+  void count(const Flow& f, uint32_t bytes) {
+    if (f.serviceSlot < kMaxServiceSlots) {
+      c_.services[f.serviceSlot].packets++;
+      c_.services[f.serviceSlot].bytes += bytes;
+    }
+    if (f.backendSlot < kMaxBackendSlots) {
+      c_.backends[f.backendSlot].packets++;
+      c_.backends[f.backendSlot].bytes += bytes;
+    }
+  }
+  void drop(Verdict& v, DropReason r) {
+    v = Verdict{Action::kDrop, r, 0};
+    c_.drop(r);
+  }
+  bool isFlushed(uint16_t slot) const { return slot < kMaxBackendSlots && snap_.flushedBackends[slot]; }
+
+  FlowTable& ft_;
+  PortAllocator& pa_;
+  WorkerCounters& c_;
+  const NatCore::Deps& d_;
+  const Snapshot& snap_;
+  const uint32_t now_;
+
+  PacketMeta meta_[kMaxBurst];
+  // Flow candidates, in arrival order.
+  uint16_t nc_ = 0;
+  FlowKey keys_[kMaxBurst];
+  uint16_t pkt_[kMaxBurst];
+  Cand kind_[kMaxBurst];
+  const ServiceView* svc_[kMaxBurst];
+  // Set once the table changed inside this burst: after a removal the bulk
+  // results may name freed records, after an insert a miss may now hit (a
+  // retransmitted SYN in the same burst).
+  bool removed_ = false;
+  bool inserted_ = false;
+};
+
+void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
+  for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+    classify(pkts[i], i, verdicts[i]);
+  }
+  if (nc_ == 0) return;
+
+  const FlowKey* keyPtrs[kMaxBurst];
+  for (uint16_t j = 0; j < nc_; ++j) keyPtrs[j] = &keys_[j];
+  uint32_t idx[kMaxBurst];
+  Direction dir[kMaxBurst];
+  ft_.lookupBulk(keyPtrs, nc_, idx, dir);
+  for (uint16_t j = 0; j < nc_; ++j)
+    if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
+
+  for (uint16_t j = 0; j < nc_; ++j) {
+    uint32_t fi = idx[j];
+    Direction d = dir[j];
+    if (removed_ || (inserted_ && fi == kNoFlow)) fi = ft_.lookup(keys_[j], d);
+    const uint16_t i = pkt_[j];
+    Verdict& v = verdicts[i];
+    const PacketMeta& m = meta_[i];
+    rte_mbuf* mb = pkts[i];
+
+    switch (kind_[j]) {
+      case Cand::kOriginal:
+      case Cand::kReply:
+        if (fi == kNoFlow) {
+          if (kind_[j] == Cand::kReply) {
+            missToOwner(m.dstPort, v);
+            continue;
+          }
+          fi = createFlow(j, v);
+          if (fi == kNoFlow) continue;
+          d = Direction::kOriginal;
+        } else {
+          if (flushedDrop(fi, v)) continue;
+          Flow& f = ft_.at(fi);
+          if (m.l4Proto == IPPROTO_TCP) {
+            uint8_t flags = f.flags;
+            const FlowState next = tcpNextState(f.state, m.tcpFlags, d, flags);
+            f.flags = flags;
+            if (next != f.state)
+              ft_.setState(fi, next, now_);
+            else
+              ft_.touch(fi, now_);
+          } else {
+            ft_.touch(fi, now_);
+          }
+        }
+        forward(mb, m, fi, d, kind_[j] == Cand::kOriginal ? svc_[j] : nullptr, v);
+        break;
+
+      case Cand::kIcmpToClient:
+      case Cand::kIcmpToBackend: {
+        const Direction want = kind_[j] == Cand::kIcmpToClient ? Direction::kReply : Direction::kOriginal;
+        if (fi == kNoFlow) {
+          if (kind_[j] == Cand::kIcmpToClient)
+            missToOwner(m.innerSrcPort, v);
+          else
+            drop(v, DropReason::kNoFlow);
+          continue;
+        }
+        if (d != want) {
+          drop(v, DropReason::kIcmpUnhandled);
+          continue;
+        }
+        if (flushedDrop(fi, v)) continue;
+        translateIcmp(mb, m, fi, d, v);
+        break;
+      }
+    }
+  }
+}
+
+void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
+  if (mb->nb_segs > 1) {
+    drop(v, DropReason::kMalformed);
+    return;
+  }
+  uint8_t* data = rte_pktmbuf_mtod(mb, uint8_t*);
+  PacketMeta& m = meta_[i];
+  const DropReason r = parsePacket(data, data + rte_pktmbuf_data_len(mb), m);
+  if (r != DropReason::kNone) {
+    drop(v, r);
+    return;
+  }
+  if (m.l3 == L3Kind::kArp) {
+    v = Verdict{Action::kToControl, DropReason::kNone, 0};
+    c_.toControl++;
+    return;
+  }
+  if (m.l3 != L3Kind::kIpv4) {
+    drop(v, DropReason::kUnsupportedL2);
+    return;
+  }
+  const uint8_t roles = snap_.addrRoles(m.dstIp);
+  if (roles == 0) {
+    drop(v, DropReason::kNotLocal);
+    return;
+  }
+
+  if (m.l4Proto == IPPROTO_ICMP) {
+    if (m.icmpType == kIcmpEchoRequest) {
+      icmpEchoReply(data, m);
+      v = Verdict{Action::kLocal, DropReason::kNone, 0};
+      c_.icmpEchoReplies++;
+      return;
+    }
+    // An error is only ours when it quotes a TCP/UDP packet that we sent
+    // from the address the error was sent to.
+    if (!m.icmpError || (m.innerProto != IPPROTO_TCP && m.innerProto != IPPROTO_UDP) ||
+        m.innerSrcIp != m.dstIp) {
+      drop(v, DropReason::kIcmpUnhandled);
+      return;
+    }
+    const ServiceView* svc = (roles & kRoleVip) ? snap_.findService(m.innerSrcIp, m.innerSrcPort, m.innerProto)
+                                                : nullptr;
+    Cand kind;
+    if (svc != nullptr) {
+      kind = Cand::kIcmpToBackend;
+    } else if (roles & kRoleSnat) {
+      kind = Cand::kIcmpToClient;
+    } else {
+      drop(v, DropReason::kIcmpUnhandled);
+      return;
+    }
+    if (m.ttl <= 1) {
+      drop(v, DropReason::kTtlExceeded);
+      return;
+    }
+    addCandidate(i, kind, svc, icmpQuotedKey(m));
+    return;
+  }
+
+  // TCP or UDP (the parser refuses every other protocol).
+  const ServiceView* svc = (roles & kRoleVip) ? snap_.findService(m.dstIp, m.dstPort, m.l4Proto) : nullptr;
+  Cand kind;
+  if (svc != nullptr) {
+    kind = Cand::kOriginal;
+  } else if (roles & kRoleSnat) {
+    kind = Cand::kReply;
+  } else {
+    drop(v, DropReason::kNoService);
+    return;
+  }
+  if (m.ttl <= 1) {
+    drop(v, DropReason::kTtlExceeded);
+    return;
+  }
+  FlowKey k;
+  k.srcIp = m.srcIp;
+  k.dstIp = m.dstIp;
+  k.srcPort = m.srcPort;
+  k.dstPort = m.dstPort;
+  k.proto = m.l4Proto;
+  addCandidate(i, kind, svc, k);
+}
+
+void Burst::addCandidate(uint16_t i, Cand kind, const ServiceView* svc, const FlowKey& key) {
+  keys_[nc_] = key;
+  pkt_[nc_] = i;
+  kind_[nc_] = kind;
+  svc_[nc_] = svc;
+  ++nc_;
+}
+
+bool Burst::flushedDrop(uint32_t fi, Verdict& v) {
+  const Flow& f = ft_.at(fi);
+  if (!isFlushed(f.backendSlot)) return false;
+  pa_.release(f.pool, rte_be_to_cpu_16(f.snatPort));
+  if (f.serviceSlot < kMaxServiceSlots) c_.services[f.serviceSlot].flowsClosed++;
+  if (f.backendSlot < kMaxBackendSlots) c_.backends[f.backendSlot].flowsClosed++;
+  c_.flowsFlushed++;
+  ft_.remove(fi);
+  removed_ = true;
+  drop(v, DropReason::kFlowFlushed);
+  return true;
+}
+
+void Burst::missToOwner(uint16_t snatPort, Verdict& v) {
+  if (d_.ownerMode == OwnerMode::kPortModulo && d_.numWorkers > 1) {
+    const uint16_t owner = static_cast<uint16_t>(rte_be_to_cpu_16(snatPort) % d_.numWorkers);
+    if (owner != d_.workerId) {
+      v = Verdict{Action::kHandoff, DropReason::kNone, owner};
+      c_.handoffOut++;
+      return;
+    }
+  }
+  drop(v, DropReason::kNoFlow);
+}
+
+uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
+  const FlowKey& key = keys_[j];
+  const PacketMeta& m = meta_[pkt_[j]];
+  const ServiceView& svc = *svc_[j];
+  const bool tcp = key.proto == IPPROTO_TCP;
+  if (tcp && (m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpSyn) {
+    drop(v, DropReason::kNoFlow);
+    return kNoFlow;
+  }
+  if (svc.maglev.empty()) {
+    drop(v, DropReason::kNoBackend);
+    return kNoFlow;
+  }
+  const uint32_t h = maglevFlowHash(key);
+  const uint16_t bi = svc.maglev[h % svc.maglev.size()];
+  if (bi >= svc.backends.size()) {
+    drop(v, DropReason::kNoBackend);
+    return kNoFlow;
+  }
+  const BackendView& be = svc.backends[bi];
+  // Refuse before taking a port that would only be given back.
+  if (ft_.size() >= ft_.capacity()) {
+    drop(v, DropReason::kFlowTableFull);
+    return kNoFlow;
+  }
+
+  // SNAT address by flow hash; on an exhausted pool try the next address.
+  const std::size_t ns = svc.snatIps.size();
+  const std::size_t start = ns ? snatSpread(h) % ns : 0;
+  bool sawExhausted = false;
+  uint32_t pool = kNoPool;
+  uint16_t port = 0;
+  uint32_t snatIp = 0;
+  for (std::size_t t = 0; t < ns; ++t) {
+    const uint32_t ip = svc.snatIps[(start + t) % ns];
+    const uint32_t p = pa_.pool(PoolKey{ip, be.ip, be.port, key.proto, 0});
+    if (p == kNoPool) continue;
+    if (pa_.allocate(p, port)) {
+      pool = p;
+      snatIp = ip;
+      break;
+    }
+    sawExhausted = true;
+  }
+  if (pool == kNoPool) {
+    drop(v, sawExhausted ? DropReason::kSnatPortsExhausted : DropReason::kSnatPoolsExhausted);
+    return kNoFlow;
+  }
+
+  Flow f{};
+  f.clientIp = key.srcIp;
+  f.vip = key.dstIp;
+  f.clientPort = key.srcPort;
+  f.vipPort = key.dstPort;
+  f.backendIp = be.ip;
+  f.backendPort = be.port;
+  f.snatIp = snatIp;
+  f.snatPort = rte_cpu_to_be_16(port);
+  f.pool = pool;
+  f.serviceSlot = svc.slot;
+  f.backendSlot = be.slot;
+  f.proto = key.proto;
+  f.state = tcp ? FlowState::kSynSent : FlowState::kUdp;
+  f.flags = 0;
+  const uint32_t fi = ft_.insert(f, now_);
+  if (fi == kNoFlow) {
+    pa_.release(pool, port);
+    drop(v, DropReason::kFlowTableFull);
+    return kNoFlow;
+  }
+  inserted_ = true;
+  c_.flowsCreated++;
+  if (svc.slot < kMaxServiceSlots) c_.services[svc.slot].flowsCreated++;
+  if (be.slot < kMaxBackendSlots) c_.backends[be.slot].flowsCreated++;
+  return fi;
+}
+
+void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
+                    Verdict& v) {
+  const Flow& f = ft_.at(fi);
+  uint8_t* data = rte_pktmbuf_mtod(mb, uint8_t*);
+  uint8_t* l3 = data + m.l3Off;
+  uint8_t* l4 = data + m.l4Off;
+  const bool tcp = m.l4Proto == IPPROTO_TCP;
+  if (dir == Direction::kOriginal)
+    rw::rewriteV4(l3, l4, tcp, f.snatIp, f.backendIp, f.snatPort, f.backendPort);
+  else
+    rw::rewriteV4(l3, l4, tcp, f.vip, f.clientIp, f.vipPort, f.clientPort);
+
+  // MSS clamp on the client's SYN and the backend's SYN-ACK.
+  if (tcp && (m.tcpFlags & kTcpSyn)) {
+    const bool ack = (m.tcpFlags & kTcpAck) != 0;
+    if ((dir == Direction::kOriginal) != ack) {
+      if (svc == nullptr) svc = snap_.findService(f.vip, f.vipPort, f.proto);
+      if (svc != nullptr && svc->mssClamp != 0 && clampMss(l4, m.tcpHdrLen, svc->mssClamp)) c_.mssClamped++;
+    }
+  }
+  count(f, rte_pktmbuf_pkt_len(mb));
+  v = Verdict{Action::kForward, DropReason::kNone, 0};
+}
+
+void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v) {
+  const Flow& f = ft_.at(fi);
+  icmpTranslateError(rte_pktmbuf_mtod(mb, uint8_t*), m, f, dir);
+  c_.icmpErrorsTranslated++;
+  count(f, rte_pktmbuf_pkt_len(mb));
+  v = Verdict{Action::kForward, DropReason::kNone, 0};
+}
+
+}  // namespace
+
+NatCore::NatCore(const Deps& d) : d_(d) {}
+
+void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts) {
+  if (n > kMaxBurst) n = kMaxBurst;
+  Burst b(d_, snap, nowMs);
+  b.run(pkts, n, verdicts);
+}
+
+namespace {
+void closeAccounting(PortAllocator& pa, WorkerCounters& c, const Flow& f) {
+  pa.release(f.pool, rte_be_to_cpu_16(f.snatPort));
+  if (f.serviceSlot < kMaxServiceSlots) c.services[f.serviceSlot].flowsClosed++;
+  if (f.backendSlot < kMaxBackendSlots) c.backends[f.backendSlot].flowsClosed++;
+}
+}  // namespace
+
+uint32_t NatCore::expire(uint32_t nowMs, uint32_t budget) {
+  PortAllocator& pa = *d_.ports;
+  WorkerCounters& c = *d_.counters;
+  return d_.flows->expire(nowMs, budget, [&pa, &c](const Flow& f) {
+    closeAccounting(pa, c, f);
+    c.flowsExpired++;
+  });
+}
+
+uint32_t NatCore::flush(const Snapshot& snap) {
+  if (snap.flushedBackends.none()) return 0;
+  std::vector<uint32_t> victims;
+  d_.flows->forEach([&](uint32_t idx, const Flow& f) {
+    if (f.backendSlot < kMaxBackendSlots && snap.flushedBackends[f.backendSlot]) victims.push_back(idx);
+  });
+  for (uint32_t idx : victims) {
+    closeAccounting(*d_.ports, *d_.counters, d_.flows->at(idx));
+    d_.counters->flowsFlushed++;
+    d_.flows->remove(idx);
+  }
+  return static_cast<uint32_t>(victims.size());
+}
+
+void NatCore::clear() {
+  std::vector<uint32_t> all;
+  all.reserve(d_.flows->size());
+  d_.flows->forEach([&](uint32_t idx, const Flow&) { all.push_back(idx); });
+  // Counted as expiry so that created - expired - flushed stays the number
+  // of live flows.
+  for (uint32_t idx : all) {
+    closeAccounting(*d_.ports, *d_.counters, d_.flows->at(idx));
+    d_.counters->flowsExpired++;
+    d_.flows->remove(idx);
+  }
+}
+
+}  // namespace strait::dataplane

@@ -56,6 +56,9 @@ class NeighbourTable {
     uint64_t updatedMs = 0;  // writer only
   };
   std::vector<Slot> slots_;
+  // Slots holding an IP (writer only). Inserts stop at half the slots so
+  // probe sequences, including a reader's search for an absent IP, stay short.
+  std::size_t used_ = 0;
 };
 
 }  // namespace strait::dataplane

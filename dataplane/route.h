@@ -34,6 +34,9 @@ class RouteTable {
  private:
   rte_lpm* lpm_ = nullptr;
   std::vector<NextHop> hops_;
+  // rte_lpm takes depths 1..32 only, so a /0 route lives beside it.
+  bool hasDefault_ = false;
+  NextHop default_{};
 };
 
 }  // namespace strait::dataplane

@@ -30,7 +30,14 @@ constexpr Direction opposite(Direction dir) {
   return dir == Direction::kOriginal ? Direction::kReply : Direction::kOriginal;
 }
 
-// A FIN from `dir` while the flow is open or half closed: records the side
+// The first FIN of an open connection: the bits then name exactly the side
+// that closed first, whatever they held before.
+FlowState startClose(Direction dir, uint8_t& flowFlags) {
+  flowFlags = finBit(dir);
+  return FlowState::kFinWait;
+}
+
+// A FIN from `dir` while the flow is half closed: records the side
 // and moves to FIN_WAIT, or to LAST_ACK once both sides have sent one. A
 // retransmitted FIN from a side already recorded changes nothing.
 FlowState onFin(FlowState cur, Direction dir, uint8_t& flowFlags) {
@@ -58,12 +65,11 @@ FlowState tcpNextState(FlowState cur, uint8_t tcpFlags, Direction dir, uint8_t& 
       return cur;
 
     case FlowState::kSynRecv:
-      if (fromClient && ack && !syn) return fin ? onFin(FlowState::kEstablished, dir, flowFlags)
-                                                : FlowState::kEstablished;
+      if (fromClient && ack && !syn) return fin ? startClose(dir, flowFlags) : FlowState::kEstablished;
       return cur;
 
     case FlowState::kEstablished:
-      return fin ? onFin(cur, dir, flowFlags) : cur;
+      return fin ? startClose(dir, flowFlags) : cur;
 
     case FlowState::kFinWait:
       if (fin) return onFin(cur, dir, flowFlags);
@@ -74,7 +80,13 @@ FlowState tcpNextState(FlowState cur, uint8_t tcpFlags, Direction dir, uint8_t& 
       return cur;
 
     case FlowState::kCloseWait:
-      return fin ? onFin(cur, dir, flowFlags) : cur;
+      // The first FIN was seen and acknowledged: the other side's FIN ends
+      // both halves, even if the tracker bits were lost along the way.
+      if (fin && !(flowFlags & finBit(dir))) {
+        flowFlags |= finBit(dir);
+        return FlowState::kLastAck;
+      }
+      return cur;
 
     case FlowState::kLastAck:
       if (ack && !syn && !fin) return FlowState::kTimeWait;

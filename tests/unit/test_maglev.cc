@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dataplane/maglev.h"
@@ -261,7 +262,8 @@ TEST(MaglevTest, FlowHashIsDeterministicAndUsesEveryField) {
 
 // The flow hash must not change between releases: instances of different
 // versions behind one NLB have to send a client to the same backend. These
-// values were computed by this implementation; a change here is a fleet-wide
+// values were computed by this implementation and cross-checked with an
+// independent Python transcription of docs/maglev.md; a change here is a fleet-wide
 // compatibility break and must be deliberate.
 TEST(MaglevTest, FlowHashIsPinned) {
   FlowKey k;
@@ -271,7 +273,18 @@ TEST(MaglevTest, FlowHashIsPinned) {
   k.dstPort = htons(443);
   k.proto = 6;
   std::printf("[ info ] maglevFlowHash(192.0.2.1:40000 -> 198.51.100.10:443 tcp) = 0x%08x\n", maglevFlowHash(k));
-  EXPECT_EQ(maglevFlowHash(k), 0x00000000u);
+  EXPECT_EQ(maglevFlowHash(k), 0x564abdb8u);
+}
+
+// Same reason for the table: the backend permutation (seeds, identity
+// encoding, round order) must stay stable across releases.
+TEST(MaglevTest, TableIsPinned) {
+  auto b = makeBackends(3);
+  const auto t = buildMaglev(b, 13);
+  std::string got;
+  for (uint16_t e : t) got += static_cast<char>('0' + e);
+  std::printf("[ info ] 3 backends, M=13: %s\n", got.c_str());
+  EXPECT_EQ(got, "0101210012220");
 }
 
 TEST(MaglevTest, FlowHashMixesWell) {

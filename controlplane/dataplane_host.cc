@@ -1,0 +1,593 @@
+// DataplaneHost: DPDK bring-up, snapshot publication with RCU, the ARP slow
+// path on the control thread, and lock-free reads of worker state.
+#include "controlplane/dataplane_host.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+#include "controlplane/log.h"
+#include "dataplane/arp.h"
+#include "dataplane/flow_table.h"
+#include "dataplane/nat.h"
+#include "dataplane/neighbour.h"
+#include "dataplane/port.h"
+#include "dataplane/port_alloc.h"
+#include "dataplane/route.h"
+#include "dataplane/toeplitz.h"
+#include "dataplane/worker.h"
+
+namespace strait::controlplane {
+
+using namespace strait::dataplane;
+
+namespace {
+
+uint64_t steadyMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+bool hasLcoreArg(const std::vector<std::string>& eal) {
+  for (const auto& a : eal)
+    if (a == "-l" || a == "-c" || a.rfind("--lcores", 0) == 0 || (a.size() > 2 && (a.rfind("-l", 0) == 0 || a.rfind("-c", 0) == 0) && a[1] != '-'))
+      return true;
+  return false;
+}
+
+// Maps lcore i to the i-th CPU this process may run on (wrapping), so the
+// default works on any machine: one CPU per lcore where there are enough,
+// shared CPUs otherwise.
+std::string defaultLcores(uint32_t workers) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  if (cpus.empty()) cpus.push_back(0);
+  std::string s = "--lcores=";
+  for (uint32_t i = 0; i <= workers; ++i) {
+    if (i) s += ",";
+    s += std::to_string(i) + "@" + std::to_string(cpus[i % cpus.size()]);
+  }
+  return s;
+}
+
+void addCounters(WorkerCounters& into, const WorkerCounters& c) {
+  into.rxPackets += c.rxPackets;
+  into.rxBytes += c.rxBytes;
+  into.txPackets += c.txPackets;
+  into.txBytes += c.txBytes;
+  into.flowsCreated += c.flowsCreated;
+  into.flowsExpired += c.flowsExpired;
+  into.flowsFlushed += c.flowsFlushed;
+  into.handoffOut += c.handoffOut;
+  into.handoffIn += c.handoffIn;
+  into.toControl += c.toControl;
+  into.icmpErrorsTranslated += c.icmpErrorsTranslated;
+  into.icmpEchoReplies += c.icmpEchoReplies;
+  into.mssClamped += c.mssClamped;
+  into.loops += c.loops;
+  into.busyLoops += c.busyLoops;
+  into.busyCycles += c.busyCycles;
+  into.totalCycles += c.totalCycles;
+  into.snapshotGeneration = std::max(into.snapshotGeneration, c.snapshotGeneration);
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) into.drops[i] += c.drops[i];
+  for (std::size_t i = 0; i < kMaxServiceSlots; ++i) {
+    into.services[i].packets += c.services[i].packets;
+    into.services[i].bytes += c.services[i].bytes;
+    into.services[i].flowsCreated += c.services[i].flowsCreated;
+    into.services[i].flowsClosed += c.services[i].flowsClosed;
+  }
+  for (std::size_t i = 0; i < kMaxBackendSlots; ++i) {
+    into.backends[i].packets += c.backends[i].packets;
+    into.backends[i].bytes += c.backends[i].bytes;
+    into.backends[i].flowsCreated += c.backends[i].flowsCreated;
+    into.backends[i].flowsClosed += c.backends[i].flowsClosed;
+  }
+}
+
+uint32_t roundPow2Minus1(uint64_t n) {
+  uint64_t p = 1;
+  while (p - 1 < n) p <<= 1;
+  return static_cast<uint32_t>(p - 1);
+}
+
+}  // namespace
+
+struct Worker {
+  uint16_t id = 0;
+  unsigned lcore = 0;
+  rte_mempool* pool = nullptr;
+  WorkerCounters* counters = nullptr;
+  std::unique_ptr<FlowTable> flows;
+  std::unique_ptr<PortAllocator> ports;
+  std::unique_ptr<NatCore> nat;
+  std::unique_ptr<WorkerContext> ctx;
+};
+
+struct DataplaneHost::Impl {
+  Config cfg;
+  std::vector<std::string> ealArgs;
+  bool ealUp = false;
+  uint16_t numWorkers = 1;
+  std::vector<PortState> ports;
+  std::vector<Worker> workers;
+  rte_mempool* controlPool = nullptr;
+  rte_ring* toControl = nullptr;
+  rte_ring* resolve = nullptr;
+  rte_ring* fromControl = nullptr;
+  std::vector<rte_ring*> handoff;
+  rte_rcu_qsbr* rcu = nullptr;
+  std::unique_ptr<RouteTable> routes;
+  std::unique_ptr<NeighbourTable> neighbours;
+  std::unique_ptr<ArpService> arp;
+  WorkerCounters* controlCounters = nullptr;
+  std::atomic<const Snapshot*> current{nullptr};
+  std::atomic<bool> stopFlag{false};
+  bool started = false;
+  OwnerMode ownerMode = OwnerMode::kSingle;
+  std::unique_ptr<Toeplitz> toeplitz;
+
+  std::mutex retireMu;
+  struct Retired {
+    const Snapshot* snap;
+    uint64_t token;
+  };
+  std::deque<Retired> retired;
+  uint64_t lastTickMs = 0;
+  mutable std::mutex taskMu;
+
+  void initEal();
+  void initMemory();
+  void initPorts();
+  void initRouting();
+  void initWorkers();
+  void reclaim(bool force);
+  bool runOnWorker(uint16_t w, std::function<void()> fn) const;
+};
+
+void DataplaneHost::Impl::initEal() {
+  numWorkers = static_cast<uint16_t>(cfg.dataplane.workers);
+  ealArgs.push_back("straitd");
+  for (const auto& a : cfg.dataplane.eal) ealArgs.push_back(a);
+  if (!hasLcoreArg(cfg.dataplane.eal)) ealArgs.push_back(defaultLcores(numWorkers));
+  std::string joined;
+  for (const auto& a : ealArgs) joined += " " + a;
+  logf(LogLevel::kInfo, "EAL arguments:%s", joined.c_str());
+  std::vector<char*> argv;
+  for (auto& a : ealArgs) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(ealArgs.size()), argv.data()) < 0)
+    throw std::runtime_error(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+  ealUp = true;
+  if (rte_lcore_count() < static_cast<unsigned>(numWorkers) + 1)
+    throw std::runtime_error("dataplane.workers = " + std::to_string(numWorkers) + " needs " +
+                             std::to_string(numWorkers + 1) + " lcores (one control + one per worker), EAL has " +
+                             std::to_string(rte_lcore_count()));
+}
+
+void DataplaneHost::Impl::initMemory() {
+  const auto& dp = cfg.dataplane;
+  const uint64_t nports = cfg.interfaces.size();
+  uint64_t perWorker = dp.mbufs ? dp.mbufs
+                                : nports * (uint64_t(dp.rxDescriptors) + dp.txDescriptors + 2ull * dp.burst) +
+                                      dp.handoffRingSize + 4096;
+  uint32_t n = roundPow2Minus1(perWorker);
+  workers.resize(numWorkers);
+  unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+  for (uint16_t w = 0; w < numWorkers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0)) {
+    Worker& wk = workers[w];
+    wk.id = w;
+    wk.lcore = lcore;
+    int socket = static_cast<int>(rte_lcore_to_socket_id(lcore));
+    std::string name = "strait_mb" + std::to_string(w);
+    wk.pool = rte_pktmbuf_pool_create(name.c_str(), n, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    if (!wk.pool)
+      throw std::runtime_error("cannot create mbuf pool " + name + " of " + std::to_string(n) +
+                               " mbufs: " + rte_strerror(rte_errno) + " (hugepages set? see docs/running.md)");
+    void* mem = rte_zmalloc_socket("strait_counters", sizeof(WorkerCounters), 64, socket);
+    if (!mem) throw std::runtime_error("cannot allocate worker counters");
+    wk.counters = new (mem) WorkerCounters();
+    logf(LogLevel::kInfo, "worker %u: lcore %u, mbuf pool %u x %u bytes = %.1f MiB", w, lcore, n,
+         RTE_MBUF_DEFAULT_BUF_SIZE + static_cast<unsigned>(sizeof(rte_mbuf)),
+         double(n) * (RTE_MBUF_DEFAULT_BUF_SIZE + sizeof(rte_mbuf)) / 1048576.0);
+  }
+  controlPool = rte_pktmbuf_pool_create("strait_mbctl", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  if (!controlPool) throw std::runtime_error(std::string("cannot create control mbuf pool: ") + rte_strerror(rte_errno));
+  void* mem = rte_zmalloc("strait_counters_ctl", sizeof(WorkerCounters), 64);
+  if (!mem) throw std::runtime_error("cannot allocate control counters");
+  controlCounters = new (mem) WorkerCounters();
+
+  auto mkRing = [](const std::string& name, uint32_t size, unsigned flags) {
+    rte_ring* r = rte_ring_create(name.c_str(), size, SOCKET_ID_ANY, flags);
+    if (!r) throw std::runtime_error("cannot create ring " + name + ": " + rte_strerror(rte_errno));
+    return r;
+  };
+  uint32_t hsz = std::bit_ceil(std::max<uint32_t>(dp.handoffRingSize, 64));
+  for (uint16_t w = 0; w < numWorkers; ++w) handoff.push_back(mkRing("strait_ho" + std::to_string(w), hsz, RING_F_SC_DEQ));
+  toControl = mkRing("strait_toctl", 1024, RING_F_SC_DEQ);
+  resolve = mkRing("strait_resolve", 1024, RING_F_SC_DEQ);
+  fromControl = mkRing("strait_fromctl", 1024, RING_F_SP_ENQ | RING_F_SC_DEQ);
+
+  size_t rsz = rte_rcu_qsbr_get_memsize(numWorkers);
+  rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("strait_rcu", rsz, RTE_CACHE_LINE_SIZE));
+  if (!rcu || rte_rcu_qsbr_init(rcu, numWorkers) != 0) throw std::runtime_error("cannot initialise RCU");
+}
+
+void DataplaneHost::Impl::initPorts() {
+  for (const auto& ifc : cfg.interfaces) {
+    PortParams p;
+    p.device = ifc.port;
+    p.queues = numWorkers;
+    p.rxDescriptors = cfg.dataplane.rxDescriptors;
+    p.txDescriptors = cfg.dataplane.txDescriptors;
+    p.mtu = ifc.mtu;
+    p.rss = ifc.rss;
+    for (auto& w : workers) p.rxPools.push_back(w.pool);
+    PortState st = setupPort(p);
+    char mac[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(mac, sizeof mac, &st.mac);
+    logf(LogLevel::kInfo, "port %s: id %u driver %s mac %s queues %u rss %s", st.device.c_str(), st.portId,
+         st.driver.c_str(), mac, st.queues, st.rssPredictable ? "predictable" : "unpredictable");
+    ports.push_back(std::move(st));
+  }
+  if (numWorkers == 1) {
+    ownerMode = OwnerMode::kSingle;
+  } else {
+    bool predictable = !ports.empty();
+    for (const auto& p : ports) predictable = predictable && p.rssPredictable;
+    if (predictable) {
+      ownerMode = OwnerMode::kRssHash;
+      toeplitz = std::make_unique<Toeplitz>(ports[0].rssKey, ports[0].variant);
+    } else {
+      ownerMode = OwnerMode::kPortModulo;
+    }
+  }
+}
+
+void DataplaneHost::Impl::initRouting() {
+  routes = std::make_unique<RouteTable>("strait_routes", SOCKET_ID_ANY, 1024);
+  std::vector<ArpInterface> arpIfs;
+  bool haveDefault = false;
+  for (std::size_t i = 0; i < cfg.interfaces.size(); ++i) {
+    const auto& ifc = cfg.interfaces[i];
+    uint32_t mask = ifc.address.len == 0 ? 0 : ~uint32_t(0) << (32 - ifc.address.len);
+    uint32_t net = ifc.address.addr & mask;
+    routes->add(htonl(net), ifc.address.len, NextHop{ports[i].portId, 0});
+    if (ifc.gateway && !haveDefault) {
+      routes->add(0, 0, NextHop{ports[i].portId, htonl(*ifc.gateway)});
+      haveDefault = true;
+    }
+    ArpInterface a;
+    a.port = ports[i].portId;
+    a.mac = ports[i].mac;
+    a.ip = htonl(ifc.address.addr);
+    a.prefix = htonl(net);
+    a.prefixLen = ifc.address.len;
+    arpIfs.push_back(a);
+  }
+  neighbours = std::make_unique<NeighbourTable>(4096);
+  arp = std::make_unique<ArpService>(
+      arpIfs, *neighbours, controlPool,
+      [this](uint32_t ip) {
+        const Snapshot* s = current.load(std::memory_order_acquire);
+        return s != nullptr && s->addrRoles(ip) != 0;
+      },
+      [this](rte_mbuf* m) { return rte_ring_sp_enqueue(fromControl, m) == 0; }, *controlCounters);
+}
+
+void DataplaneHost::Impl::initWorkers() {
+  std::random_device rd;
+  const auto& dp = cfg.dataplane;
+  std::vector<rte_ether_addr> macs(RTE_MAX_ETHPORTS);
+  for (const auto& p : ports) macs[p.portId] = p.mac;
+  for (auto& wk : workers) {
+    int socket = static_cast<int>(rte_lcore_to_socket_id(wk.lcore));
+    FlowTable::Params fp;
+    fp.capacity = dp.flowCapacity;
+    fp.socketId = socket;
+    fp.hashSeed = rd();
+    fp.timeouts = dp.timeouts;
+    std::string fname = "strait_flows" + std::to_string(wk.id);
+    fp.name = fname.c_str();
+    wk.flows = std::make_unique<FlowTable>(fp);
+
+    PortAllocator::Params pp;
+    pp.portMin = dp.snatPortMin;
+    pp.portMax = dp.snatPortMax;
+    pp.maxPools = dp.snatPoolsPerWorker;
+    const uint16_t w = wk.id;
+    const uint16_t nw = numWorkers;
+    if (ownerMode == OwnerMode::kPortModulo) {
+      pp.eligible = [w, nw](const PoolKey&, uint16_t port) { return port % nw == w; };
+    } else if (ownerMode == OwnerMode::kRssHash) {
+      const Toeplitz* t = toeplitz.get();
+      std::vector<uint16_t> reta = ports[0].reta;
+      pp.eligible = [w, t, reta](const PoolKey& k, uint16_t port) {
+        // The reply travels backend -> SNAT address: that is the tuple the
+        // NIC hashes when it arrives.
+        uint32_t h = t->hashV4(k.backendIp, k.snatIp, k.backendPort, htons(port));
+        return rssQueue(h, reta) == w;
+      };
+    }
+    wk.ports = std::make_unique<PortAllocator>(pp);
+
+    NatCore::Deps d;
+    d.flows = wk.flows.get();
+    d.ports = wk.ports.get();
+    d.counters = wk.counters;
+    d.workerId = w;
+    d.numWorkers = nw;
+    d.ownerMode = ownerMode;
+    wk.nat = std::make_unique<NatCore>(d);
+
+    auto ctx = std::make_unique<WorkerContext>();
+    ctx->id = w;
+    ctx->numWorkers = nw;
+    for (const auto& p : ports) ctx->ports.push_back(p.portId);
+    ctx->portMacs = macs;
+    ctx->burst = std::min<uint16_t>(dp.burst, kMaxBurst);
+    ctx->idleSleepUs = dp.idleSleepUs;
+    ctx->snapshot = &current;
+    ctx->rcu = rcu;
+    ctx->nat = wk.nat.get();
+    ctx->counters = wk.counters;
+    ctx->routes = routes.get();
+    ctx->neighbours = neighbours.get();
+    ctx->handoff = handoff;
+    ctx->toControl = toControl;
+    ctx->resolve = resolve;
+    ctx->fromControl = w == 0 ? fromControl : nullptr;
+    ctx->stop = &stopFlag;
+    wk.ctx = std::move(ctx);
+    logf(LogLevel::kInfo, "worker %u: flow table %u flows, %.1f MiB; SNAT ports %u-%u, up to %u pools", w,
+         fp.capacity, double(wk.flows->memoryBytes()) / 1048576.0, pp.portMin, pp.portMax, pp.maxPools);
+  }
+}
+
+DataplaneHost::DataplaneHost(const Config& cfg) : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = cfg;
+  impl_->initEal();
+  impl_->initMemory();
+  impl_->initPorts();
+  impl_->initRouting();
+  impl_->initWorkers();
+  logf(LogLevel::kInfo, "SNAT reply ownership: %s", ownerMode().c_str());
+}
+
+DataplaneHost::~DataplaneHost() {
+  stop();
+  auto& d = *impl_;
+  d.reclaim(true);
+  delete d.current.exchange(nullptr);
+  for (auto& w : d.workers) {
+    if (w.nat) w.nat->clear();
+    w.nat.reset();
+    w.flows.reset();
+    w.ports.reset();
+  }
+  for (const auto& p : d.ports) stopPort(p);
+  if (d.ealUp) rte_eal_cleanup();
+}
+
+void DataplaneHost::publish(std::unique_ptr<Snapshot> snap) {
+  auto& d = *impl_;
+  std::lock_guard lk(d.retireMu);
+  const Snapshot* old = d.current.exchange(snap.release(), std::memory_order_acq_rel);
+  if (old) d.retired.push_back({old, rte_rcu_qsbr_start(d.rcu)});
+}
+
+void DataplaneHost::Impl::reclaim(bool force) {
+  std::lock_guard lk(retireMu);
+  while (!retired.empty()) {
+    auto& r = retired.front();
+    if (!force && rte_rcu_qsbr_check(rcu, r.token, false) != 1) break;
+    delete r.snap;
+    retired.pop_front();
+  }
+}
+
+void DataplaneHost::start() {
+  auto& d = *impl_;
+  if (d.started) return;
+  for (auto& w : d.workers) {
+    rte_rcu_qsbr_thread_register(d.rcu, w.id);
+    rte_rcu_qsbr_thread_online(d.rcu, w.id);
+  }
+  for (auto& w : d.workers) {
+    int rc = rte_eal_remote_launch(workerMain, w.ctx.get(), w.lcore);
+    if (rc != 0) throw std::runtime_error("cannot launch worker " + std::to_string(w.id) + " on lcore " + std::to_string(w.lcore));
+  }
+  d.started = true;
+  d.arp->announce();
+}
+
+void DataplaneHost::poll() {
+  auto& d = *impl_;
+  uint64_t now = steadyMs();
+  void* objs[64];
+  unsigned n = rte_ring_sc_dequeue_burst(d.toControl, objs, 64, nullptr);
+  for (unsigned i = 0; i < n; ++i) d.arp->handle(static_cast<rte_mbuf*>(objs[i]), now);
+  n = rte_ring_sc_dequeue_burst(d.resolve, objs, 64, nullptr);
+  for (unsigned i = 0; i < n; ++i) d.arp->resolve(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(objs[i])), now);
+  if (now - d.lastTickMs >= 1000) {
+    d.lastTickMs = now;
+    d.arp->tick(now, d.cfg.dataplane.neighbourTimeoutMs);
+  }
+  d.reclaim(false);
+}
+
+void DataplaneHost::stop() {
+  auto& d = *impl_;
+  if (!d.started) return;
+  d.stopFlag.store(true);
+  rte_eal_mp_wait_lcore();
+  for (auto& w : d.workers) rte_rcu_qsbr_thread_offline(d.rcu, w.id);
+  d.started = false;
+}
+
+std::vector<uint32_t> DataplaneHost::interfaceIps() const {
+  std::vector<uint32_t> v;
+  for (const auto& ifc : impl_->cfg.interfaces) v.push_back(htonl(ifc.address.addr));
+  return v;
+}
+
+WorkerCounters DataplaneHost::totals() const {
+  auto t = std::make_unique<WorkerCounters>();
+  for (const auto& w : impl_->workers) addCounters(*t, *w.counters);
+  addCounters(*t, *impl_->controlCounters);
+  return *t;
+}
+
+WorkerCounters DataplaneHost::worker(uint16_t w) const { return *impl_->workers.at(w).counters; }
+uint16_t DataplaneHost::workerCount() const { return impl_->numWorkers; }
+
+uint64_t DataplaneHost::flowsActive() const {
+  uint64_t n = 0;
+  for (const auto& w : impl_->workers) n += w.flows->size();
+  return n;
+}
+
+uint64_t DataplaneHost::flowCapacity() const {
+  uint64_t n = 0;
+  for (const auto& w : impl_->workers) n += w.flows->capacity();
+  return n;
+}
+
+bool DataplaneHost::Impl::runOnWorker(uint16_t w, std::function<void()> fn) const {
+  std::lock_guard lk(taskMu);
+  const Worker& wk = workers.at(w);
+  if (!started) {
+    fn();  // workers not running: nothing races with us
+    return true;
+  }
+  auto* task = new std::function<void()>(std::move(fn));
+  wk.ctx->task.store(task, std::memory_order_release);
+  for (int i = 0; i < 20000; ++i) {
+    if (wk.ctx->task.load(std::memory_order_acquire) == nullptr) {
+      delete task;
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  // The worker did not pick it up in 2 s: take it back if it still can be.
+  std::function<void()>* expected = task;
+  if (wk.ctx->task.compare_exchange_strong(expected, nullptr)) {
+    delete task;
+  }
+  // Otherwise the worker is running it right now; leak rather than free under it.
+  logf(LogLevel::kWarn, "worker %u did not answer a control request within 2 s", w);
+  return false;
+}
+
+std::vector<FlowInfo> DataplaneHost::flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const {
+  std::vector<FlowInfo> out;
+  uint32_t now = tscNowMs();
+  for (const auto& wk : impl_->workers) {
+    if (out.size() >= limit) break;
+    std::vector<FlowInfo> part;
+    std::size_t room = limit - out.size();
+    const FlowTable* ft = wk.flows.get();
+    uint16_t wid = wk.id;
+    impl_->runOnWorker(wk.id, [&part, room, ft, wid, serviceSlot, now] {
+      ft->forEach([&](uint32_t, const Flow& f) {
+        if (part.size() >= room) return;
+        if (serviceSlot && f.serviceSlot != *serviceSlot) return;
+        FlowInfo fi;
+        fi.worker = wid;
+        fi.proto = f.proto;
+        fi.clientIp = ntohl(f.clientIp);
+        fi.clientPort = ntohs(f.clientPort);
+        fi.vip = ntohl(f.vip);
+        fi.vipPort = ntohs(f.vipPort);
+        fi.snatIp = ntohl(f.snatIp);
+        fi.snatPort = ntohs(f.snatPort);
+        fi.backendIp = ntohl(f.backendIp);
+        fi.backendPort = ntohs(f.backendPort);
+        fi.serviceSlot = f.serviceSlot;
+        fi.backendSlot = f.backendSlot;
+        fi.state = std::string(flowStateName(f.state));
+        int32_t idle = static_cast<int32_t>(now - f.lastSeenMs);
+        fi.idleMs = idle > 0 ? static_cast<uint32_t>(idle) : 0;
+        part.push_back(std::move(fi));
+      });
+    });
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+std::vector<SnatPoolInfo> DataplaneHost::snatPools() const {
+  std::vector<SnatPoolInfo> out;
+  for (const auto& wk : impl_->workers) {
+    std::vector<SnatPoolInfo> part;
+    const PortAllocator* pa = wk.ports.get();
+    uint16_t wid = wk.id;
+    impl_->runOnWorker(wk.id, [&part, pa, wid] {
+      for (uint32_t p = 0; p < pa->poolCount(); ++p) {
+        const PoolKey& k = pa->key(p);
+        SnatPoolInfo si;
+        si.worker = wid;
+        si.snatIp = ntohl(k.snatIp);
+        si.backendIp = ntohl(k.backendIp);
+        si.backendPort = ntohs(k.backendPort);
+        si.proto = k.proto;
+        si.inUse = pa->inUse(p);
+        si.capacity = pa->capacity(p);
+        part.push_back(si);
+      }
+    });
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+std::vector<PortInfo> DataplaneHost::ports() const {
+  std::vector<PortInfo> out;
+  for (const auto& p : impl_->ports) {
+    PortInfo pi;
+    pi.name = p.device;
+    pi.portId = p.portId;
+    pi.xstats = readXstats(p.portId);
+    out.push_back(std::move(pi));
+  }
+  return out;
+}
+
+std::size_t DataplaneHost::neighbourCount() const { return impl_->neighbours->size(); }
+
+uint64_t DataplaneHost::snapshotGeneration() const {
+  const Snapshot* s = impl_->current.load(std::memory_order_acquire);
+  return s ? s->generation : 0;
+}
+
+std::string DataplaneHost::ownerMode() const {
+  switch (impl_->ownerMode) {
+    case OwnerMode::kSingle: return "single worker";
+    case OwnerMode::kPortModulo: return "port modulo (unpredictable NIC hash: misdirected replies are handed off)";
+    case OwnerMode::kRssHash: return "RSS-aware SNAT ports (replies hash to the owning worker's queue)";
+  }
+  return "?";
+}
+
+}  // namespace strait::controlplane

@@ -1,0 +1,63 @@
+// DataplaneHost: owns everything DPDK for the daemon — EAL, mempools,
+// ports, rings, the RCU quiescent-state variable, the per-worker flow
+// tables, SNAT port allocators and NatCores, the route and neighbour
+// tables, and the worker lcores. It publishes snapshots (one pointer
+// store) and frees replaced ones only after every worker has passed a
+// quiescent point, runs the ARP slow path for the control thread, and reads
+// counters, flows and pool statistics without stopping the workers.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controlplane/config.h"
+#include "controlplane/runtime.h"
+#include "strait/snapshot.h"
+
+namespace strait::controlplane {
+
+class DataplaneHost {
+ public:
+  // Initialises EAL and the ports from `cfg`. Throws std::runtime_error.
+  explicit DataplaneHost(const Config& cfg);
+  ~DataplaneHost();
+  DataplaneHost(const DataplaneHost&) = delete;
+  DataplaneHost& operator=(const DataplaneHost&) = delete;
+
+  // Publishes `snap` to the workers; the previous one is retired and freed
+  // after a grace period. Thread-safe.
+  void publish(std::unique_ptr<Snapshot> snap);
+  // Launches the workers (call once, after the first publish).
+  void start();
+  // One iteration of control-thread dataplane work: ARP frames, next-hop
+  // resolution, neighbour aging, snapshot reclamation. Non-blocking.
+  void poll();
+  // Stops the workers and ports.
+  void stop();
+
+  // Interface addresses (network order), for snapshot indexes.
+  std::vector<uint32_t> interfaceIps() const;
+
+  // Runtime pieces.
+  WorkerCounters totals() const;
+  WorkerCounters worker(uint16_t w) const;
+  uint16_t workerCount() const;
+  uint64_t flowsActive() const;
+  uint64_t flowCapacity() const;
+  std::vector<FlowInfo> flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const;
+  std::vector<SnatPoolInfo> snatPools() const;
+  std::vector<PortInfo> ports() const;
+  std::size_t neighbourCount() const;
+  uint64_t snapshotGeneration() const;
+  std::string ownerMode() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strait::controlplane
