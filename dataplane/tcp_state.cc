@@ -37,11 +37,10 @@ FlowState startClose(Direction dir, uint8_t& flowFlags) {
   return FlowState::kFinWait;
 }
 
-// A FIN from `dir` while the flow is half closed: records the side
-// and moves to FIN_WAIT, or to LAST_ACK once both sides have sent one. A
-// retransmitted FIN from a side already recorded changes nothing.
-FlowState onFin(FlowState cur, Direction dir, uint8_t& flowFlags) {
-  if (flowFlags & finBit(dir)) return cur;
+// A FIN in FIN_WAIT: from the side that has not closed yet it ends both
+// halves (LAST_ACK); a retransmitted FIN from the closer changes nothing.
+FlowState finInFinWait(Direction dir, uint8_t& flowFlags) {
+  if (flowFlags & finBit(dir)) return FlowState::kFinWait;
   flowFlags |= finBit(dir);
   return (flowFlags & finBit(opposite(dir))) ? FlowState::kLastAck : FlowState::kFinWait;
 }
@@ -72,7 +71,7 @@ FlowState tcpNextState(FlowState cur, uint8_t tcpFlags, Direction dir, uint8_t& 
       return fin ? startClose(dir, flowFlags) : cur;
 
     case FlowState::kFinWait:
-      if (fin) return onFin(cur, dir, flowFlags);
+      if (fin) return finInFinWait(dir, flowFlags);
       // The side that has not closed yet acknowledges: it is now half
       // closed, waiting for its own FIN.
       if (ack && !syn && !(flowFlags & finBit(dir)) && (flowFlags & finBit(opposite(dir))))

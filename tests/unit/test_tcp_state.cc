@@ -132,6 +132,8 @@ TEST(TcpState, Established) {
       {FlowState::kEstablished, kFin | kAck, kOrig, 0, FlowState::kFinWait, kFinO},
       {FlowState::kEstablished, kFin | kAck, kRepl, 0, FlowState::kFinWait, kFinR},
       {FlowState::kEstablished, kFin, kOrig, 0, FlowState::kFinWait, kFinO},
+      // Stale bits from a caller are replaced by the side that closed.
+      {FlowState::kEstablished, kFin | kAck, kOrig, kFinR, FlowState::kFinWait, kFinO},
   };
   for (const Step& s : steps) expectStep(s);
 }
@@ -164,6 +166,8 @@ TEST(TcpState, CloseWait) {
       {FlowState::kCloseWait, kFin | kAck, kOrig, kFinR, FlowState::kLastAck, kFinO | kFinR},
       {FlowState::kCloseWait, kFin, kRepl, kFinR, FlowState::kCloseWait, kFinR},
       {FlowState::kCloseWait, kSyn, kOrig, kFinO, FlowState::kCloseWait, kFinO},
+      // Lost bits: CLOSE_WAIT itself says one FIN was seen, so a FIN ends it.
+      {FlowState::kCloseWait, kFin | kAck, kRepl, 0, FlowState::kLastAck, kFinR},
   };
   for (const Step& s : steps) expectStep(s);
 }
