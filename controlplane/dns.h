@@ -21,6 +21,8 @@
 #include <tuple>
 #include <vector>
 
+#include "controlplane/state.h"  // DnsTarget
+
 namespace strait::controlplane {
 
 struct DnsAnswer {
@@ -35,13 +37,6 @@ DnsAnswer resolveA(const std::string& name, const std::optional<sockaddr_in>& se
 
 // "IP" or "IP:PORT" (default port 53). Throws std::invalid_argument.
 sockaddr_in parseResolver(const std::string& s);
-
-struct DnsTarget {
-  std::string service;
-  std::string name;
-  uint16_t port = 0;  // host order
-  uint32_t weight = 1;
-};
 
 class DnsWatcher {
  public:

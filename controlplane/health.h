@@ -19,15 +19,9 @@
 #include <vector>
 
 #include "controlplane/config.h"
+#include "controlplane/state.h"  // HealthTarget
 
 namespace strait::controlplane {
-
-struct HealthTarget {
-  std::string service;
-  uint32_t ip = 0;    // host order
-  uint16_t port = 0;  // host order
-  HealthCheckConfig check;
-};
 
 class HealthChecker {
  public:

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
+#include <iterator>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -32,7 +34,9 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-using Families = std::vector<MetricFamily>;
+// A deque, so the references addFamily() returns stay valid while further
+// families are added to the same section.
+using Families = std::deque<MetricFamily>;
 using Labels = std::vector<ClientMetric::Label>;
 
 MetricFamily& addFamily(Families& out, std::string name, std::string help, MetricType type) {
@@ -426,7 +430,7 @@ std::vector<prometheus::MetricFamily> MetricsCollector::Collect() const {
                       "Scrape sections left out because their source failed (see straitd's log).",
                       MetricType::Counter),
             {}, num(errors_));
-  return out;
+  return {std::make_move_iterator(out.begin()), std::make_move_iterator(out.end())};
 }
 
 std::string MetricsCollector::render() const { return prometheus::TextSerializer().Serialize(Collect()); }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -88,7 +89,7 @@ TEST(Checksum, PartialMatchesReferenceOnRandomData) {
     for (auto& x : b) x = static_cast<uint8_t>(rng());
     // Unaligned start as well: the helper must not assume alignment.
     std::vector<uint8_t> shifted(len + 1);
-    std::memcpy(shifted.data() + 1, b.data(), len);
+    std::copy(b.begin(), b.end(), shifted.begin() + 1);
     uint8_t out[2];
     store16(out, sd::checksumFold(sd::checksumPartial(b.data(), len)));
     uint16_t ref = refChecksum(b);

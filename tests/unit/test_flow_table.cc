@@ -1,1 +1,661 @@
+// The per-worker flow table with an injected millisecond clock: lookups by
+// both keys and in bulk, refusal of duplicates and of new flows when full
+// (never evicting), per-state expiry at exactly the timeout, touch and
+// setState moving expiry, the expiry budget, record reuse, clock
+// wrap-around, forEach, a randomized run against a std::map model, and the
+// memory a flow costs.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dataplane/flow_table.h"
+
+namespace sd = strait::dataplane;
+using strait::Direction;
+using strait::FlowKey;
+using strait::FlowState;
+using strait::FlowTimeouts;
+using strait::flowStateName;
+using strait::kFlowStateCount;
+
+namespace {
+
+// rte_hash names are process-wide: every table gets its own.
+std::string uniqueName() {
+  static int n = 0;
+  return "ftt" + std::to_string(n++);
+}
+
+struct TableHolder {
+  std::string name = uniqueName();
+  sd::FlowTable table;
+  explicit TableHolder(uint32_t capacity, uint32_t seed = 0x5eed, FlowTimeouts t = {})
+      : table(params(capacity, seed, t)) {}
+  sd::FlowTable::Params params(uint32_t capacity, uint32_t seed, FlowTimeouts t) const {
+    sd::FlowTable::Params p;
+    p.capacity = capacity;
+    p.hashSeed = seed;
+    p.timeouts = t;
+    p.name = name.c_str();
+    return p;
+  }
+};
+
+// Flow `i` of a family of flows whose keys are all distinct.
+sd::Flow makeFlow(uint32_t i, FlowState state = FlowState::kEstablished) {
+  sd::Flow f{};
+  f.clientIp = 0x0a000000u + i;
+  f.vip = 0xc0000201u;
+  f.clientPort = static_cast<uint16_t>(1024 + i % 50000);
+  f.vipPort = 80;
+  f.backendIp = 0xcb000000u + i;
+  f.snatIp = 0xc000020au;
+  f.backendPort = 443;
+  f.snatPort = static_cast<uint16_t>(2000 + i % 60000);
+  f.pool = i % 7;
+  f.serviceSlot = static_cast<uint16_t>(i % 3);
+  f.backendSlot = static_cast<uint16_t>(i % 5);
+  f.proto = state == FlowState::kUdp ? 17 : 6;
+  f.state = state;
+  f.flags = 0;
+  return f;
+}
+
+FlowKey missKey(uint32_t i) {
+  FlowKey k;
+  k.srcIp = 0x08080000u + i;
+  k.dstIp = 0x01010101u;
+  k.srcPort = static_cast<uint16_t>(i);
+  k.dstPort = 53;
+  k.proto = 17;
+  return k;
+}
+
+struct KeyLess {
+  bool operator()(const FlowKey& a, const FlowKey& b) const { return std::memcmp(&a, &b, sizeof(a)) < 0; }
+};
+
+std::vector<FlowState> allStates() {
+  std::vector<FlowState> v;
+  for (std::size_t i = 0; i < kFlowStateCount; ++i) v.push_back(static_cast<FlowState>(i));
+  return v;
+}
+
+const auto kNoCallback = [](const sd::Flow&) {};
+constexpr uint32_t kUnlimited = 0xffffffffu;
+
+}  // namespace
+
+TEST(FlowTable, KeysOfAFlow) {
+  const sd::Flow f = makeFlow(7);
+  const FlowKey o = sd::originalKey(f);
+  EXPECT_EQ(o.srcIp, f.clientIp);
+  EXPECT_EQ(o.dstIp, f.vip);
+  EXPECT_EQ(o.srcPort, f.clientPort);
+  EXPECT_EQ(o.dstPort, f.vipPort);
+  EXPECT_EQ(o.proto, f.proto);
+  const FlowKey r = sd::replyKey(f);
+  EXPECT_EQ(r.srcIp, f.backendIp);
+  EXPECT_EQ(r.dstIp, f.snatIp);
+  EXPECT_EQ(r.srcPort, f.backendPort);
+  EXPECT_EQ(r.dstPort, f.snatPort);
+  EXPECT_EQ(r.proto, f.proto);
+  for (uint8_t b : o.pad) EXPECT_EQ(b, 0) << "padding is hashed: it must be zero";
+  for (uint8_t b : r.pad) EXPECT_EQ(b, 0);
+}
+
+TEST(FlowTable, InsertAndLookupByBothKeys) {
+  TableHolder h(16);
+  auto& t = h.table;
+  const sd::Flow f = makeFlow(1);
+  const uint32_t idx = t.insert(f, 12345);
+  ASSERT_NE(idx, sd::kNoFlow);
+  EXPECT_EQ(t.size(), 1u);
+
+  Direction d = Direction::kReply;
+  EXPECT_EQ(t.lookup(sd::originalKey(f), d), idx);
+  EXPECT_EQ(d, Direction::kOriginal);
+  d = Direction::kOriginal;
+  EXPECT_EQ(t.lookup(sd::replyKey(f), d), idx);
+  EXPECT_EQ(d, Direction::kReply);
+  EXPECT_EQ(t.lookup(missKey(1), d), sd::kNoFlow);
+
+  const sd::Flow& r = t.at(idx);
+  EXPECT_EQ(r.clientIp, f.clientIp);
+  EXPECT_EQ(r.backendIp, f.backendIp);
+  EXPECT_EQ(r.snatPort, f.snatPort);
+  EXPECT_EQ(r.pool, f.pool);
+  EXPECT_EQ(r.serviceSlot, f.serviceSlot);
+  EXPECT_EQ(r.backendSlot, f.backendSlot);
+  EXPECT_EQ(r.state, FlowState::kEstablished);
+  EXPECT_EQ(r.lastSeenMs, 12345u);
+}
+
+TEST(FlowTable, BulkLookupMixesHitsAndMisses) {
+  TableHolder h(256);
+  auto& t = h.table;
+  std::vector<uint32_t> idxOf;
+  for (uint32_t i = 0; i < 200; ++i) {
+    idxOf.push_back(t.insert(makeFlow(i), 0));
+    ASSERT_NE(idxOf.back(), sd::kNoFlow);
+  }
+  std::mt19937 rng(42);
+  for (uint32_t n : {1u, 2u, 17u, 63u, 64u, 100u, 150u}) {
+    std::vector<FlowKey> keys(n);
+    std::vector<uint32_t> wantIdx(n);
+    std::vector<Direction> wantDir(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t f = rng() % 200;
+      switch (rng() % 3) {
+        case 0:
+          keys[i] = sd::originalKey(makeFlow(f));
+          wantIdx[i] = idxOf[f];
+          wantDir[i] = Direction::kOriginal;
+          break;
+        case 1:
+          keys[i] = sd::replyKey(makeFlow(f));
+          wantIdx[i] = idxOf[f];
+          wantDir[i] = Direction::kReply;
+          break;
+        default:
+          keys[i] = missKey(rng());
+          wantIdx[i] = sd::kNoFlow;
+      }
+    }
+    // The last slot of a full burst must work too (bit 63 of the hit mask).
+    if (n == 64) {
+      keys[63] = sd::replyKey(makeFlow(199));
+      wantIdx[63] = idxOf[199];
+      wantDir[63] = Direction::kReply;
+    }
+    std::vector<const FlowKey*> ptrs(n);
+    for (uint32_t i = 0; i < n; ++i) ptrs[i] = &keys[i];
+    std::vector<uint32_t> got(n, 0xdead);
+    std::vector<Direction> dir(n, Direction::kOriginal);
+    t.lookupBulk(ptrs.data(), n, got.data(), dir.data());
+    for (uint32_t i = 0; i < n; ++i) {
+      ASSERT_EQ(got[i], wantIdx[i]) << "n=" << n << " i=" << i;
+      if (wantIdx[i] != sd::kNoFlow) {
+        EXPECT_EQ(dir[i], wantDir[i]) << "n=" << n << " i=" << i;
+      }
+    }
+  }
+  // All misses and n = 0 leave nothing behind.
+  FlowKey miss = missKey(5);
+  const FlowKey* one = &miss;
+  uint32_t got = 0;
+  Direction d;
+  t.lookupBulk(&one, 1, &got, &d);
+  EXPECT_EQ(got, sd::kNoFlow);
+  t.lookupBulk(&one, 0, &got, &d);
+}
+
+TEST(FlowTable, DuplicateKeyRefused) {
+  TableHolder h(16);
+  auto& t = h.table;
+  const sd::Flow a = makeFlow(1);
+  const uint32_t ia = t.insert(a, 0);
+  ASSERT_NE(ia, sd::kNoFlow);
+
+  sd::Flow sameOriginal = makeFlow(2);  // same client->VIP tuple, other reply tuple
+  sameOriginal.clientIp = a.clientIp;
+  sameOriginal.clientPort = a.clientPort;
+  EXPECT_EQ(t.insert(sameOriginal, 0), sd::kNoFlow);
+
+  sd::Flow sameReply = makeFlow(3);  // other client, reply tuple taken
+  sameReply.backendIp = a.backendIp;
+  sameReply.snatPort = a.snatPort;
+  EXPECT_EQ(t.insert(sameReply, 0), sd::kNoFlow);
+
+  sd::Flow selfClash = makeFlow(4);  // both keys identical
+  selfClash.backendIp = selfClash.clientIp;
+  selfClash.snatIp = selfClash.vip;
+  selfClash.backendPort = selfClash.clientPort;
+  selfClash.snatPort = selfClash.vipPort;
+  EXPECT_EQ(t.insert(selfClash, 0), sd::kNoFlow);
+
+  EXPECT_EQ(t.size(), 1u);
+  Direction d;
+  // Nothing of the refused flows was left in the hash, and the first flow
+  // was not hijacked.
+  EXPECT_EQ(t.lookup(sd::replyKey(sameOriginal), d), sd::kNoFlow);
+  EXPECT_EQ(t.lookup(sd::originalKey(sameReply), d), sd::kNoFlow);
+  EXPECT_EQ(t.lookup(sd::originalKey(a), d), ia);
+  EXPECT_EQ(d, Direction::kOriginal);
+  EXPECT_EQ(t.lookup(sd::replyKey(a), d), ia);
+  EXPECT_EQ(d, Direction::kReply);
+}
+
+TEST(FlowTable, FullTableRefusesNewFlowsAndKeepsTheOld) {
+  for (uint32_t cap : {1u, 3u, 64u, 1000u}) {
+    TableHolder h(cap);
+    auto& t = h.table;
+    EXPECT_EQ(t.capacity(), cap);
+    std::vector<uint32_t> idx;
+    for (uint32_t i = 0; i < cap; ++i) {
+      idx.push_back(t.insert(makeFlow(i), 0));
+      ASSERT_NE(idx.back(), sd::kNoFlow) << "cap=" << cap << " i=" << i;
+    }
+    EXPECT_EQ(t.size(), cap);
+    uint32_t refused = 0;
+    for (uint32_t i = cap; i < cap + 10; ++i) refused += t.insert(makeFlow(i), 0) == sd::kNoFlow;
+    EXPECT_EQ(refused, 10u);
+    EXPECT_EQ(t.size(), cap);
+    Direction d;
+    for (uint32_t i = 0; i < cap; ++i) {
+      EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(i)), d), idx[i]);
+      EXPECT_EQ(t.lookup(sd::replyKey(makeFlow(i)), d), idx[i]);
+    }
+    for (uint32_t i = cap; i < cap + 10; ++i) EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(i)), d), sd::kNoFlow);
+    // One slot freed: exactly one new flow fits again.
+    t.remove(idx[0]);
+    EXPECT_NE(t.insert(makeFlow(cap), 0), sd::kNoFlow);
+    EXPECT_EQ(t.insert(makeFlow(cap + 1), 0), sd::kNoFlow);
+  }
+}
+
+TEST(FlowTable, EachStateExpiresAtItsTimeout) {
+  const FlowTimeouts to;
+  for (uint32_t t0 : {1000u, 0xffffffffu - 5000u}) {  // the second start wraps the clock
+    for (FlowState s : allStates()) {
+      TableHolder h(8, 0x5eed, to);
+      auto& t = h.table;
+      const sd::Flow f = makeFlow(3, s);
+      const uint32_t idx = t.insert(f, t0);
+      ASSERT_NE(idx, sd::kNoFlow);
+      const uint32_t T = to.of(s);
+      std::vector<sd::Flow> seen;
+      auto cb = [&](const sd::Flow& x) { seen.push_back(x); };
+      EXPECT_EQ(t.expire(t0 + T / 2, kUnlimited, cb), 0u) << flowStateName(s);
+      EXPECT_EQ(t.expire(t0 + T - 1, kUnlimited, cb), 0u) << flowStateName(s);
+      EXPECT_EQ(t.size(), 1u);
+      EXPECT_EQ(t.expire(t0 + T, kUnlimited, cb), 1u) << flowStateName(s);
+      EXPECT_EQ(t.size(), 0u);
+      ASSERT_EQ(seen.size(), 1u);
+      EXPECT_EQ(seen[0].clientIp, f.clientIp);
+      EXPECT_EQ(seen[0].snatPort, f.snatPort);
+      EXPECT_EQ(seen[0].state, s);
+      Direction d;
+      EXPECT_EQ(t.lookup(sd::originalKey(f), d), sd::kNoFlow);
+      EXPECT_EQ(t.lookup(sd::replyKey(f), d), sd::kNoFlow);
+    }
+  }
+}
+
+TEST(FlowTable, ExpiryWithoutIntermediateCalls) {
+  // Expiry must not depend on being called at every tick.
+  TableHolder h(64);
+  auto& t = h.table;
+  for (uint32_t i = 0; i < 40; ++i) ASSERT_NE(t.insert(makeFlow(i, FlowState::kClosed), 100), sd::kNoFlow);
+  const uint32_t T = t.timeouts().of(FlowState::kClosed);
+  EXPECT_EQ(t.expire(100 + T - 1, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(100 + 10 * T, kUnlimited, kNoCallback), 40u);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(FlowTable, TouchPostponesExpiry) {
+  TableHolder h(8);
+  auto& t = h.table;
+  const uint32_t T = t.timeouts().of(FlowState::kEstablished);
+  ASSERT_NE(t.insert(makeFlow(1), 0), sd::kNoFlow);
+  const uint32_t busy = t.insert(makeFlow(2), 0);
+  ASSERT_NE(busy, sd::kNoFlow);
+  t.touch(busy, T / 2);
+  EXPECT_EQ(t.at(busy).lastSeenMs, T / 2);
+  std::vector<uint32_t> gone;
+  auto cb = [&](const sd::Flow& f) { gone.push_back(f.clientIp); };
+  EXPECT_EQ(t.expire(T, kUnlimited, cb), 1u);
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0], makeFlow(1).clientIp);
+  EXPECT_EQ(t.expire(T / 2 + T - 1, kUnlimited, cb), 0u);
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_EQ(t.expire(T / 2 + T, kUnlimited, cb), 1u);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(FlowTable, TouchedHeadDoesNotShieldIdleFlowsBehindIt) {
+  // A busy flow at the head of a list must be re-queued, not block the idle
+  // ones queued after it.
+  TableHolder h(64);
+  auto& t = h.table;
+  const uint32_t T = t.timeouts().of(FlowState::kEstablished);
+  const uint32_t busy = t.insert(makeFlow(0), 0);
+  for (uint32_t i = 1; i <= 20; ++i) ASSERT_NE(t.insert(makeFlow(i), 10), sd::kNoFlow);
+  t.touch(busy, T);
+  EXPECT_EQ(t.expire(T + 10, kUnlimited, kNoCallback), 20u);
+  EXPECT_EQ(t.size(), 1u);
+  Direction d;
+  EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(0)), d), busy);
+}
+
+TEST(FlowTable, SetStateMovesTheTimeout) {
+  TableHolder h(8);
+  auto& t = h.table;
+  const FlowTimeouts& to = t.timeouts();
+
+  // Established -> closed: the short timeout now applies.
+  const uint32_t a = t.insert(makeFlow(1), 0);
+  t.setState(a, FlowState::kClosed, 5000);
+  EXPECT_EQ(t.at(a).state, FlowState::kClosed);
+  EXPECT_EQ(t.at(a).lastSeenMs, 5000u);
+  EXPECT_EQ(t.expire(5000 + to.of(FlowState::kClosed) - 1, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(5000 + to.of(FlowState::kClosed), kUnlimited, kNoCallback), 1u);
+
+  // SYN_SENT -> established: survives the SYN timeout, lives the long one.
+  const uint32_t b = t.insert(makeFlow(2, FlowState::kSynSent), 0);
+  t.setState(b, FlowState::kEstablished, 1000);
+  EXPECT_EQ(t.expire(to.of(FlowState::kSynSent) + 1, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(1000 + to.of(FlowState::kEstablished) - 1, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(1000 + to.of(FlowState::kEstablished), kUnlimited, kNoCallback), 1u);
+
+  // Same state: only activity is recorded.
+  const uint32_t c = t.insert(makeFlow(3, FlowState::kTimeWait), 0);
+  t.setState(c, FlowState::kTimeWait, 700);
+  EXPECT_EQ(t.expire(to.of(FlowState::kTimeWait), kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(700 + to.of(FlowState::kTimeWait), kUnlimited, kNoCallback), 1u);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(FlowTable, ExpiryBudgetIsRespected) {
+  TableHolder h(256);
+  auto& t = h.table;
+  const uint32_t T = t.timeouts().of(FlowState::kEstablished);
+  for (uint32_t i = 0; i < 100; ++i) ASSERT_NE(t.insert(makeFlow(i), 0), sd::kNoFlow);
+  EXPECT_EQ(t.expire(T, 0, kNoCallback), 0u);
+  EXPECT_EQ(t.size(), 100u);
+  for (uint32_t round = 0; round < 10; ++round) {
+    EXPECT_EQ(t.expire(T, 10, kNoCallback), 10u);
+    EXPECT_EQ(t.size(), 100u - 10 * (round + 1));
+  }
+  EXPECT_EQ(t.expire(T, 10, kNoCallback), 0u);
+}
+
+TEST(FlowTable, ExpiryBudgetCountsRequeues) {
+  TableHolder h(256);
+  auto& t = h.table;
+  const uint32_t T = t.timeouts().of(FlowState::kEstablished);
+  std::vector<uint32_t> busy;
+  for (uint32_t i = 0; i < 50; ++i) busy.push_back(t.insert(makeFlow(i), 0));
+  for (uint32_t i = 50; i < 60; ++i) ASSERT_NE(t.insert(makeFlow(i), 0), sd::kNoFlow);
+  for (uint32_t b : busy) t.touch(b, T / 2);
+  // The 50 touched heads must be re-queued before the idle ones are
+  // reached, and each move costs budget.
+  EXPECT_EQ(t.expire(T, 20, kNoCallback), 0u);
+  EXPECT_EQ(t.size(), 60u);
+  EXPECT_EQ(t.expire(T, 29, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(T, 2, kNoCallback), 1u);  // last re-queue, then one idle flow
+  EXPECT_EQ(t.expire(T, kUnlimited, kNoCallback), 9u);
+  EXPECT_EQ(t.size(), 50u);
+}
+
+TEST(FlowTable, ExpiryIsFairAcrossStates) {
+  // A flood of idle SYN_SENT flows must not starve CLOSED flows of expiry.
+  TableHolder h(256);
+  auto& t = h.table;
+  for (uint32_t i = 0; i < 100; ++i) ASSERT_NE(t.insert(makeFlow(i, FlowState::kSynSent), 0), sd::kNoFlow);
+  for (uint32_t i = 100; i < 105; ++i) ASSERT_NE(t.insert(makeFlow(i, FlowState::kClosed), 0), sd::kNoFlow);
+  std::size_t closed = 0;
+  auto cb = [&](const sd::Flow& f) { closed += f.state == FlowState::kClosed; };
+  EXPECT_EQ(t.expire(100000, 18, cb), 18u);
+  EXPECT_EQ(closed, 5u);
+}
+
+TEST(FlowTable, RemoveFreesTheRecordForReuse) {
+  TableHolder h(4);
+  auto& t = h.table;
+  std::vector<uint32_t> idx;
+  for (uint32_t i = 0; i < 4; ++i) idx.push_back(t.insert(makeFlow(i), 0));
+  t.remove(idx[1]);
+  t.remove(idx[3]);
+  EXPECT_EQ(t.size(), 2u);
+  t.remove(idx[3]);  // a second remove of a free record changes nothing
+  EXPECT_EQ(t.size(), 2u);
+  Direction d;
+  EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(1)), d), sd::kNoFlow);
+  EXPECT_EQ(t.lookup(sd::replyKey(makeFlow(3)), d), sd::kNoFlow);
+  EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(0)), d), idx[0]);
+  const uint32_t n1 = t.insert(makeFlow(10), 0);
+  const uint32_t n2 = t.insert(makeFlow(11), 0);
+  EXPECT_EQ(std::set<uint32_t>({n1, n2}), std::set<uint32_t>({idx[1], idx[3]}));
+  EXPECT_EQ(t.insert(makeFlow(12), 0), sd::kNoFlow);
+  // A removed flow's keys can come back (new connection on the same tuple).
+  t.remove(n1);
+  EXPECT_NE(t.insert(makeFlow(n1 == idx[1] ? 10 : 11), 0), sd::kNoFlow);
+  // Removed flows are never expired afterwards.
+  EXPECT_EQ(t.expire(0x7fffffff, kUnlimited, kNoCallback), 4u);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(FlowTable, ClockWrapAround) {
+  TableHolder h(8);
+  auto& t = h.table;
+  const uint32_t T = t.timeouts().of(FlowState::kUdp);
+  const uint32_t t0 = 0xffffffffu - 10;
+  ASSERT_NE(t.insert(makeFlow(1, FlowState::kUdp), t0), sd::kNoFlow);
+  const uint32_t b = t.insert(makeFlow(2, FlowState::kUdp), t0);
+  t.touch(b, t0 + 20);  // past the wrap
+  EXPECT_EQ(t.expire(t0 + T - 1, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(t0 + T, kUnlimited, kNoCallback), 1u);
+  Direction d;
+  EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(1, FlowState::kUdp)), d), sd::kNoFlow);
+  EXPECT_EQ(t.lookup(sd::originalKey(makeFlow(2, FlowState::kUdp)), d), b);
+  EXPECT_EQ(t.expire(t0 + 20 + T - 1, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.expire(t0 + 20 + T, kUnlimited, kNoCallback), 1u);
+  // A last-seen time slightly ahead of the clock is not idle.
+  const uint32_t c = t.insert(makeFlow(3, FlowState::kUdp), 5000);
+  EXPECT_EQ(t.expire(4000, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.at(c).lastSeenMs, 5000u);
+}
+
+TEST(FlowTable, DifferentHashSeedsBothWork) {
+  for (uint32_t seed : {0u, 1u, 0xdeadbeefu, 0xffffffffu}) {
+    TableHolder h(2048, seed);
+    auto& t = h.table;
+    std::vector<uint32_t> idx;
+    for (uint32_t i = 0; i < 2048; ++i) {
+      idx.push_back(t.insert(makeFlow(i), 0));
+      ASSERT_NE(idx.back(), sd::kNoFlow) << "seed=" << seed << " i=" << i;
+    }
+    Direction d;
+    for (uint32_t i = 0; i < 2048; ++i) {
+      ASSERT_EQ(t.lookup(sd::originalKey(makeFlow(i)), d), idx[i]);
+      ASSERT_EQ(d, Direction::kOriginal);
+      ASSERT_EQ(t.lookup(sd::replyKey(makeFlow(i)), d), idx[i]);
+      ASSERT_EQ(d, Direction::kReply);
+    }
+    EXPECT_EQ(t.lookup(missKey(9), d), sd::kNoFlow);
+  }
+}
+
+TEST(FlowTable, ForEachSeesEveryLiveFlow) {
+  TableHolder h(128);
+  auto& t = h.table;
+  std::map<uint32_t, uint32_t> want;  // idx -> clientIp
+  const auto states = allStates();
+  for (uint32_t i = 0; i < 100; ++i) {
+    const uint32_t idx = t.insert(makeFlow(i, states[i % states.size()]), 0);
+    want[idx] = makeFlow(i).clientIp;
+  }
+  for (uint32_t i = 0; i < 100; i += 3) {
+    Direction d;
+    const auto it = want.find(t.lookup(sd::originalKey(makeFlow(i)), d));
+    ASSERT_NE(it, want.end());
+    t.remove(it->first);
+    want.erase(it);
+  }
+  std::map<uint32_t, uint32_t> seen;
+  t.forEach([&](uint32_t idx, const sd::Flow& f) { EXPECT_TRUE(seen.emplace(idx, f.clientIp).second); });
+  EXPECT_EQ(seen, want);
+
+  // A flush sweep may remove the flow it is visiting.
+  std::size_t visited = 0;
+  t.forEach([&](uint32_t idx, const sd::Flow&) {
+    ++visited;
+    t.remove(idx);
+  });
+  EXPECT_EQ(visited, want.size());
+  EXPECT_EQ(t.size(), 0u);
+  t.forEach([&](uint32_t, const sd::Flow&) { ADD_FAILURE() << "table should be empty"; });
+}
+
+// Random inserts (with key clashes), removes, touches, state changes and
+// expiry against a model. Expiry must never free a flow before its timeout,
+// and after a call with an unlimited budget no flow may be left idle for
+// longer than its timeout T plus the re-queue lateness E = max(T/4, 1)
+// documented in flow_table.cc.
+TEST(FlowTable, RandomizedAgainstModel) {
+  FlowTimeouts to;
+  for (std::size_t i = 0; i < kFlowStateCount; ++i) to.ms[i] = 200 + 150 * static_cast<uint32_t>(i);
+  for (uint32_t startClock : {0u, 0xffffffffu - 20000u}) {
+    TableHolder h(300, 0xabcdef, to);
+    auto& t = h.table;
+    std::mt19937 rng(startClock + 7);
+    struct M {
+      sd::Flow f;
+      uint32_t lastSeen;
+    };
+    std::map<uint32_t, M> live;                                // idx -> model
+    std::map<FlowKey, std::pair<uint32_t, Direction>, KeyLess> keys;  // key -> (idx, dir)
+    uint32_t now = startClock;
+    const auto states = allStates();
+    auto randomFlow = [&]() {
+      // Small key space so clashes between flows happen.
+      sd::Flow f = makeFlow(0, states[rng() % states.size()]);
+      f.clientIp = 0x0a000000u + rng() % 400;
+      f.backendIp = 0xcb000000u + rng() % 4;
+      f.snatPort = static_cast<uint16_t>(rng() % 200);
+      return f;
+    };
+    auto pickLive = [&]() {
+      auto it = live.begin();
+      std::advance(it, rng() % live.size());
+      return it->first;
+    };
+    uint64_t inserted = 0, refusedFull = 0, refusedClash = 0, expired = 0;
+    for (int step = 0; step < 40000; ++step) {
+      const unsigned op = rng() % 100;
+      if (op < 40) {
+        const sd::Flow f = randomFlow();
+        const FlowKey ko = sd::originalKey(f), kr = sd::replyKey(f);
+        const bool clash = keys.count(ko) || keys.count(kr);
+        const bool full = live.size() == t.capacity();
+        const uint32_t idx = t.insert(f, now);
+        if (clash || full) {
+          ASSERT_EQ(idx, sd::kNoFlow) << "step " << step;
+          (full ? refusedFull : refusedClash)++;
+        } else {
+          ASSERT_NE(idx, sd::kNoFlow) << "step " << step;
+          ASSERT_FALSE(live.count(idx)) << "live record handed out twice";
+          live[idx] = {f, now};
+          keys[ko] = {idx, Direction::kOriginal};
+          keys[kr] = {idx, Direction::kReply};
+          ++inserted;
+        }
+      } else if (op < 50 && !live.empty()) {
+        const uint32_t idx = pickLive();
+        keys.erase(sd::originalKey(live[idx].f));
+        keys.erase(sd::replyKey(live[idx].f));
+        live.erase(idx);
+        t.remove(idx);
+      } else if (op < 70 && !live.empty()) {
+        const uint32_t idx = pickLive();
+        t.touch(idx, now);
+        live[idx].lastSeen = now;
+      } else if (op < 78 && !live.empty()) {
+        const uint32_t idx = pickLive();
+        const FlowState s = states[rng() % states.size()];
+        t.setState(idx, s, now);
+        live[idx].f.state = s;
+        live[idx].lastSeen = now;
+      } else if (op < 92) {
+        now += rng() % 60;
+      } else {
+        const bool unlimited = rng() % 2;
+        const uint32_t budget = unlimited ? kUnlimited : rng() % 40;
+        uint32_t calls = 0;
+        const uint32_t n = t.expire(now, budget, [&](const sd::Flow& f) {
+          ++calls;
+          Direction d;
+          const uint32_t idx = t.lookup(sd::originalKey(f), d);
+          ASSERT_TRUE(live.count(idx));
+          const M& m = live[idx];
+          ASSERT_EQ(m.f.state, f.state);
+          ASSERT_EQ(f.lastSeenMs, m.lastSeen);
+          ASSERT_GE(now - m.lastSeen, to.of(f.state)) << "expired early";
+          keys.erase(sd::originalKey(f));
+          keys.erase(sd::replyKey(f));
+          live.erase(idx);
+        });
+        ASSERT_EQ(n, calls);
+        ASSERT_LE(n, budget);
+        expired += n;
+        if (unlimited) {
+          for (const auto& [idx, m] : live) {
+            const uint32_t T = to.of(m.f.state);
+            ASSERT_LT(now - m.lastSeen, T + std::max<uint32_t>(T / 4, 1))
+                << "flow " << idx << " in " << flowStateName(m.f.state) << " left idle too long";
+          }
+        }
+      }
+      ASSERT_EQ(t.size(), live.size()) << "step " << step;
+      if (step % 500 == 0) {
+        for (const auto& [k, v] : keys) {
+          Direction d;
+          ASSERT_EQ(t.lookup(k, d), v.first);
+          ASSERT_EQ(d, v.second);
+        }
+        for (const auto& [idx, m] : live) {
+          ASSERT_EQ(t.at(idx).state, m.f.state);
+          ASSERT_EQ(t.at(idx).lastSeenMs, m.lastSeen);
+          ASSERT_EQ(t.at(idx).clientIp, m.f.clientIp);
+        }
+        std::size_t n = 0;
+        t.forEach([&](uint32_t idx, const sd::Flow&) {
+          ++n;
+          EXPECT_TRUE(live.count(idx));
+        });
+        ASSERT_EQ(n, live.size());
+      }
+    }
+    // Each path was exercised.
+    EXPECT_GT(inserted, 1000u);
+    EXPECT_GT(refusedFull, 0u);
+    EXPECT_GT(refusedClash, 0u);
+    EXPECT_GT(expired, 500u);
+    printf("[ model ] start %u: %llu inserted, %llu refused full, %llu refused clash, %llu expired\n",
+           startClock, (unsigned long long)inserted, (unsigned long long)refusedFull,
+           (unsigned long long)refusedClash, (unsigned long long)expired);
+  }
+}
+
+TEST(FlowTable, MemoryPerFlow) {
+  std::size_t small = 0;
+  {
+    TableHolder h(1024);
+    small = h.table.memoryBytes();
+    EXPECT_GT(small, 1024 * sizeof(sd::Flow));
+  }
+  TableHolder h(1u << 20);
+  auto& t = h.table;
+  const std::size_t bytes = t.memoryBytes();
+  EXPECT_GT(bytes, small);
+  EXPECT_GT(bytes, std::size_t{1u << 20} * sizeof(sd::Flow));
+  printf("[ memory ] capacity %u: %zu bytes, %.1f bytes per flow (records %zu + hash)\n", t.capacity(), bytes,
+         static_cast<double>(bytes) / t.capacity(), sizeof(sd::Flow));
+  // The whole capacity fits: no insert fails before the table is full.
+  for (uint32_t i = 0; i < t.capacity(); ++i) ASSERT_NE(t.insert(makeFlow(i), 0), sd::kNoFlow) << i;
+  EXPECT_EQ(t.insert(makeFlow(t.capacity()), 0), sd::kNoFlow);
+  EXPECT_EQ(t.size(), t.capacity());
+  Direction d;
+  for (uint32_t i = 0; i < t.capacity(); i += 4099) {
+    EXPECT_NE(t.lookup(sd::originalKey(makeFlow(i)), d), sd::kNoFlow);
+    EXPECT_NE(t.lookup(sd::replyKey(makeFlow(i)), d), sd::kNoFlow);
+  }
+}

@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <iterator>
 #include <random>
 #include <set>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dataplane/port_alloc.h"
