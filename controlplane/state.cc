@@ -1,1 +1,460 @@
-// placeholder: implemented in progress
+// LbState: service and backend bookkeeping, slot assignment and the
+// draining / flushing life cycle of removed backends. See state.h for the
+// locking contract and the slot rules.
+#include "controlplane/state.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "controlplane/runtime.h"
+#include "dataplane/maglev.h"
+
+namespace strait::controlplane {
+
+namespace {
+
+std::string q(const std::string& s) { return "\"" + s + "\""; }
+
+std::string backendLabel(const BackendConfig& b) { return b.host + ":" + std::to_string(b.port); }
+
+bool sameEntry(const BackendConfig& a, const BackendConfig& b) { return a.host == b.host && a.port == b.port; }
+
+}  // namespace
+
+bool Service::failOpen() const {
+  bool any = false;
+  for (const Backend& b : backends) {
+    if (b.weight == 0) continue;
+    if (b.up) return false;
+    any = true;
+  }
+  return any;
+}
+
+const Backend* Service::findBackend(uint32_t ip, uint16_t port) const {
+  for (const Backend& b : backends)
+    if (b.ip == ip && b.port == port) return &b;
+  for (const Backend& b : draining)
+    if (b.ip == ip && b.port == port) return &b;
+  return nullptr;
+}
+
+LbState::LbState() {
+  for (uint32_t i = 0; i < kMaxServiceSlots; ++i) freeServiceSlots_.push_back(static_cast<uint16_t>(i));
+  for (uint32_t i = 0; i < kMaxBackendSlots; ++i) freeBackendSlots_.push_back(static_cast<uint16_t>(i));
+}
+
+void LbState::fromConfig(const Config& c) {
+  services_.clear();
+  retired_.clear();
+  freeServiceSlots_.clear();
+  freeBackendSlots_.clear();
+  for (uint32_t i = 0; i < kMaxServiceSlots; ++i) freeServiceSlots_.push_back(static_cast<uint16_t>(i));
+  for (uint32_t i = 0; i < kMaxBackendSlots; ++i) freeBackendSlots_.push_back(static_cast<uint16_t>(i));
+  base_ = c;
+  base_.services.clear();
+  for (const ServiceConfig& s : c.services) {
+    try {
+      addService(s);
+    } catch (const StateError& e) {
+      throw StateError("service " + q(s.name) + ": " + e.what());
+    }
+  }
+}
+
+Config LbState::toConfig() const {
+  Config c = base_;
+  for (const Service& s : services_) c.services.push_back(s.config);
+  return c;
+}
+
+std::vector<uint32_t> LbState::interfaceIps() const {
+  std::vector<uint32_t> ips;
+  for (const InterfaceConfig& i : base_.interfaces) ips.push_back(i.address.addr);
+  return ips;
+}
+
+const Service* LbState::findService(const std::string& name) const {
+  for (const Service& s : services_)
+    if (s.config.name == name) return &s;
+  return nullptr;
+}
+
+Service* LbState::findMutable(const std::string& name) {
+  for (Service& s : services_)
+    if (s.config.name == name) return &s;
+  return nullptr;
+}
+
+Service& LbState::require(const std::string& name) {
+  if (Service* s = findMutable(name)) return *s;
+  throw StateError("no service named " + q(name));
+}
+
+void LbState::checkBackendAddress(const Service& s, const BackendConfig& b) const {
+  if (b.port == 0) throw StateError("backend " + q(backendLabel(b)) + ": port must be 1-65535");
+  if (b.weight > kMaxBackendWeight)
+    throw StateError("backend " + q(backendLabel(b)) + ": weight " + std::to_string(b.weight) + " out of range 0-" +
+                     std::to_string(kMaxBackendWeight));
+  if (b.isDnsName()) return;
+  for (const InterfaceConfig& i : base_.interfaces)
+    if (i.address.addr == b.ip) throw StateError("backend " + q(backendLabel(b)) + " is an interface address of this load balancer");
+  if (b.ip == s.config.vip) throw StateError("backend " + q(backendLabel(b)) + " is the service's own VIP");
+  for (const Service& o : services_)
+    if (o.config.vip == b.ip) throw StateError("backend " + q(backendLabel(b)) + " is the VIP of service " + q(o.config.name));
+}
+
+uint16_t LbState::addService(ServiceConfig cfg) {
+  if (std::string why = serviceNameProblem(cfg.name); !why.empty()) throw StateError("service name " + q(cfg.name) + ": " + why);
+  if (findService(cfg.name)) throw StateError("service " + q(cfg.name) + " already exists");
+  if (cfg.proto != IPPROTO_TCP && cfg.proto != IPPROTO_UDP) throw StateError("protocol must be tcp or udp");
+  if (cfg.port == 0) throw StateError("listen port must be 1-65535");
+  const std::string listen = formatEndpoint(cfg.vip, cfg.port);
+  if (std::string why = localAddressProblem(base_.interfaces, cfg.vip); !why.empty())
+    throw StateError("listen " + q(listen) + ": " + why);
+  for (const Service& o : services_) {
+    if (o.config.vip == cfg.vip && o.config.port == cfg.port && o.config.proto == cfg.proto)
+      throw StateError("listen " + q(listen) + (cfg.proto == IPPROTO_UDP ? "/udp" : "/tcp") + " is already used by service " +
+                       q(o.config.name));
+    for (const BackendConfig& b : o.config.backends)
+      if (!b.isDnsName() && b.ip == cfg.vip)
+        throw StateError("listen " + q(listen) + ": address is a backend of service " + q(o.config.name));
+  }
+  if (cfg.snat.empty()) cfg.snat.push_back(interfaceFor(base_.interfaces, cfg.vip)->address.addr);
+  for (std::size_t i = 0; i < cfg.snat.size(); ++i) {
+    if (std::string why = localAddressProblem(base_.interfaces, cfg.snat[i]); !why.empty())
+      throw StateError("snat " + q(formatIpv4(cfg.snat[i])) + ": " + why);
+    if (std::find(cfg.snat.begin(), cfg.snat.begin() + static_cast<std::ptrdiff_t>(i), cfg.snat[i]) !=
+        cfg.snat.begin() + static_cast<std::ptrdiff_t>(i))
+      throw StateError("snat " + q(formatIpv4(cfg.snat[i])) + " is listed twice");
+  }
+  if (!dataplane::isPrime(cfg.maglevSize) || cfg.maglevSize < 3)
+    throw StateError("maglev_size " + std::to_string(cfg.maglevSize) + " is not a prime >= 3");
+  if (cfg.mssClamp != 0 && (cfg.mssClamp < 536 || cfg.mssClamp > 9176))
+    throw StateError("mss_clamp " + std::to_string(cfg.mssClamp) + " must be 0 (off) or 536-9176");
+  if (freeServiceSlots_.empty())
+    throw StateError("no free service slot: at most " + std::to_string(kMaxServiceSlots) +
+                     " services (removed services hold their slot until their flows are flushed)");
+
+  Service s;
+  s.config = cfg;
+  s.config.backends.clear();
+  std::vector<BackendConfig> configured;
+  std::vector<DnsBackend> dns;
+  for (const BackendConfig& b : cfg.backends) {
+    checkBackendAddress(s, b);
+    for (const BackendConfig& o : configured)
+      if (sameEntry(o, b)) throw StateError("backend " + q(backendLabel(b)) + " is listed twice");
+    configured.push_back(b);
+    if (b.isDnsName()) dns.push_back(DnsBackend{b.host, b.port, b.weight, {}});
+  }
+  s.slot = freeServiceSlots_.front();
+  freeServiceSlots_.pop_front();
+  try {
+    reconcile(s, std::move(configured), std::move(dns), false);
+  } catch (...) {
+    freeServiceSlots_.push_front(s.slot);
+    throw;
+  }
+  services_.push_back(std::move(s));
+  return services_.back().slot;
+}
+
+void LbState::removeService(const std::string& name) {
+  auto it = std::find_if(services_.begin(), services_.end(), [&](const Service& s) { return s.config.name == name; });
+  if (it == services_.end()) throw StateError("no service named " + q(name));
+  RetiredService r;
+  r.name = it->config.name;
+  r.slot = it->slot;
+  for (Backend b : it->backends) {
+    b.phase = BackendPhase::kFlushing;
+    b.releaseGeneration = 0;
+    r.backends.push_back(std::move(b));
+  }
+  for (Backend b : it->draining) {
+    b.phase = BackendPhase::kFlushing;
+    r.backends.push_back(std::move(b));
+  }
+  retired_.push_back(std::move(r));
+  services_.erase(it);
+}
+
+uint16_t LbState::takeBackendSlot() {
+  const uint16_t slot = freeBackendSlots_.front();
+  freeBackendSlots_.pop_front();
+  return slot;
+}
+
+void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::vector<DnsBackend> dns, bool flush) {
+  struct Want {
+    uint32_t ip;
+    uint16_t port;
+    uint32_t weight;
+    bool literal;
+    std::vector<std::string> names;
+  };
+  std::vector<Want> want;
+  auto findWant = [&](uint32_t ip, uint16_t port) -> Want* {
+    for (Want& w : want)
+      if (w.ip == ip && w.port == port) return &w;
+    return nullptr;
+  };
+  for (const BackendConfig& b : configured)
+    if (!b.isDnsName()) want.push_back({b.ip, b.port, b.weight, true, {}});
+  for (const BackendConfig& b : configured) {
+    if (!b.isDnsName()) continue;
+    auto d = std::find_if(dns.begin(), dns.end(), [&](const DnsBackend& x) { return x.name == b.host && x.port == b.port; });
+    if (d == dns.end()) continue;
+    d->weight = b.weight;
+    for (uint32_t ip : d->addresses) {
+      if (Want* w = findWant(ip, b.port)) {
+        w->names.push_back(backendLabel(b));
+      } else {
+        want.push_back({ip, b.port, b.weight, false, {backendLabel(b)}});
+      }
+    }
+  }
+
+  // Check everything before changing anything.
+  if (want.size() >= s.config.maglevSize)
+    throw StateError("service " + q(s.config.name) + ": " + std::to_string(want.size()) + " backends do not fit maglev_size " +
+                     std::to_string(s.config.maglevSize) + " (it must be larger than the number of backends)");
+  auto activeIndex = [&](uint32_t ip, uint16_t port) -> std::ptrdiff_t {
+    for (std::size_t i = 0; i < s.backends.size(); ++i)
+      if (s.backends[i].ip == ip && s.backends[i].port == port) return static_cast<std::ptrdiff_t>(i);
+    return -1;
+  };
+  auto drainingIndex = [&](uint32_t ip, uint16_t port) -> std::ptrdiff_t {
+    for (std::size_t i = 0; i < s.draining.size(); ++i)
+      if (s.draining[i].ip == ip && s.draining[i].port == port && s.draining[i].phase == BackendPhase::kDraining)
+        return static_cast<std::ptrdiff_t>(i);
+    return -1;
+  };
+  std::size_t newSlots = 0;
+  for (const Want& w : want)
+    if (activeIndex(w.ip, w.port) < 0 && drainingIndex(w.ip, w.port) < 0) ++newSlots;
+  if (newSlots > freeBackendSlots_.size())
+    throw StateError("no free backend slot: at most " + std::to_string(kMaxBackendSlots) +
+                     " backends in all services (removed backends hold their slot until their flows end)");
+
+  // Apply: keep surviving backends in their order, then add the new ones.
+  std::vector<Backend> next;
+  for (Backend& b : s.backends) {
+    Want* w = findWant(b.ip, b.port);
+    if (!w) {
+      b.phase = flush ? BackendPhase::kFlushing : BackendPhase::kDraining;
+      b.releaseGeneration = 0;
+      s.draining.push_back(std::move(b));
+      continue;
+    }
+    b.weight = w->weight;
+    b.literal = w->literal;
+    b.dnsNames = w->names;
+    next.push_back(std::move(b));
+  }
+  for (const Want& w : want) {
+    if (std::any_of(next.begin(), next.end(), [&](const Backend& b) { return b.ip == w.ip && b.port == w.port; })) continue;
+    Backend b;
+    if (const std::ptrdiff_t d = drainingIndex(w.ip, w.port); d >= 0) {
+      // Re-added while draining: keep the slot so its flows and counters
+      // continue under the same identity.
+      b = std::move(s.draining[static_cast<std::size_t>(d)]);
+      s.draining.erase(s.draining.begin() + d);
+      b.releaseGeneration = 0;
+    } else {
+      b.ip = w.ip;
+      b.port = w.port;
+      b.slot = takeBackendSlot();
+    }
+    b.phase = BackendPhase::kActive;
+    b.up = true;
+    b.weight = w.weight;
+    b.literal = w.literal;
+    b.dnsNames = w.names;
+    next.push_back(std::move(b));
+  }
+  s.backends = std::move(next);
+  s.config.backends = std::move(configured);
+  s.dns = std::move(dns);
+}
+
+void LbState::addBackend(const std::string& service, const BackendConfig& backend) {
+  Service& s = require(service);
+  checkBackendAddress(s, backend);
+  for (const BackendConfig& o : s.config.backends)
+    if (sameEntry(o, backend)) throw StateError("backend " + q(backendLabel(backend)) + " is already in service " + q(service));
+  std::vector<BackendConfig> configured = s.config.backends;
+  configured.push_back(backend);
+  std::vector<DnsBackend> dns = s.dns;
+  if (backend.isDnsName()) dns.push_back(DnsBackend{backend.host, backend.port, backend.weight, {}});
+  reconcile(s, std::move(configured), std::move(dns), false);
+}
+
+void LbState::removeBackend(const std::string& service, const BackendConfig& backend, bool flush) {
+  Service& s = require(service);
+  std::vector<BackendConfig> configured = s.config.backends;
+  auto it = std::find_if(configured.begin(), configured.end(), [&](const BackendConfig& o) { return sameEntry(o, backend); });
+  if (it != configured.end()) {
+    configured.erase(it);
+    std::vector<DnsBackend> dns = s.dns;
+    if (backend.isDnsName())
+      std::erase_if(dns, [&](const DnsBackend& d) { return d.name == backend.host && d.port == backend.port; });
+    reconcile(s, std::move(configured), std::move(dns), flush);
+    return;
+  }
+  if (!backend.isDnsName()) {
+    for (const Backend& b : s.backends)
+      if (b.ip == backend.ip && b.port == backend.port && !b.dnsNames.empty())
+        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) + " comes from DNS name " +
+                         q(b.dnsNames.front()) + ": remove that name instead");
+    for (Backend& b : s.draining) {
+      if (b.ip != backend.ip || b.port != backend.port || b.phase != BackendPhase::kDraining) continue;
+      if (!flush)
+        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) +
+                         " is already removed and draining (use --flush to drop its flows)");
+      b.phase = BackendPhase::kFlushing;
+      return;
+    }
+  }
+  throw StateError("service " + q(service) + " has no backend " + q(backendLabel(backend)));
+}
+
+void LbState::setWeight(const std::string& service, const BackendConfig& backend, uint32_t weight) {
+  Service& s = require(service);
+  if (weight > kMaxBackendWeight)
+    throw StateError("weight " + std::to_string(weight) + " out of range 0-" + std::to_string(kMaxBackendWeight));
+  std::vector<BackendConfig> configured = s.config.backends;
+  auto it = std::find_if(configured.begin(), configured.end(), [&](const BackendConfig& o) { return sameEntry(o, backend); });
+  if (it == configured.end()) {
+    if (const Backend* b = s.findBackend(backend.ip, backend.port); b && !backend.isDnsName()) {
+      if (b->phase != BackendPhase::kActive)
+        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) + " was removed");
+      throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) + " comes from DNS name " +
+                       q(b->dnsNames.front()) + ": set the weight of that name instead");
+    }
+    throw StateError("service " + q(service) + " has no backend " + q(backendLabel(backend)));
+  }
+  it->weight = weight;
+  reconcile(s, std::move(configured), s.dns, false);
+}
+
+bool LbState::setHealth(const std::string& service, uint32_t ip, uint16_t port, bool up) {
+  Service* s = findMutable(service);
+  if (!s) return false;
+  for (Backend& b : s->backends) {
+    if (b.ip != ip || b.port != port) continue;
+    if (b.up == up) return false;
+    b.up = up;
+    return true;
+  }
+  return false;
+}
+
+bool LbState::setDnsAddresses(const std::string& service, const std::string& name, uint16_t port,
+                              std::vector<uint32_t> addresses) {
+  Service* s = findMutable(service);
+  if (!s) return false;
+  auto it = std::find_if(s->dns.begin(), s->dns.end(), [&](const DnsBackend& d) { return d.name == name && d.port == port; });
+  if (it == s->dns.end()) return false;
+  std::sort(addresses.begin(), addresses.end());
+  addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  // Addresses that cannot be backends (ours, loopback, ...) are left out:
+  // a DNS answer must not be able to loop traffic through us.
+  std::erase_if(addresses, [&](uint32_t ip) {
+    BackendConfig b;
+    b.host = formatIpv4(ip);
+    b.ip = ip;
+    b.port = port;
+    if (ip == 0 || (ip >> 24) == 127 || (ip >> 24) >= 224) return true;
+    try {
+      checkBackendAddress(*s, b);
+    } catch (const StateError&) {
+      return true;
+    }
+    return false;
+  });
+  if (it->addresses == addresses) return false;
+  std::vector<DnsBackend> dns = s->dns;
+  dns[static_cast<std::size_t>(it - s->dns.begin())].addresses = std::move(addresses);
+  reconcile(*s, s->config.backends, std::move(dns), false);
+  return true;
+}
+
+std::vector<HealthTarget> LbState::healthTargets() const {
+  std::vector<HealthTarget> out;
+  for (const Service& s : services_) {
+    if (s.config.health.type == "none") continue;
+    for (const Backend& b : s.backends) out.push_back({s.config.name, s.slot, b.slot, b.ip, b.port, s.config.health});
+  }
+  return out;
+}
+
+std::vector<DnsTarget> LbState::dnsTargets() const {
+  std::vector<DnsTarget> out;
+  for (const Service& s : services_)
+    for (const DnsBackend& d : s.dns) out.push_back({s.config.name, d.name, d.port});
+  return out;
+}
+
+void LbState::notePublished(uint64_t generation) {
+  for (Service& s : services_)
+    for (Backend& b : s.draining)
+      if (b.releaseGeneration == 0) b.releaseGeneration = generation;
+  for (RetiredService& r : retired_) {
+    if (r.releaseGeneration == 0) r.releaseGeneration = generation;
+    for (Backend& b : r.backends)
+      if (b.releaseGeneration == 0) b.releaseGeneration = generation;
+  }
+}
+
+std::size_t LbState::reap(const std::function<uint64_t(uint16_t)>& activeFlows, uint64_t minWorkerGeneration) {
+  std::size_t freed = 0;
+  auto done = [&](const Backend& b) {
+    return b.releaseGeneration != 0 && minWorkerGeneration >= b.releaseGeneration && activeFlows(b.slot) == 0;
+  };
+  auto reapList = [&](std::vector<Backend>& list) {
+    for (auto it = list.begin(); it != list.end();) {
+      if (done(*it)) {
+        freeBackendSlots_.push_back(it->slot);
+        it = list.erase(it);
+        ++freed;
+      } else {
+        ++it;
+      }
+    }
+  };
+  for (Service& s : services_) reapList(s.draining);
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    reapList(it->backends);
+    if (it->backends.empty() && it->releaseGeneration != 0 && minWorkerGeneration >= it->releaseGeneration) {
+      freeServiceSlots_.push_back(it->slot);
+      it = retired_.erase(it);
+      ++freed;
+    } else {
+      ++it;
+    }
+  }
+  return freed;
+}
+
+std::size_t LbState::reap(const Runtime& runtime) {
+  // WorkerCounters is large (per-slot arrays): keep the copies off the stack.
+  const auto totals = std::make_unique<WorkerCounters>(runtime.totals());
+  uint64_t minGen = runtime.snapshotGeneration();
+  auto one = std::make_unique<WorkerCounters>();
+  for (uint16_t w = 0; w < runtime.workerCount(); ++w) {
+    *one = runtime.worker(w);
+    minGen = std::min(minGen, one->snapshotGeneration);
+  }
+  return reap(
+      [&](uint16_t slot) -> uint64_t {
+        const BackendCounters& c = totals->backends[slot];
+        return c.flowsCreated > c.flowsClosed ? c.flowsCreated - c.flowsClosed : 0;
+      },
+      minGen);
+}
+
+}  // namespace strait::controlplane

@@ -199,6 +199,24 @@ uint64_t totalDrops(const WorkerCounters& c) {
 
 void unpoison(rte_mbuf* mb) { ASAN_UNPOISON_MEMORY_REGION(mb->buf_addr, mb->buf_len); }
 
+// With STRAIT_FUZZ_STATS set, prints at exit how often each action and drop
+// reason came up, to judge how deep the corpus reaches into the core.
+struct Stats {
+  bool enabled = std::getenv("STRAIT_FUZZ_STATS") != nullptr;
+  uint64_t actions[5] = {};
+  uint64_t drops[kDropReasonCount] = {};
+  ~Stats() {
+    if (!enabled) return;
+    static const char* const kNames[] = {"forward", "local", "to_control", "handoff", "drop"};
+    for (int i = 0; i < 5; ++i) std::fprintf(stderr, "fuzz_nat: %-12s %llu\n", kNames[i], (unsigned long long)actions[i]);
+    for (std::size_t i = 1; i < kDropReasonCount; ++i)
+      if (drops[i])
+        std::fprintf(stderr, "fuzz_nat:   drop %-22s %llu\n", std::string(kDropReasonNames[i]).c_str(),
+                     (unsigned long long)drops[i]);
+  }
+};
+Stats gStats;
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
@@ -298,6 +316,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (uint16_t i = 0; i < n; ++i) {
       const Verdict& v = verdicts[i];
       const int idx = frameNo + i;
+      if (gStats.enabled && static_cast<unsigned>(v.action) < 5) {
+        ++gStats.actions[static_cast<unsigned>(v.action)];
+        if (v.action == Action::kDrop && v.reason < DropReason::kCount) ++gStats.drops[static_cast<std::size_t>(v.reason)];
+      }
       switch (v.action) {
         case Action::kForward:
         case Action::kLocal:

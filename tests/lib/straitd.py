@@ -169,10 +169,9 @@ class Straitd:
         self.log_path = self.workdir / f"{self.name}.log"
         self.metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         eal = ["--no-pci", "--in-memory", f"--file-prefix={ns}",
-               f"--vdev=net_af_packet0,iface={iface},qpairs={workers}",
-               # One lcore for the control thread and one per worker, all
-               # floating over the CPUs there are (two on CI).
-               f"--lcores=(0-{workers})@(0-{os.cpu_count() - 1 if os.cpu_count() else 0})"]
+               f"--vdev=net_af_packet0,iface={iface},qpairs={workers}"]
+        # straitd adds --lcores itself (control + one per worker, over the
+        # CPUs it may use) when the config has none.
         eal += eal_memory_args() + list(extra_eal or [])
         self.config_text = render_config(
             eal=eal, workers=workers, address=address, gateway=gateway, services=services,

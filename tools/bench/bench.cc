@@ -1,1 +1,546 @@
-int main() { return 1; }
+// strait-bench: the in-process benchmark of the per-packet core. It drives
+// NatCore exactly as a worker does (bursts of mbufs, an injected clock) but
+// with frames written by a generator instead of a NIC, and reports TSC
+// cycles per packet: the SYN path, established flows at several table sizes
+// with uniform and Zipf popularity, a 1% new-flow mix; the floors measured
+// in the same run (rte_hash_lookup_bulk on a table of the same size, and a
+// plain rx/tx loop on the net_null PMD); memory per flow; SNAT port
+// allocation; Maglev build times; and multi-worker scaling with one
+// generator per worker lcore. Figures are printed as Markdown so
+// tools/bench can paste them into docs/benchmarks.md.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane/checksum.h"
+#include "dataplane/flow_table.h"
+#include "dataplane/maglev.h"
+#include "dataplane/nat.h"
+#include "dataplane/port_alloc.h"
+#include "strait/snapshot.h"
+
+using namespace strait;
+using namespace strait::dataplane;
+
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint32_t kVip = 0xC000020A;  // 192.0.2.10
+constexpr uint16_t kVipPort = 80;
+constexpr int kBackends = 16;
+constexpr int kSnatAddrs = 8;
+
+struct Options {
+  std::vector<uint32_t> sizes = {1000, 65536, 1000000, 8000000};
+  int runs = 5;
+  uint32_t packetsPerRun = 2'000'000;
+  uint32_t maxWorkers = 8;
+  bool quick = false;
+  bool scaling = true;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t i = static_cast<std::size_t>(p * double(v.size() - 1));
+  return v[i];
+}
+
+std::unique_ptr<Snapshot> makeSnapshot() {
+  auto s = std::make_unique<Snapshot>();
+  s->generation = 1;
+  ServiceView sv;
+  sv.name = "bench";
+  sv.slot = 0;
+  sv.vip = htonl(kVip);
+  sv.port = htons(kVipPort);
+  sv.proto = IPPROTO_TCP;
+  for (int i = 0; i < kSnatAddrs; ++i) sv.snatIps.push_back(htonl(0xC0000214 + i));  // 192.0.2.20+
+  std::vector<MaglevBackend> mb;
+  for (int i = 0; i < kBackends; ++i) {
+    BackendView b;
+    b.ip = htonl(0xCB00710B + i);  // 203.0.113.11+
+    b.port = htons(80);
+    b.slot = static_cast<uint16_t>(i);
+    sv.backends.push_back(b);
+    mb.push_back({b.ip, b.port, 1});
+  }
+  sv.maglev = buildMaglev(mb, kMaglevDefaultSize);
+  s->services.push_back(std::move(sv));
+  s->buildIndexes({htonl(kVip)});
+  return s;
+}
+
+// A TCP frame client -> VIP with the given flags, written into `m`.
+void writeFrame(rte_mbuf* m, uint32_t flow, uint8_t flags) {
+  uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
+  std::memset(p, 0, 54);
+  // Ethernet
+  p[0] = 0x02; p[5] = 0x01; p[6] = 0x02; p[11] = 0x02;
+  p[12] = 0x08; p[13] = 0x00;
+  // IPv4
+  uint8_t* ip = p + 14;
+  ip[0] = 0x45;
+  ip[2] = 0; ip[3] = 40;
+  ip[8] = 64;
+  ip[9] = IPPROTO_TCP;
+  uint32_t src = htonl(0xC6336400u + (flow % 250) + 1);  // 198.51.100.1-250
+  uint32_t dst = htonl(kVip);
+  std::memcpy(ip + 12, &src, 4);
+  std::memcpy(ip + 16, &dst, 4);
+  uint16_t ck = ipv4HeaderChecksum(ip, 20);
+  std::memcpy(ip + 10, &ck, 2);
+  // TCP
+  uint8_t* t = ip + 20;
+  uint16_t sport = htons(static_cast<uint16_t>(1024 + (flow / 250) % 64000));
+  uint16_t dport = htons(kVipPort);
+  std::memcpy(t, &sport, 2);
+  std::memcpy(t + 2, &dport, 2);
+  t[12] = 0x50;
+  t[13] = flags;
+  t[14] = 0xff; t[15] = 0xff;
+  uint16_t tck = l4Checksum(src, dst, IPPROTO_TCP, t, 20);
+  std::memcpy(t + 16, &tck, 2);
+  m->data_len = m->pkt_len = 54;
+}
+
+// Flow index f must be unique per (client ip, port): f < 250 * 64000.
+constexpr uint32_t kMaxFlows = 250u * 64000u;
+
+struct Core {
+  std::unique_ptr<FlowTable> flows;
+  std::unique_ptr<PortAllocator> ports;
+  std::unique_ptr<NatCore> nat;
+  WorkerCounters* counters = nullptr;
+  rte_mempool* pool = nullptr;
+
+  Core(uint32_t capacity, unsigned id, int socket) {
+    FlowTable::Params fp;
+    fp.capacity = capacity;
+    fp.socketId = socket;
+    fp.hashSeed = 0x5eed + id;
+    std::string name = "bench_flows" + std::to_string(id) + "_" + std::to_string(capacity);
+    fp.name = name.c_str();
+    flows = std::make_unique<FlowTable>(fp);
+    PortAllocator::Params pp;
+    pp.maxPools = kBackends * kSnatAddrs + 8;
+    ports = std::make_unique<PortAllocator>(pp);
+    counters = new (rte_zmalloc_socket("bench_ctr", sizeof(WorkerCounters), 64, socket)) WorkerCounters();
+    NatCore::Deps d;
+    d.flows = flows.get();
+    d.ports = ports.get();
+    d.counters = counters;
+    nat = std::make_unique<NatCore>(d);
+    std::string pn = "bench_mb" + std::to_string(id) + "_" + std::to_string(capacity);
+    pool = rte_pktmbuf_pool_create(pn.c_str(), 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  }
+  ~Core() {
+    nat->clear();
+    nat.reset();
+    flows.reset();
+    ports.reset();
+    rte_free(counters);
+    rte_mempool_free(pool);
+  }
+};
+
+struct Timing {
+  double cyclesPerPacket = 0;  // median over runs
+  double p99Burst = 0;         // p99 of per-burst cycles per packet
+  uint64_t dropped = 0;
+};
+
+// Runs `bursts` bursts whose frames come from `fill(i, mbuf)`; times only
+// NatCore::process.
+template <class Fill>
+std::vector<double> timeBursts(Core& c, const Snapshot& snap, uint32_t bursts, Fill&& fill, uint64_t* dropped) {
+  std::vector<double> perBurst;
+  perBurst.reserve(bursts);
+  rte_mbuf* pkts[kBurst];
+  Verdict v[kBurst];
+  if (rte_pktmbuf_alloc_bulk(c.pool, pkts, kBurst) != 0) {
+    std::fprintf(stderr, "mbuf alloc failed\n");
+    std::exit(1);
+  }
+  uint32_t now = 1000;
+  for (uint32_t b = 0; b < bursts; ++b) {
+    for (uint16_t i = 0; i < kBurst; ++i) fill(b * kBurst + i, pkts[i]);
+    uint64_t t0 = rte_rdtsc_precise();
+    c.nat->process(pkts, kBurst, snap, now, v);
+    uint64_t t1 = rte_rdtsc_precise();
+    perBurst.push_back(double(t1 - t0) / kBurst);
+    for (uint16_t i = 0; i < kBurst; ++i)
+      if (v[i].action == Action::kDrop) ++*dropped;
+    if ((b & 1023) == 0) ++now;
+  }
+  rte_pktmbuf_free_bulk(pkts, kBurst);
+  return perBurst;
+}
+
+struct Zipf {
+  std::vector<double> cdf;
+  Zipf(uint32_t n, double s) : cdf(n) {
+    double sum = 0;
+    for (uint32_t i = 0; i < n; ++i) sum += 1.0 / std::pow(double(i + 1), s), cdf[i] = sum;
+    for (auto& x : cdf) x /= sum;
+  }
+  uint32_t sample(std::mt19937_64& rng) const {
+    double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    return static_cast<uint32_t>(std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
+  }
+};
+
+void printRow(const char* what, uint32_t flows, const Timing& t) {
+  std::printf("| %s | %u | %.1f | %.1f | %llu |\n", what, flows, t.cyclesPerPacket, t.p99Burst,
+              static_cast<unsigned long long>(t.dropped));
+}
+
+// Fills the table with `n` flows through the SYN path and times it.
+Timing fillFlows(Core& c, const Snapshot& snap, uint32_t n) {
+  Timing t;
+  uint32_t bursts = (n + kBurst - 1) / kBurst;
+  auto v = timeBursts(c, snap, bursts, [&](uint32_t i, rte_mbuf* m) { writeFrame(m, i % n, 0x02); }, &t.dropped);
+  t.cyclesPerPacket = median(v);
+  t.p99Burst = percentile(v, 0.99);
+  return t;
+}
+
+Timing established(Core& c, const Snapshot& snap, uint32_t n, const Options& o, const Zipf* zipf) {
+  std::vector<double> meds, all;
+  Timing t;
+  std::mt19937_64 rng(42);
+  uint32_t bursts = o.packetsPerRun / kBurst;
+  std::vector<uint32_t> seq(std::size_t(bursts) * kBurst);
+  for (int r = 0; r < o.runs; ++r) {
+    for (auto& x : seq) x = zipf ? zipf->sample(rng) : static_cast<uint32_t>(rng() % n);
+    auto v = timeBursts(c, snap, bursts, [&](uint32_t i, rte_mbuf* m) { writeFrame(m, seq[i], 0x10); }, &t.dropped);
+    double sum = 0;
+    for (double x : v) sum += x;
+    meds.push_back(sum / double(v.size()));
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  t.cyclesPerPacket = median(meds);
+  t.p99Burst = percentile(all, 0.99);
+  return t;
+}
+
+Timing mix(Core& c, const Snapshot& snap, uint32_t n, const Options& o) {
+  std::vector<double> meds, all;
+  Timing t;
+  std::mt19937_64 rng(7);
+  uint32_t bursts = o.packetsPerRun / kBurst;
+  uint32_t fresh = n;  // new flow indices start after the established ones
+  for (int r = 0; r < o.runs; ++r) {
+    auto v = timeBursts(
+        c, snap, bursts,
+        [&](uint32_t, rte_mbuf* m) {
+          if (rng() % 100 == 0 && fresh < kMaxFlows)
+            writeFrame(m, fresh++, 0x02);
+          else
+            writeFrame(m, static_cast<uint32_t>(rng() % n), 0x10);
+        },
+        &t.dropped);
+    double sum = 0;
+    for (double x : v) sum += x;
+    meds.push_back(sum / double(v.size()));
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  t.cyclesPerPacket = median(meds);
+  t.p99Burst = percentile(all, 0.99);
+  return t;
+}
+
+// Floor 1: rte_hash_lookup_bulk_data on a table holding 2n keys (both
+// directions, like the flow table), 32 keys per call.
+double hashFloor(uint32_t n, int runs, uint32_t packets) {
+  rte_hash_parameters hp{};
+  std::string name = "bench_floor_" + std::to_string(n);
+  hp.name = name.c_str();
+  hp.entries = std::max<uint32_t>(2 * n + 1024, 2048);
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = rte_hash_crc;
+  hp.hash_func_init_val = 0x5eed;
+  hp.socket_id = static_cast<int>(rte_socket_id());
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  rte_hash* h = rte_hash_create(&hp);
+  if (!h) return -1;
+  auto key = [](uint32_t i, bool reply) {
+    FlowKey k{};
+    k.srcIp = reply ? htonl(0xCB00710B + i % 16) : htonl(0xC6336400u + (i % 250) + 1);
+    k.dstIp = reply ? htonl(0xC0000214 + i % 8) : htonl(kVip);
+    k.srcPort = reply ? htons(80) : htons(static_cast<uint16_t>(1024 + (i / 250) % 64000));
+    k.dstPort = reply ? htons(static_cast<uint16_t>(i / 128)) : htons(kVipPort);
+    k.proto = IPPROTO_TCP;
+    return k;
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    FlowKey a = key(i, false), b = key(i, true);
+    rte_hash_add_key_data(h, &a, reinterpret_cast<void*>(uintptr_t(i)));
+    rte_hash_add_key_data(h, &b, reinterpret_cast<void*>(uintptr_t(i)));
+  }
+  std::mt19937_64 rng(1);
+  std::vector<double> meds;
+  FlowKey keys[kBurst];
+  const void* kp[kBurst];
+  void* data[kBurst];
+  for (int i = 0; i < kBurst; ++i) kp[i] = &keys[i];
+  for (int r = 0; r < runs; ++r) {
+    uint64_t cycles = 0, pk = 0;
+    for (uint32_t b = 0; b < packets / kBurst; ++b) {
+      for (auto& k : keys) k = key(static_cast<uint32_t>(rng() % n), false);
+      uint64_t hits = 0;
+      uint64_t t0 = rte_rdtsc_precise();
+      rte_hash_lookup_bulk_data(h, kp, kBurst, &hits, data);
+      cycles += rte_rdtsc_precise() - t0;
+      pk += kBurst;
+    }
+    meds.push_back(double(cycles) / double(pk));
+  }
+  rte_hash_free(h);
+  return median(meds);
+}
+
+// Floor 2: rx_burst + tx_burst on a net_null port (the cost of moving
+// mbufs through a PMD with no NIC behind it).
+double nullPmdFloor(int runs, uint32_t packets) {
+  uint16_t port;
+  if (rte_eth_dev_get_port_by_name("net_null0", &port) != 0) return -1;
+  rte_mempool* mp = rte_pktmbuf_pool_create("bench_null", 4095, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  rte_eth_conf conf{};
+  if (rte_eth_dev_configure(port, 1, 1, &conf) != 0) return -1;
+  if (rte_eth_rx_queue_setup(port, 0, 512, rte_eth_dev_socket_id(port), nullptr, mp) != 0) return -1;
+  if (rte_eth_tx_queue_setup(port, 0, 512, rte_eth_dev_socket_id(port), nullptr) != 0) return -1;
+  if (rte_eth_dev_start(port) != 0) return -1;
+  std::vector<double> meds;
+  rte_mbuf* pkts[kBurst];
+  for (int r = 0; r < runs; ++r) {
+    uint64_t pk = 0;
+    uint64_t t0 = rte_rdtsc_precise();
+    while (pk < packets) {
+      uint16_t n = rte_eth_rx_burst(port, 0, pkts, kBurst);
+      uint16_t s = rte_eth_tx_burst(port, 0, pkts, n);
+      for (uint16_t i = s; i < n; ++i) rte_pktmbuf_free(pkts[i]);
+      pk += n;
+    }
+    meds.push_back(double(rte_rdtsc_precise() - t0) / double(pk));
+  }
+  rte_eth_dev_stop(port);
+  rte_eth_dev_close(port);
+  rte_mempool_free(mp);
+  return median(meds);
+}
+
+void portAllocBench() {
+  PortAllocator::Params pp;
+  pp.maxPools = 4;
+  PortAllocator pa(pp);
+  uint32_t p = pa.pool(PoolKey{htonl(0xC0000214), htonl(0xCB00710B), htons(80), IPPROTO_TCP, 0});
+  std::vector<uint16_t> got(pa.capacity(p));
+  std::vector<double> meds;
+  for (int r = 0; r < 5; ++r) {
+    uint64_t t0 = rte_rdtsc_precise();
+    uint32_t n = 0;
+    while (n < got.size() && pa.allocate(p, got[n])) ++n;
+    uint64_t t1 = rte_rdtsc_precise();
+    for (uint32_t i = 0; i < n; ++i) pa.release(p, got[i]);
+    uint64_t t2 = rte_rdtsc_precise();
+    meds.push_back(double(t2 - t0) / (2.0 * n));
+    (void)t1;
+  }
+  uint64_t t0 = rte_rdtsc_precise();
+  PortAllocator pb(pp);
+  uint32_t q = pb.pool(PoolKey{htonl(0xC0000215), htonl(0xCB00710B), htons(80), IPPROTO_TCP, 0});
+  uint64_t t1 = rte_rdtsc_precise();
+  (void)q;
+  std::printf("\n### SNAT port allocation\n\n| operation | cycles |\n|---|---|\n");
+  std::printf("| allocate + release (per operation, median of 5 x %zu) | %.1f |\n", got.size(), median(meds));
+  std::printf("| first use of a (SNAT, backend) pool: fill 64512 ports | %llu |\n",
+              static_cast<unsigned long long>(t1 - t0));
+}
+
+void maglevBench() {
+  std::printf("\n### Maglev table build\n\n| M | backends | ms (median of 5) |\n|---|---|---|\n");
+  for (uint32_t m : {65537u, 655373u}) {
+    for (int nb : {10, 100, 1000}) {
+      std::vector<MaglevBackend> b;
+      for (int i = 0; i < nb; ++i) b.push_back({htonl(0xCB007100 + uint32_t(i)), htons(static_cast<uint16_t>(443 + i / 256)), 1});
+      std::vector<double> v;
+      for (int r = 0; r < 5; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto t = buildMaglev(b, m);
+        auto t1 = std::chrono::steady_clock::now();
+        v.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        if (t.size() != m) std::abort();
+      }
+      std::printf("| %u | %d | %.2f |\n", m, nb, median(v));
+    }
+  }
+}
+
+// Multi-worker scaling: every worker lcore owns a Core with `flows` flows
+// and runs established-flow bursts for a fixed time; packets/s are summed.
+struct ScaleArg {
+  Core* core;
+  const Snapshot* snap;
+  uint32_t flows;
+  std::atomic<bool>* go;
+  std::atomic<bool>* stop;
+  uint64_t packets = 0;
+  uint64_t cycles = 0;
+};
+
+int scaleWorker(void* a) {
+  auto* s = static_cast<ScaleArg*>(a);
+  rte_mbuf* pkts[kBurst];
+  Verdict v[kBurst];
+  if (rte_pktmbuf_alloc_bulk(s->core->pool, pkts, kBurst) != 0) return -1;
+  std::mt19937_64 rng(rte_lcore_id());
+  while (!s->go->load()) rte_pause();
+  uint64_t t0 = rte_rdtsc();
+  while (!s->stop->load(std::memory_order_relaxed)) {
+    for (uint16_t i = 0; i < kBurst; ++i) writeFrame(pkts[i], static_cast<uint32_t>(rng() % s->flows), 0x10);
+    s->core->nat->process(pkts, kBurst, *s->snap, 2000, v);
+    s->packets += kBurst;
+  }
+  s->cycles = rte_rdtsc() - t0;
+  rte_pktmbuf_free_bulk(pkts, kBurst);
+  return 0;
+}
+
+void scaling(const Snapshot& snap, const Options& o) {
+  unsigned avail = rte_lcore_count() - 1;
+  std::printf("\n### Multi-worker scaling (established flows, 64K flows per worker, generator in the loop)\n\n");
+  std::printf("| workers | Mpps total | Mpps per worker | efficiency |\n|---|---|---|---|\n");
+  double base = 0;
+  for (uint32_t w = 1; w <= std::min<uint32_t>(o.maxWorkers, avail); w = w < 2 ? 2 : w + 2) {
+    std::vector<std::unique_ptr<Core>> cores;
+    std::vector<ScaleArg> args(w);
+    std::atomic<bool> go{false}, stop{false};
+    unsigned lc = rte_get_next_lcore(-1, 1, 0);
+    std::vector<unsigned> lcores;
+    for (uint32_t i = 0; i < w; ++i, lc = rte_get_next_lcore(lc, 1, 0)) {
+      cores.push_back(std::make_unique<Core>(65536, 100 + i + w * 10, static_cast<int>(rte_lcore_to_socket_id(lc))));
+      fillFlows(*cores.back(), snap, 65536);
+      args[i] = ScaleArg{cores.back().get(), &snap, 65536, &go, &stop};
+      lcores.push_back(lc);
+    }
+    for (uint32_t i = 0; i < w; ++i) rte_eal_remote_launch(scaleWorker, &args[i], lcores[i]);
+    go = true;
+    auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(o.quick ? 1 : 3));
+    stop = true;
+    rte_eal_mp_wait_lcore();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    uint64_t pk = 0;
+    for (auto& a : args) pk += a.packets;
+    double mpps = double(pk) / secs / 1e6;
+    if (w == 1) base = mpps;
+    std::printf("| %u | %.2f | %.2f | %.0f%% |\n", w, mpps, mpps / w, base > 0 ? 100.0 * mpps / (base * w) : 0);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int ealArgs = rte_eal_init(argc, argv);
+  if (ealArgs < 0) {
+    std::fprintf(stderr, "EAL init failed\n");
+    return 1;
+  }
+  argc -= ealArgs;
+  argv += ealArgs;
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+      o.sizes = {1000, 65536, 1000000};
+      o.runs = 3;
+      o.packetsPerRun = 500'000;
+    } else if (a == "--no-scaling") {
+      o.scaling = false;
+    } else if (a == "--max-workers" && i + 1 < argc) {
+      o.maxWorkers = static_cast<uint32_t>(std::stoul(argv[++i]));
+    } else if (a == "--sizes" && i + 1 < argc) {
+      o.sizes.clear();
+      std::string s = argv[++i];
+      for (std::size_t p = 0; p < s.size();) {
+        auto q = s.find(',', p);
+        o.sizes.push_back(static_cast<uint32_t>(std::stoul(s.substr(p, q - p))));
+        p = q == std::string::npos ? s.size() : q + 1;
+      }
+    } else {
+      std::fprintf(stderr, "usage: strait-bench [EAL args --] [--quick] [--no-scaling] [--max-workers N] [--sizes a,b,c]\n");
+      return 2;
+    }
+  }
+  auto snap = makeSnapshot();
+  double tsc = double(rte_get_tsc_hz());
+  std::printf("TSC %.3f GHz, burst %u, %d runs of %u packets per figure\n\n", tsc / 1e9, kBurst, o.runs,
+              o.packetsPerRun);
+
+  std::printf("### Fast path, one worker (cycles per packet; NatCore::process only)\n\n");
+  std::printf("| case | flows | cycles/pkt (median) | p99 per burst | drops |\n|---|---|---|---|---|\n");
+  std::vector<std::pair<uint32_t, double>> memPerFlow;
+  std::vector<std::pair<uint32_t, double>> floors;
+  for (uint32_t n : o.sizes) {
+    if (n > kMaxFlows) continue;
+    auto core = std::make_unique<Core>(n, 0, static_cast<int>(rte_socket_id()));
+    Timing syn = fillFlows(*core, *snap, n);
+    printRow("new flows (SYN path) while filling", n, syn);
+    Timing u = established(*core, *snap, n, o, nullptr);
+    printRow("established, uniform", n, u);
+    Zipf z(n, 1.0);
+    Timing zt = established(*core, *snap, n, o, &z);
+    printRow("established, Zipf s=1.0", n, zt);
+    Timing mx = mix(*core, *snap, n, o);
+    printRow("mix, 1% new flows", n, mx);
+    memPerFlow.emplace_back(n, double(core->flows->memoryBytes()) / n);
+    std::fflush(stdout);
+    core.reset();
+    floors.emplace_back(n, hashFloor(n, o.runs, o.packetsPerRun));
+  }
+  std::printf("\n### Floors measured in the same run\n\n| floor | flows | cycles/pkt |\n|---|---|---|\n");
+  for (auto& [n, c] : floors) std::printf("| rte_hash_lookup_bulk_data, 32 keys, 2 keys per flow | %u | %.1f |\n", n, c);
+  double nf = nullPmdFloor(o.runs, o.packetsPerRun);
+  if (nf >= 0)
+    std::printf("| net_null PMD rx_burst + tx_burst | - | %.1f |\n", nf);
+  else
+    std::printf("| net_null PMD rx_burst + tx_burst | - | not available (start with --vdev=net_null0) |\n");
+  std::printf("\n### Memory per flow (flow record + both hash keys, measured from DPDK heap use)\n\n| flows | bytes per flow |\n|---|---|\n");
+  for (auto& [n, b] : memPerFlow) std::printf("| %u | %.1f |\n", n, b);
+  portAllocBench();
+  maglevBench();
+  if (o.scaling && rte_lcore_count() > 1) scaling(*snap, o);
+  std::fflush(stdout);
+  rte_eal_cleanup();
+  return 0;
+}

@@ -1,0 +1,2 @@
+// ARP service tests: being written.
+#include <gtest/gtest.h>
