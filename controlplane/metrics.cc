@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <iterator>
 #include <map>
 #include <set>
@@ -136,6 +137,18 @@ double MetricsCollector::busyRatio(uint16_t worker, const WorkerCounters& c,
 }
 
 std::vector<prometheus::MetricFamily> MetricsCollector::Collect() const {
+  // civetweb runs its handlers on threads with small stacks (about 100 KiB),
+  // less than one WorkerCounters copy (per-slot arrays); collect on a thread
+  // with a default-sized stack. Once per scrape, so the thread is cheap.
+  try {
+    return std::async(std::launch::async, [this] { return collectNow(); }).get();
+  } catch (const std::exception& e) {
+    logf(LogLevel::kWarn, "metrics: scrape failed: %s", e.what());
+    return {};
+  }
+}
+
+std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto now = clock_();
   Families out;

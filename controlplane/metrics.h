@@ -89,6 +89,7 @@ class MetricsCollector : public prometheus::Collectable {
     double ratio = 0.0;
   };
 
+  std::vector<prometheus::MetricFamily> collectNow() const;
   double busyRatio(uint16_t worker, const WorkerCounters& c, std::chrono::steady_clock::time_point now) const;
 
   const Runtime& rt_;

@@ -5,13 +5,14 @@
 // significant bit of the first byte first, XOR in the 32 key bits that start
 // at that bit's position. Bytes past the end of the key count as zero.
 //
-// kEna models an ENA device driven by the Linux kernel driver (AF_XDP mode),
-// given the key as `ethtool -x` shows it: the device applies the key
-// byte-reversed and starts from 0xffffffff, so
-//   hash = 0xffffffff ^ standard(reverse(key), input).
-// Under DPDK's ENA PMD (v2.4.0+, DPDK >= 21.08, so 22.11) the PMD reverses
-// the application's key before programming it and sets the initial value
-// to 0, so the device computes kStandard over rte_eth_rss_conf.rss_key.
+// ENA applies the key byte-reversed. Under DPDK's ENA PMD (v2.4.0+, DPDK
+// >= 21.08, so 22.11) the PMD reverses the application's key before
+// programming it and sets the initial value to 0: the two reversals cancel
+// and the device computes the standard hash of the key configured through
+// ethdev (and read back by rte_eth_dev_rss_hash_conf_get), so kEna builds
+// the same tables as kStandard. Under the Linux kernel driver the key (as
+// `ethtool -x` shows it) reaches the device unreversed and the initial value
+// is 0xffffffff, so kEnaLinux is 0xffffffff ^ standard(reverse(key)).
 // Sources, what is verified and what is inferred: docs/rss.md.
 #include "dataplane/toeplitz.h"
 
@@ -26,6 +27,8 @@ namespace {
 // Enough positions for an IPv4 4-tuple even with a short key.
 constexpr size_t kMinPositions = 12;
 
+constexpr uint32_t initialValue(ToeplitzVariant v) { return v == ToeplitzVariant::kEnaLinux ? 0xffffffffu : 0u; }
+
 }  // namespace
 
 Toeplitz::Toeplitz(std::span<const uint8_t> key, ToeplitzVariant variant) : variant_(variant) {
@@ -33,12 +36,12 @@ Toeplitz::Toeplitz(std::span<const uint8_t> key, ToeplitzVariant variant) : vari
     throw std::invalid_argument("toeplitz: RSS key must be at least 4 bytes, got " + std::to_string(key.size()));
   }
   std::vector<uint8_t> k(key.begin(), key.end());
-  if (variant == ToeplitzVariant::kEna) std::reverse(k.begin(), k.end());
+  if (variant == ToeplitzVariant::kEnaLinux) std::reverse(k.begin(), k.end());
   // Zero padding lets every window below read 5 bytes without a bounds check.
   const size_t positions = std::max(k.size(), kMinPositions);
   k.resize(positions + 5, 0);
 
-  const uint32_t init = variant == ToeplitzVariant::kEna ? 0xffffffffu : 0u;
+  const uint32_t init = initialValue(variant);
   tables_.resize(positions);
   for (size_t i = 0; i < positions; ++i) {
     // Key bits [8i, 8i+40): the windows for the 8 bits of input byte i.
@@ -62,7 +65,7 @@ Toeplitz::Toeplitz(std::span<const uint8_t> key, ToeplitzVariant variant) : vari
 }
 
 uint32_t Toeplitz::hash(std::span<const uint8_t> input) const {
-  if (input.empty()) return variant_ == ToeplitzVariant::kEna ? 0xffffffffu : 0u;
+  if (input.empty()) return initialValue(variant_);
   // Input bytes past the (zero-padded) key contribute nothing.
   const size_t n = std::min(input.size(), tables_.size());
   uint32_t h = 0;

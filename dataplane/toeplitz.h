@@ -1,8 +1,13 @@
 // Software Toeplitz RSS hash, so the SNAT port of a new flow can be chosen
 // such that the NIC hashes the flow's replies to the queue of the worker
 // that owns it. Supports the standard Microsoft RSS definition (as used by
-// most NICs and DPDK's rte_softrss) and the ENA variant (the key is applied
-// byte-reversed and the hash starts from 0xffffffff).
+// most NICs and DPDK's rte_softrss) and ENA. The ENA device applies the key
+// byte-reversed; DPDK's ENA PMD (>= 21.08) reverses the application's key
+// before programming it and starts the hash from 0, so under DPDK the device
+// computes the standard hash of the configured key (kEna, equal to
+// kStandard). The Linux kernel driver programs the key unreversed and starts
+// from 0xffffffff (kEnaLinux: for AF_XDP on ENA, key as `ethtool -x` shows
+// it). Sources and what is verified: docs/rss.md.
 #pragma once
 
 #include <array>
@@ -12,7 +17,11 @@
 
 namespace strait::dataplane {
 
-enum class ToeplitzVariant : uint8_t { kStandard, kEna };
+enum class ToeplitzVariant : uint8_t {
+  kStandard,  // Microsoft RSS
+  kEna,       // ENA under DPDK's ENA PMD, key as configured through ethdev
+  kEnaLinux,  // ENA under the Linux driver: byte-reversed key, initial value 0xffffffff
+};
 
 class Toeplitz {
  public:

@@ -69,8 +69,8 @@ constexpr uint32_t kDnsSnat = ip4(192, 0, 2, 21);
 constexpr uint32_t kBackend1 = ip4(203, 0, 113, 11);
 constexpr uint32_t kBackend2 = ip4(203, 0, 113, 12);
 constexpr uint32_t kMaglevSize = 251;
-constexpr uint16_t kFlowCapacity = 64;
-constexpr uint16_t kPortMin = 1024, kPortMax = 1087;
+constexpr uint16_t kFlowCapacity = 40;
+constexpr uint16_t kPortMin = 1024, kPortMax = 1039;  // 16 ports per pool
 constexpr uint32_t kMaxPools = 3;  // fewer than the 4 (snat, backend, proto) tuples
 
 void buildTable(ServiceView& s) {
@@ -205,10 +205,21 @@ struct Stats {
   bool enabled = std::getenv("STRAIT_FUZZ_STATS") != nullptr;
   uint64_t actions[5] = {};
   uint64_t drops[kDropReasonCount] = {};
+  uint64_t icmpTranslated = 0, echoReplies = 0, mssClamped = 0, flowsCreated = 0, flowsExpired = 0;
+  void add(const WorkerCounters& c) {
+    icmpTranslated += c.icmpErrorsTranslated;
+    echoReplies += c.icmpEchoReplies;
+    mssClamped += c.mssClamped;
+    flowsCreated += c.flowsCreated;
+    flowsExpired += c.flowsExpired;
+  }
   ~Stats() {
     if (!enabled) return;
     static const char* const kNames[] = {"forward", "local", "to_control", "handoff", "drop"};
     for (int i = 0; i < 5; ++i) std::fprintf(stderr, "fuzz_nat: %-12s %llu\n", kNames[i], (unsigned long long)actions[i]);
+    std::fprintf(stderr, "fuzz_nat: flows created %llu expired %llu, icmp errors translated %llu, echo replies %llu, mss clamped %llu\n",
+                 (unsigned long long)flowsCreated, (unsigned long long)flowsExpired,
+                 (unsigned long long)icmpTranslated, (unsigned long long)echoReplies, (unsigned long long)mssClamped);
     for (std::size_t i = 1; i < kDropReasonCount; ++i)
       if (drops[i])
         std::fprintf(stderr, "fuzz_nat:   drop %-22s %llu\n", std::string(kDropReasonNames[i]).c_str(),
@@ -347,6 +358,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   nat.clear();
+  if (gStats.enabled) gStats.add(*counters);
   if (flows.size() != 0) fail("flows left after clear()");
   for (uint32_t i = 0; i < ports.poolCount(); ++i)
     if (ports.inUse(i) != 0) fail("SNAT ports still in use after clear()");

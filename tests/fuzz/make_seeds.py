@@ -149,9 +149,13 @@ def nat_seeds():
     many = [eth_ip(tcp(CLIENT, IFACE, 41000 + i, 80, SYN)) for i in range(16)]
     seeds["reconfigure"] = nat_input(0, [(many, 0, 1, False), (many, 1, 1, False), (many, 2, 1, True),
                                          (many, 0, 1, False)])
-    # More new flows than SNAT ports and flow slots: exhaustion paths.
+    # More new flows than SNAT ports (16 per pool), then than flow slots (40).
     flood = [eth_ip(tcp(CLIENT, IFACE, 42000 + i, 80, SYN)) for i in range(64)]
-    seeds["exhaust"] = nat_input(0, [(flood, 0, 0, False), (flood, 0, 0, False)])
+    dns_flood = [eth_ip(udp(CLIENT, DNS_VIP, 42000 + i, 53, b"q")) for i in range(64)]
+    seeds["exhaust"] = nat_input(0, [(flood, 0, 0, False), (dns_flood, 0, 0, False)])
+    # Worker 1 of 2: a reply to an even SNAT port belongs to worker 0.
+    seeds["handoff"] = nat_input(1, [([eth_ip(tcp(BACKENDS[0], IFACE, 80, 1024, SYN | ACK, seq=5000, ack=1001)),
+                                       eth_ip(udp(BACKENDS[1], DNS_SNAT, 53, 1030, b"late"))], 0, 0, False)])
     return seeds
 
 

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import netns
-from .netns import Cleanup, add_addr, add_route, make_netns, make_veth, ns_sh, sh
+from .netns import Cleanup, add_addr, add_route, make_netns, make_veth, ns_sh
 from .nginx import BIG_FILE, Nginx, make_payload
 
 # The straitd link (one arm): gateway, straitd's interface address (also the
@@ -60,8 +59,11 @@ def backend_ip(i: int) -> str:
 
 
 class _Base:
-    def __init__(self, workdir: Path | None) -> None:
+    def __init__(self, workdir: Path | None, prefix: str | None = None) -> None:
         self.tag = netns.unique_tag()
+        # Tests name namespaces after their pid (stale ones can be found and
+        # cleared); the demo gives fixed, typeable names.
+        self.prefix = prefix or f"{netns.NS_PREFIX}{self.tag}"
         self.cleanup = Cleanup()
         self.own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(
@@ -71,7 +73,7 @@ class _Base:
         self.is_up = False
 
     def ns_name(self, role: str) -> str:
-        return f"{netns.NS_PREFIX}{self.tag}-{role}"
+        return f"{self.prefix}-{role}"
 
     def _ns(self, role: str, **kw) -> str:
         name = make_netns(self.ns_name(role), self.cleanup, **kw)
@@ -106,8 +108,8 @@ class Ec2Topology(_Base):
 
     def __init__(self, backends: int = 2, *, mgmt: bool = False,
                  workdir: Path | None = None, backend_port: int = 80,
-                 payload_size: int = 8 << 20) -> None:
-        super().__init__(workdir)
+                 payload_size: int = 8 << 20, prefix: str | None = None) -> None:
+        super().__init__(workdir, prefix)
         self.n_backends = backends
         self.mgmt = mgmt
         self.backend_port = backend_port
@@ -120,10 +122,10 @@ class Ec2Topology(_Base):
         self.payload_path = self.workdir / BIG_FILE
 
     def up(self) -> "Ec2Topology":
-        self.router = self._ns("rt", forwarding=True)
+        self.router = self._ns("router", forwarding=True)
         self.lb = self._ns("lb")
-        self.client = self._ns("cl")
-        self.backend_ns = [self._ns(f"b{i + 1}") for i in range(self.n_backends)]
+        self.client = self._ns("client")
+        self.backend_ns = [self._ns(f"backend{i + 1}") for i in range(self.n_backends)]
 
         # The straitd link: lb0 stays without an address (DPDK owns it).
         make_veth(self.lb, "lb0", self.router, "lbnet", mac_a=LB_MAC, mac_b=GW_MAC)
@@ -185,22 +187,8 @@ class WireTopology(_Base):
 
     def up(self) -> "WireTopology":
         self.lb = self._ns("lb")
-        self.tester = self._ns("tx")
+        self.tester = self._ns("tester")
         make_veth(self.lb, "lb0", self.tester, self.TESTER_IF, mac_a=LB_MAC, mac_b=GW_MAC)
         add_addr(self.tester, self.TESTER_IF, f"{GATEWAY_IP}/24")
         self.is_up = True
         return self
-
-
-@dataclass
-class TopologyState:
-    """What a kept topology (tools/demo --keep) needs to be torn down later
-    by another process: namespaces, pids with their command lines (so a
-    recycled pid is never signalled) and the work directory."""
-    namespaces: list[str] = field(default_factory=list)
-    processes: list[tuple[int, str]] = field(default_factory=list)
-    workdir: str = ""
-
-
-def sh_quiet(args) -> None:
-    sh(args, check=False)

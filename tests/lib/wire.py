@@ -124,7 +124,7 @@ class Wire:
             p.summary() for p in got[:10])
 
 
-def _csum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
     """RFC 1071 one's-complement sum, folded and inverted."""
     if len(data) % 2:
         data += b"\0"
@@ -148,7 +148,7 @@ def _check_ipv4(data: bytes, where: str, errors: list[str]) -> tuple[int, int, b
     ihl = (data[0] & 0xF) * 4
     hdr = data[:ihl]
     got = struct.unpack_from("!H", hdr, 10)[0]
-    want = _csum(_zeroed(hdr, 10))
+    want = inet_checksum(_zeroed(hdr, 10))
     if got != want:
         errors.append(f"{where} IPv4 header checksum {got:#06x}, expected {want:#06x}")
     total = struct.unpack_from("!H", data, 2)[0]
@@ -161,17 +161,17 @@ def _check_ipv4(data: bytes, where: str, errors: list[str]) -> tuple[int, int, b
     pseudo = hdr[12:20] + struct.pack("!BBH", 0, proto, len(l4))
     if proto == 6 and len(l4) >= 20:
         got = struct.unpack_from("!H", l4, 16)[0]
-        want = _csum(pseudo + _zeroed(l4, 16))
+        want = inet_checksum(pseudo + _zeroed(l4, 16))
         if got != want:
             errors.append(f"{where} TCP checksum {got:#06x}, expected {want:#06x}")
     elif proto == 17 and len(l4) >= 8:
         got = struct.unpack_from("!H", l4, 6)[0]
-        want = _csum(pseudo + _zeroed(l4, 6)) or 0xFFFF
+        want = inet_checksum(pseudo + _zeroed(l4, 6)) or 0xFFFF
         if got != 0 and got != want:  # 0 = sender computed none
             errors.append(f"{where} UDP checksum {got:#06x}, expected {want:#06x}")
     elif proto == 1 and len(l4) >= 8:
         got = struct.unpack_from("!H", l4, 2)[0]
-        want = _csum(_zeroed(l4, 2))
+        want = inet_checksum(_zeroed(l4, 2))
         if got != want:
             errors.append(f"{where} ICMP checksum {got:#06x}, expected {want:#06x}")
         if l4[0] in (3, 4, 5, 11, 12) and len(l4) >= 28:

@@ -1,9 +1,10 @@
 // Unit tests for the software Toeplitz hash: Microsoft's published RSS
 // verification vectors, agreement with DPDK's rte_softrss on random tuples
 // and keys, agreement with a bit-serial reference written straight from the
-// definition, and the ENA variant against both an independent reference of
-// the algorithm documented in docs/rss.md and values produced by Amazon's
-// own ENA hash calculator (amzn-ec2-ena-utilities, ena-toeplitz/toeplitz_calc.py).
+// definition, and the ENA variants against both an independent model of the
+// driver/device pipeline documented in docs/rss.md and values produced by
+// Amazon's own ENA hash calculator (amzn-ec2-ena-utilities,
+// ena-toeplitz/toeplitz_calc.py).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <rte_thash.h>
@@ -77,13 +78,15 @@ uint32_t referenceStandard(const std::vector<uint8_t>& key, const std::vector<ui
   return h;
 }
 
-// The ENA algorithm as docs/rss.md states it, written in the shape Amazon's
+// The ENA device as docs/rss.md describes it: given the key buffer a driver
+// programmed and the initial value it chose, the device applies the buffer
+// byte-reversed and starts from that value. Written in the shape Amazon's
 // calculator uses (whole key rotated left one bit per input bit, leftmost 32
-// bits XORed in) rather than with windows: reverse the key bytes, start from
-// 0xffffffff. Valid for inputs up to key length - 4 bytes.
-uint32_t referenceEna(std::vector<uint8_t> key, const std::vector<uint8_t>& in) {
-  std::reverse(key.begin(), key.end());
-  uint32_t h = 0xffffffffu;
+// bits XORed in) rather than with windows. Valid for inputs up to key
+// length - 4 bytes.
+uint32_t enaDevice(const std::vector<uint8_t>& programmed, uint32_t initialValue, const std::vector<uint8_t>& in) {
+  std::vector<uint8_t> key(programmed.rbegin(), programmed.rend());
+  uint32_t h = initialValue;
   for (uint8_t byte : in) {
     for (int b = 7; b >= 0; --b) {
       if ((byte >> b) & 1u) {
@@ -95,6 +98,16 @@ uint32_t referenceEna(std::vector<uint8_t> key, const std::vector<uint8_t>& in) 
     }
   }
   return h;
+}
+
+// What each driver programs for the key K the application or admin gave.
+uint32_t enaUnderDpdk(const std::vector<uint8_t>& k, const std::vector<uint8_t>& in) {
+  // ena_rss_hash_set(): ena_reorder_rss_hash_key(), init_val 0.
+  return enaDevice(std::vector<uint8_t>(k.rbegin(), k.rend()), 0, in);
+}
+uint32_t enaUnderLinux(const std::vector<uint8_t>& k, const std::vector<uint8_t>& in) {
+  // ena_set_rxfh() / ena_rss_init_default(): key as given, init_val 0xFFFFFFFF.
+  return enaDevice(k, 0xffffffffu, in);
 }
 
 std::vector<uint8_t> randomBytes(std::mt19937& rng, size_t n) {
@@ -181,14 +194,16 @@ TEST(ToeplitzTest, MatchesBitSerialReference) {
   }
 }
 
-TEST(ToeplitzTest, EnaMatchesReference) {
+TEST(ToeplitzTest, EnaVariantsMatchDeviceModel) {
   std::mt19937 rng(4242);
   for (int k = 0; k < 20; ++k) {
     auto key = randomBytes(rng, 40);
-    Toeplitz t(key, ToeplitzVariant::kEna);
+    Toeplitz dpdk(key, ToeplitzVariant::kEna);
+    Toeplitz kernel(key, ToeplitzVariant::kEnaLinux);
     for (size_t len = 0; len <= 36; ++len) {
       auto in = randomBytes(rng, len);
-      ASSERT_EQ(t.hash(in), referenceEna(key, in)) << "len " << len;
+      ASSERT_EQ(dpdk.hash(in), enaUnderDpdk(key, in)) << "len " << len;
+      ASSERT_EQ(kernel.hash(in), enaUnderLinux(key, in)) << "len " << len;
     }
     for (int i = 0; i < 500; ++i) {
       auto in = randomBytes(rng, 12);
@@ -200,34 +215,39 @@ TEST(ToeplitzTest, EnaMatchesReference) {
       std::memcpy(&d, in.data() + 4, 4);
       std::memcpy(&sp, in.data() + 8, 2);
       std::memcpy(&dp, in.data() + 10, 2);
-      ASSERT_EQ(t.hashV4(s, d, sp, dp), referenceEna(key, in));
+      ASSERT_EQ(dpdk.hashV4(s, d, sp, dp), enaUnderDpdk(key, in));
+      ASSERT_EQ(kernel.hashV4(s, d, sp, dp), enaUnderLinux(key, in));
     }
   }
 }
 
-TEST(ToeplitzTest, EnaIsStandardOverReversedKeyInverted) {
+TEST(ToeplitzTest, EnaRelations) {
   std::mt19937 rng(5);
   auto key = randomBytes(rng, 40);
   auto rev = key;
   std::reverse(rev.begin(), rev.end());
-  Toeplitz ena(key, ToeplitzVariant::kEna);
-  Toeplitz standard(rev);
+  Toeplitz standard(key);
+  Toeplitz standardRev(rev);
+  Toeplitz dpdk(key, ToeplitzVariant::kEna);
+  Toeplitz kernel(key, ToeplitzVariant::kEnaLinux);
   for (int i = 0; i < 1000; ++i) {
     const uint32_t s = rng();
     const uint32_t d = rng();
     const auto sp = static_cast<uint16_t>(rng());
     const auto dp = static_cast<uint16_t>(rng());
-    ASSERT_EQ(ena.hashV4(s, d, sp, dp), ~standard.hashV4(s, d, sp, dp));
+    // Under DPDK the PMD's reversal undoes the device's.
+    ASSERT_EQ(dpdk.hashV4(s, d, sp, dp), standard.hashV4(s, d, sp, dp));
+    ASSERT_EQ(kernel.hashV4(s, d, sp, dp), ~standardRev.hashV4(s, d, sp, dp));
   }
-  // And it is not the standard hash of the same key (the variants differ).
-  Toeplitz plain(key);
-  EXPECT_NE(ena.hashV4(1, 2, 3, 4), plain.hashV4(1, 2, 3, 4));
+  EXPECT_NE(kernel.hashV4(1, 2, 3, 4), standard.hashV4(1, 2, 3, 4));
+  EXPECT_EQ(kernel.hash({}), 0xffffffffu);
+  EXPECT_EQ(dpdk.hash({}), 0u);
 }
 
 // Values printed by Amazon's calculator (amzn-ec2-ena-utilities @6ecb14c,
 // ena-toeplitz/toeplitz_calc.py -t SRC -T SPORT -r DST -R DPORT -k KEY) for an
-// instance whose key can be set: its "Linux (after setting the key with
-// ethtool)" line is kEna, its "DPDK" line is kStandard.
+// instance whose key can be set: its "DPDK" line is kEna (and kStandard),
+// its "Linux (after setting the key with ethtool)" line is kEnaLinux.
 TEST(ToeplitzTest, AgreesWithAmazonCalculator) {
   constexpr std::array<uint8_t, 40> key = {
       0x07, 0x59, 0x95, 0x5a, 0x3f, 0xe0, 0xcf, 0xf0, 0xb5, 0x2f, 0xcd, 0x66, 0x9f, 0x3d,
@@ -249,16 +269,22 @@ TEST(ToeplitzTest, AgreesWithAmazonCalculator) {
   };
   Toeplitz standard(key);
   Toeplitz ena(key, ToeplitzVariant::kEna);
+  Toeplitz enaLinux(key, ToeplitzVariant::kEnaLinux);
   for (const auto& c : cases) {
     const uint32_t s = ip(c.src);
     const uint32_t d = ip(c.dst);
-    EXPECT_EQ(standard.hashV4(s, d, htons(c.srcPort), htons(c.dstPort)), c.dpdk) << c.src;
-    EXPECT_EQ(ena.hashV4(s, d, htons(c.srcPort), htons(c.dstPort)), c.kernel) << c.src;
+    const uint16_t sp = htons(c.srcPort);
+    const uint16_t dp = htons(c.dstPort);
+    EXPECT_EQ(ena.hashV4(s, d, sp, dp), c.dpdk) << c.src;
+    EXPECT_EQ(standard.hashV4(s, d, sp, dp), c.dpdk) << c.src;
+    EXPECT_EQ(enaLinux.hashV4(s, d, sp, dp), c.kernel) << c.src;
   }
   // With Microsoft's key the calculator's DPDK line is the published vector,
   // and its Linux line 0x3dc77368.
-  Toeplitz msEna(kMsKey, ToeplitzVariant::kEna);
-  EXPECT_EQ(msEna.hashV4(ip("66.9.149.187"), ip("161.142.100.80"), htons(2794), htons(1766)), 0x3dc77368u);
+  const uint32_t s = ip("66.9.149.187");
+  const uint32_t d = ip("161.142.100.80");
+  EXPECT_EQ(Toeplitz(kMsKey, ToeplitzVariant::kEna).hashV4(s, d, htons(2794), htons(1766)), 0x51ccc178u);
+  EXPECT_EQ(Toeplitz(kMsKey, ToeplitzVariant::kEnaLinux).hashV4(s, d, htons(2794), htons(1766)), 0x3dc77368u);
 }
 
 TEST(ToeplitzTest, RejectsShortKey) {

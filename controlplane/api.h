@@ -1,0 +1,59 @@
+// ControlApi: the commands behind lbctl. It validates each request,
+// changes LbState under its lock, publishes a new snapshot through the
+// Runtime after every change, and builds the reply. The protocol (version
+// 1) is documented in docs/control-api.md:
+//
+//   request  {"version":1, "command":"backend add",
+//             "args":{"service":"web", "backend":"203.0.113.10:443", "weight":1}}
+//   reply    {"ok":true, "version":1, "result":{...}}
+//            {"ok":false, "version":1, "error":"service \"web\" has no backend ..."}
+//
+// Wiring in the daemon:
+//   ControlApi api(state, runtime);
+//   ControlServer server({.path = socketPath}, [&](const auto& r) { return api.handle(r); });
+//   server.start();
+//   ... every second or so on the control thread: api.tick();
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "controlplane/runtime.h"
+#include "controlplane/state.h"
+
+namespace strait::controlplane {
+
+inline constexpr int kControlProtocolVersion = 1;
+inline constexpr uint64_t kDefaultFlowsLimit = 100;
+inline constexpr uint64_t kMaxFlowsLimit = 100'000;
+
+class ControlApi {
+ public:
+  // Both must outlive the API. The API takes state.mutex() itself.
+  ControlApi(LbState& state, Runtime& runtime) : state_(state), runtime_(runtime) {}
+
+  // Answers one request; never throws.
+  nlohmann::json handle(const nlohmann::json& request);
+
+  // Frees the slots of drained backends and removed services and publishes
+  // when that changed the state. Returns how many slots were freed.
+  std::size_t tick();
+
+ private:
+  nlohmann::json dispatch(const std::string& command, const nlohmann::json& args);
+  nlohmann::json serviceList();
+  nlohmann::json serviceAdd(const nlohmann::json& args);
+  nlohmann::json serviceRemove(const nlohmann::json& args);
+  nlohmann::json backendList(const nlohmann::json& args);
+  nlohmann::json backendAdd(const nlohmann::json& args);
+  nlohmann::json backendRemove(const nlohmann::json& args);
+  nlohmann::json backendSet(const nlohmann::json& args);
+  nlohmann::json stats();
+  nlohmann::json flows(const nlohmann::json& args);
+  nlohmann::json configShow();
+  uint64_t publishLocked();
+
+  LbState& state_;
+  Runtime& runtime_;
+};
+
+}  // namespace strait::controlplane

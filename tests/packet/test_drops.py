@@ -1,0 +1,99 @@
+"""Frames straitd must not forward: each is dropped silently (nothing comes
+out) and counted under exactly one reason of include/strait/drop_reason.h,
+as strait_drops_total{reason=...}."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from tests.lib.topology import GW_MAC, LB_MAC
+from tests.packet.helpers import (CLIENT, TTL_IN, VIP, VIP2, WEB_BACKEND, next_port, tcp_to,
+                                  to_lb)
+
+
+def _case(lb, frame, reason):
+    c = lb.counters()
+    lb.wire.send(frame)
+    lb.wire.expect_silence(0.4)
+    c.assert_drops(reason)
+
+
+def test_non_syn_without_flow_dropped(lb):
+    _case(lb, to_lb(IP(src=CLIENT, dst=VIP, ttl=TTL_IN) /
+                    TCP(sport=next_port(), dport=80, flags="A", seq=5, ack=9)), "no_flow")
+
+
+def test_rst_and_fin_without_flow_dropped(lb):
+    for flags in ("R", "FA", "PA"):
+        _case(lb, to_lb(IP(src=CLIENT, dst=VIP, ttl=TTL_IN) /
+                        TCP(sport=next_port(), dport=80, flags=flags) / b"x"), "no_flow")
+
+
+def test_reply_to_snat_port_without_flow_dropped(lb):
+    # A backend's segment to a SNAT port that no flow holds.
+    _case(lb, to_lb(IP(src=WEB_BACKEND[0], dst=VIP, ttl=TTL_IN) /
+                    TCP(sport=80, dport=next_port() + 20000, flags="SA")), "no_flow")
+
+
+def test_unknown_address_dropped(lb):
+    _case(lb, to_lb(IP(src=CLIENT, dst="192.0.2.99", ttl=TTL_IN) /
+                    TCP(sport=next_port(), dport=80, flags="S")), "not_local")
+
+
+def test_echo_to_unknown_address_dropped(lb):
+    _case(lb, to_lb(IP(src=CLIENT, dst="203.0.113.200", ttl=TTL_IN) / ICMP(type=8)), "not_local")
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_unknown_port_dropped(lb, proto):
+    # VIP2 is no SNAT address, so a port without a service is no_service.
+    l4 = TCP(sport=next_port(), dport=81, flags="S") if proto == "tcp" else \
+        UDP(sport=next_port(), dport=9999) / b"x"
+    _case(lb, to_lb(IP(src=CLIENT, dst=VIP2, ttl=TTL_IN) / l4), "no_service")
+
+
+def test_wrong_protocol_for_service_dropped(lb):
+    # alt is TCP only: UDP to the same port is no service.
+    _case(lb, to_lb(IP(src=CLIENT, dst=VIP2, ttl=TTL_IN) / UDP(sport=next_port(), dport=8080) / b"x"),
+          "no_service")
+
+
+@pytest.mark.parametrize("ttl", [1, 0])
+def test_ttl_expiring_dropped(lb, ttl):
+    c = lb.counters()
+    lb.wire.send(to_lb(IP(src=CLIENT, dst=VIP, ttl=ttl) / TCP(sport=next_port(), dport=80, flags="S")))
+    got = lb.wire.collect(0.4)
+    assert not [p for p in got if tcp_to(*WEB_BACKEND)(p)], "a TTL-expired SYN was forwarded"
+    c.assert_drops("ttl_exceeded")
+    c.assert_delta("strait_flows_created_total", 0)
+
+
+def test_fragment_dropped(lb):
+    _case(lb, to_lb(IP(src=CLIENT, dst=VIP, ttl=TTL_IN, flags="MF", id=9) /
+                    UDP(sport=next_port(), dport=53) / (b"f" * 64)), "ip_fragment")
+
+
+def test_unsupported_protocol_dropped(lb):
+    _case(lb, to_lb(IP(src=CLIENT, dst=VIP, ttl=TTL_IN, proto=47) / Raw(b"\0" * 24)),
+          "unsupported_protocol")
+
+
+def test_ipv6_dropped(lb):
+    _case(lb, Ether(src=GW_MAC, dst=LB_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::10") /
+          UDP(sport=1, dport=53), "unsupported_l2")
+
+
+@pytest.mark.parametrize("kind", ["short-ihl", "truncated", "bad-total-length"])
+def test_malformed_dropped(lb, kind):
+    good = bytes(IP(src=CLIENT, dst=VIP, ttl=TTL_IN) / TCP(sport=next_port(), dport=80, flags="S"))
+    if kind == "short-ihl":
+        raw = bytes([0x44]) + good[1:]
+    elif kind == "truncated":
+        raw = good[:30]
+    else:
+        raw = good[:2] + (len(good) + 40).to_bytes(2, "big") + good[4:]
+    _case(lb, Ether(src=GW_MAC, dst=LB_MAC, type=0x0800) / Raw(raw), "malformed")
