@@ -34,6 +34,7 @@ struct Daemon::Impl : public Runtime {
   std::unique_ptr<HealthChecker> health;
   std::unique_ptr<DnsWatcher> dns;
   std::unique_ptr<MetricsExporter> metrics;
+  std::unique_ptr<ControlApi> api;
   std::unique_ptr<ControlServer> control;
 
   // Runtime. publish() is called with state.mutex() held.
@@ -125,7 +126,10 @@ int Daemon::run(const std::atomic<bool>& stop) {
 
   d.metrics = std::make_unique<MetricsExporter>(d.opts.metricsListen, d, [&d] { return d.topology(); }, STRAIT_VERSION);
   logf(LogLevel::kInfo, "metrics on http://%s/metrics", d.opts.metricsListen.c_str());
-  d.control = std::make_unique<ControlServer>(d.opts.controlSocket, makeApiHandler(d.state, d));
+  d.api = std::make_unique<ControlApi>(d.state, d);
+  ControlServer::Options co;
+  co.path = d.opts.controlSocket;
+  d.control = std::make_unique<ControlServer>(co, [&d](const nlohmann::json& r) { return d.api->handle(r); });
   d.control->start();
   logf(LogLevel::kInfo, "control socket %s", d.opts.controlSocket.c_str());
   logf(LogLevel::kInfo, "straitd running: %zu service(s), %u worker(s)", d.cfg.services.size(), d.cfg.dataplane.workers);
@@ -136,8 +140,7 @@ int Daemon::run(const std::atomic<bool>& stop) {
     auto now = std::chrono::steady_clock::now();
     if (now - lastReap >= std::chrono::milliseconds(500)) {
       lastReap = now;
-      std::lock_guard lk(d.state.mutex());
-      if (d.state.reap(d) > 0) d.publish();
+      d.api->tick();
     }
     std::this_thread::sleep_for(std::chrono::microseconds(500));
   }

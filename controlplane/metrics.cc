@@ -14,6 +14,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -22,6 +23,7 @@
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -456,6 +458,7 @@ struct ListenAddr {
   sockaddr_storage sa{};
   socklen_t len = 0;
   std::string civet;  // "1.2.3.4:80" or "[::1]:80"
+  std::string wake;   // where a local connect() reaches it: the address, or loopback for a wildcard
 };
 
 ListenAddr parseListen(const std::string& listen) {
@@ -489,7 +492,10 @@ ListenAddr parseListen(const std::string& listen) {
   if (getnameinfo(reinterpret_cast<sockaddr*>(&a.sa), a.len, numeric, sizeof numeric, nullptr, 0,
                   NI_NUMERICHOST) != 0)
     throw fail("cannot format the resolved address");
-  a.civet = a.sa.ss_family == AF_INET6 ? "[" + std::string(numeric) + "]:" + portStr : std::string(numeric) + ":" + portStr;
+  const bool v6 = a.sa.ss_family == AF_INET6;
+  a.civet = v6 ? "[" + std::string(numeric) + "]:" + portStr : std::string(numeric) + ":" + portStr;
+  const std::string any = v6 ? "::" : "0.0.0.0";
+  a.wake = numeric == any ? (v6 ? "::1" : "127.0.0.1") : numeric;
   return a;
 }
 
@@ -525,11 +531,35 @@ MetricsExporter::MetricsExporter(const std::string& listen, const Runtime& rt, T
   const auto ports = exposer_->GetListeningPorts();
   if (ports.empty()) throw std::runtime_error("metrics: cannot listen on '" + listen + "': no listening port");
   port_ = static_cast<uint16_t>(ports.front());
+  wakeHost_ = addr.wake;
 }
 
-// The exposer (and its HTTP threads) goes first: it holds only a weak
-// reference to the collector.
-MetricsExporter::~MetricsExporter() { exposer_.reset(); }
+// civetweb's accept loop notices a stop request only when its poll() returns,
+// which without traffic takes up to 2 s; connecting to the listener while it
+// stops makes straitd's shutdown prompt. The exposer (and its HTTP threads)
+// goes before the collector: it holds only a weak reference to it.
+MetricsExporter::~MetricsExporter() {
+  std::atomic<bool> stopped{false};
+  std::thread waker([this, &stopped] {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(wakeHost_.c_str(), std::to_string(port_).c_str(), &hints, &res) != 0) return;
+    for (int i = 0; i < 250 && !stopped.load(); ++i) {  // bounded: 250 x 20 ms
+      const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        (void)::connect(fd, res->ai_addr, res->ai_addrlen);
+        ::close(fd);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    freeaddrinfo(res);
+  });
+  exposer_.reset();
+  stopped.store(true);
+  waker.join();
+}
 
 std::string MetricsExporter::render() const { return collector_->render(); }
 

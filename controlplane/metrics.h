@@ -123,6 +123,7 @@ class MetricsExporter {
   std::shared_ptr<MetricsCollector> collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   uint16_t port_ = 0;
+  std::string wakeHost_;  // numeric address a local connect() reaches the listener on
 };
 
 }  // namespace strait::controlplane

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <unordered_map>
 #include <utility>
 
 #include "controlplane/runtime.h"
@@ -196,24 +197,25 @@ void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::
     bool literal;
     std::vector<std::string> names;
   };
+  const auto keyOf = [](uint32_t ip, uint16_t port) { return (uint64_t{ip} << 16) | port; };
   std::vector<Want> want;
-  auto findWant = [&](uint32_t ip, uint16_t port) -> Want* {
-    for (Want& w : want)
-      if (w.ip == ip && w.port == port) return &w;
-    return nullptr;
-  };
-  for (const BackendConfig& b : configured)
-    if (!b.isDnsName()) want.push_back({b.ip, b.port, b.weight, true, {}});
+  std::unordered_map<uint64_t, std::size_t> wantIndex;
+  for (const BackendConfig& b : configured) {
+    if (b.isDnsName()) continue;
+    wantIndex.emplace(keyOf(b.ip, b.port), want.size());
+    want.push_back({b.ip, b.port, b.weight, true, {}});
+  }
   for (const BackendConfig& b : configured) {
     if (!b.isDnsName()) continue;
     auto d = std::find_if(dns.begin(), dns.end(), [&](const DnsBackend& x) { return x.name == b.host && x.port == b.port; });
     if (d == dns.end()) continue;
     d->weight = b.weight;
     for (uint32_t ip : d->addresses) {
-      if (Want* w = findWant(ip, b.port)) {
-        w->names.push_back(backendLabel(b));
-      } else {
+      const auto [it, added] = wantIndex.emplace(keyOf(ip, b.port), want.size());
+      if (added) {
         want.push_back({ip, b.port, b.weight, false, {backendLabel(b)}});
+      } else {
+        want[it->second].names.push_back(backendLabel(b));
       }
     }
   }
@@ -222,47 +224,49 @@ void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::
   if (want.size() >= s.config.maglevSize)
     throw StateError("service " + q(s.config.name) + ": " + std::to_string(want.size()) + " backends do not fit maglev_size " +
                      std::to_string(s.config.maglevSize) + " (it must be larger than the number of backends)");
-  auto activeIndex = [&](uint32_t ip, uint16_t port) -> std::ptrdiff_t {
-    for (std::size_t i = 0; i < s.backends.size(); ++i)
-      if (s.backends[i].ip == ip && s.backends[i].port == port) return static_cast<std::ptrdiff_t>(i);
-    return -1;
-  };
-  auto drainingIndex = [&](uint32_t ip, uint16_t port) -> std::ptrdiff_t {
-    for (std::size_t i = 0; i < s.draining.size(); ++i)
-      if (s.draining[i].ip == ip && s.draining[i].port == port && s.draining[i].phase == BackendPhase::kDraining)
-        return static_cast<std::ptrdiff_t>(i);
-    return -1;
-  };
+  std::unordered_map<uint64_t, std::size_t> activeIndex;
+  for (std::size_t i = 0; i < s.backends.size(); ++i) activeIndex.emplace(keyOf(s.backends[i].ip, s.backends[i].port), i);
+  std::unordered_map<uint64_t, std::size_t> revivable;  // draining (not flushing) entries
+  for (std::size_t i = 0; i < s.draining.size(); ++i)
+    if (s.draining[i].phase == BackendPhase::kDraining) revivable.emplace(keyOf(s.draining[i].ip, s.draining[i].port), i);
   std::size_t newSlots = 0;
-  for (const Want& w : want)
-    if (activeIndex(w.ip, w.port) < 0 && drainingIndex(w.ip, w.port) < 0) ++newSlots;
+  for (const Want& w : want) {
+    const uint64_t k = keyOf(w.ip, w.port);
+    if (!activeIndex.contains(k) && !revivable.contains(k)) ++newSlots;
+  }
   if (newSlots > freeBackendSlots_.size())
     throw StateError("no free backend slot: at most " + std::to_string(kMaxBackendSlots) +
                      " backends in all services (removed backends hold their slot until their flows end)");
 
   // Apply: keep surviving backends in their order, then add the new ones.
   std::vector<Backend> next;
+  std::vector<Backend> leaving;
+  std::vector<bool> placed(want.size(), false);
   for (Backend& b : s.backends) {
-    Want* w = findWant(b.ip, b.port);
-    if (!w) {
+    const auto it = wantIndex.find(keyOf(b.ip, b.port));
+    if (it == wantIndex.end()) {
       b.phase = flush ? BackendPhase::kFlushing : BackendPhase::kDraining;
       b.releaseGeneration = 0;
-      s.draining.push_back(std::move(b));
+      leaving.push_back(std::move(b));
       continue;
     }
-    b.weight = w->weight;
-    b.literal = w->literal;
-    b.dnsNames = w->names;
+    const Want& w = want[it->second];
+    placed[it->second] = true;
+    b.weight = w.weight;
+    b.literal = w.literal;
+    b.dnsNames = w.names;
     next.push_back(std::move(b));
   }
-  for (const Want& w : want) {
-    if (std::any_of(next.begin(), next.end(), [&](const Backend& b) { return b.ip == w.ip && b.port == w.port; })) continue;
+  std::vector<bool> revived(s.draining.size(), false);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (placed[i]) continue;
+    const Want& w = want[i];
     Backend b;
-    if (const std::ptrdiff_t d = drainingIndex(w.ip, w.port); d >= 0) {
+    if (const auto r = revivable.find(keyOf(w.ip, w.port)); r != revivable.end()) {
       // Re-added while draining: keep the slot so its flows and counters
       // continue under the same identity.
-      b = std::move(s.draining[static_cast<std::size_t>(d)]);
-      s.draining.erase(s.draining.begin() + d);
+      b = std::move(s.draining[r->second]);
+      revived[r->second] = true;
       b.releaseGeneration = 0;
     } else {
       b.ip = w.ip;
@@ -276,7 +280,12 @@ void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::
     b.dnsNames = w.names;
     next.push_back(std::move(b));
   }
+  std::vector<Backend> draining;
+  for (std::size_t i = 0; i < s.draining.size(); ++i)
+    if (!revived[i]) draining.push_back(std::move(s.draining[i]));
+  for (Backend& b : leaving) draining.push_back(std::move(b));
   s.backends = std::move(next);
+  s.draining = std::move(draining);
   s.config.backends = std::move(configured);
   s.dns = std::move(dns);
 }

@@ -41,8 +41,8 @@ void store32(void* p, uint32_t v) { std::memcpy(p, &v, sizeof v); }
 }  // namespace
 
 ArpService::ArpService(std::vector<ArpInterface> ifaces, NeighbourTable& neigh, rte_mempool* pool,
-                       std::function<bool(uint32_t)> isOurs,
-                       std::function<bool(rte_mbuf*)> transmit, WorkerCounters& counters)
+                       std::function<bool(uint32_t)> isOurs, std::function<bool(rte_mbuf*)> transmit,
+                       WorkerCounters& counters)
     : ifaces_(std::move(ifaces)),
       neigh_(neigh),
       pool_(pool),
@@ -94,8 +94,7 @@ void ArpService::handle(rte_mbuf* m, uint64_t nowMs) {
   const uint32_t spa = load32(&arp->arp_data.arp_sip);
   const uint32_t tpa = load32(&arp->arp_data.arp_tip);
   // A multicast or zero sender MAC is never a neighbour we could send to.
-  if (rte_is_multicast_ether_addr(&sha) || rte_is_zero_ether_addr(&sha))
-    return drop(DropReason::kMalformed);
+  if (rte_is_multicast_ether_addr(&sha) || rte_is_zero_ether_addr(&sha)) return drop(DropReason::kMalformed);
 
   auto isInterfaceIp = [&](uint32_t ip) {
     for (const auto& ifc : ifaces_)
@@ -261,8 +260,7 @@ void ArpService::announce() {
     for (std::size_t j = 0; j < i; ++j) seen = seen || owned_[j] == ip;
     if (seen) continue;
     // Addresses outside every connected subnet have no link to announce on.
-    if (const ArpInterface* ifc = ifaceFor(ip))
-      sendArp(*ifc, RTE_ARP_OP_REQUEST, bcast, zero, ip, ip);
+    if (const ArpInterface* ifc = ifaceFor(ip)) sendArp(*ifc, RTE_ARP_OP_REQUEST, bcast, zero, ip, ip);
   }
 }
 

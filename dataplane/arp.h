@@ -61,8 +61,8 @@ class ArpService {
   const ArpInterface* ifaceOnPortFor(uint16_t port, uint32_t ip) const;
   // Broadcast request, or unicast to `dst` (refreshing a known entry).
   bool sendRequest(const ArpInterface& ifc, uint32_t targetIp, const rte_ether_addr* dst = nullptr);
-  bool sendArp(const ArpInterface& ifc, uint16_t op, const rte_ether_addr& ethDst,
-               const rte_ether_addr& tha, uint32_t spa, uint32_t tpa);
+  bool sendArp(const ArpInterface& ifc, uint16_t op, const rte_ether_addr& ethDst, const rte_ether_addr& tha,
+               uint32_t spa, uint32_t tpa);
   // Sends a request unless one for `ip` went out less than a second ago.
   void ask(const ArpInterface& ifc, uint32_t ip, uint64_t nowMs, const rte_ether_addr* dst);
 

@@ -13,6 +13,7 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
+#include <new>
 #include <vector>
 
 #include "dataplane/icmp.h"
@@ -50,6 +51,15 @@ inline uint32_t snatSpread(uint32_t h) {
   h ^= h >> 16;
   return h;
 }
+
+// Uninitialised stack storage for per-burst scratch arrays: only the
+// entries a burst uses are constructed, instead of value-initialising all
+// kMaxBurst of them (several KiB) on every call.
+template <class T, std::size_t N>
+union Scratch {
+  Scratch() {}
+  T v[N];
+};
 
 class Burst {
  public:
@@ -91,10 +101,10 @@ class Burst {
   const Snapshot& snap_;
   const uint32_t now_;
 
-  PacketMeta meta_[kMaxBurst];
+  Scratch<PacketMeta, kMaxBurst> meta_;
   // Flow candidates, in arrival order.
   uint16_t nc_ = 0;
-  FlowKey keys_[kMaxBurst];
+  Scratch<FlowKey, kMaxBurst> keys_;
   uint16_t pkt_[kMaxBurst];
   Cand kind_[kMaxBurst];
   const ServiceView* svc_[kMaxBurst];
@@ -114,7 +124,7 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   if (nc_ == 0) return;
 
   const FlowKey* keyPtrs[kMaxBurst];
-  for (uint16_t j = 0; j < nc_; ++j) keyPtrs[j] = &keys_[j];
+  for (uint16_t j = 0; j < nc_; ++j) keyPtrs[j] = &keys_.v[j];
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
@@ -124,10 +134,10 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
     Direction d = dir[j];
-    if (removed_ || (inserted_ && fi == kNoFlow)) fi = ft_.lookup(keys_[j], d);
+    if (removed_ || (inserted_ && fi == kNoFlow)) fi = ft_.lookup(keys_.v[j], d);
     const uint16_t i = pkt_[j];
     Verdict& v = verdicts[i];
-    const PacketMeta& m = meta_[i];
+    const PacketMeta& m = meta_.v[i];
     rte_mbuf* mb = pkts[i];
 
     switch (kind_[j]) {
@@ -144,7 +154,10 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
         } else {
           if (flushedDrop(fi, v)) continue;
           Flow& f = ft_.at(fi);
-          if (m.l4Proto == IPPROTO_TCP) {
+          // Established segments without SYN, FIN or RST never change the
+          // tracker's state: the common case skips the call.
+          if (m.l4Proto == IPPROTO_TCP &&
+              (f.state != FlowState::kEstablished || (m.tcpFlags & (kTcpSyn | kTcpFin | kTcpRst)))) {
             uint8_t flags = f.flags;
             const FlowState next = tcpNextState(f.state, m.tcpFlags, d, flags);
             f.flags = flags;
@@ -187,7 +200,7 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
     return;
   }
   uint8_t* data = rte_pktmbuf_mtod(mb, uint8_t*);
-  PacketMeta& m = meta_[i];
+  PacketMeta& m = *new (&meta_.v[i]) PacketMeta;
   const DropReason r = parsePacket(data, data + rte_pktmbuf_data_len(mb), m);
   if (r != DropReason::kNone) {
     drop(v, r);
@@ -266,7 +279,7 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
 }
 
 void Burst::addCandidate(uint16_t i, Cand kind, const ServiceView* svc, const FlowKey& key) {
-  keys_[nc_] = key;
+  new (&keys_.v[nc_]) FlowKey(key);
   pkt_[nc_] = i;
   kind_[nc_] = kind;
   svc_[nc_] = svc;
@@ -299,8 +312,8 @@ void Burst::missToOwner(uint16_t snatPort, Verdict& v) {
 }
 
 uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
-  const FlowKey& key = keys_[j];
-  const PacketMeta& m = meta_[pkt_[j]];
+  const FlowKey& key = keys_.v[j];
+  const PacketMeta& m = meta_.v[pkt_[j]];
   const ServiceView& svc = *svc_[j];
   const bool tcp = key.proto == IPPROTO_TCP;
   if (tcp && (m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpSyn) {
@@ -412,9 +425,14 @@ void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direct
 NatCore::NatCore(const Deps& d) : d_(d) {}
 
 void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts) {
-  if (n > kMaxBurst) n = kMaxBurst;
-  Burst b(d_, snap, nowMs);
-  b.run(pkts, n, verdicts);
+  // Callers pass at most kMaxBurst; a longer array is taken in chunks
+  // rather than left partly without verdicts.
+  for (uint16_t done = 0; done < n;) {
+    const uint16_t k = static_cast<uint16_t>(n - done < kMaxBurst ? n - done : kMaxBurst);
+    Burst b(d_, snap, nowMs);
+    b.run(pkts + done, k, verdicts + done);
+    done = static_cast<uint16_t>(done + k);
+  }
 }
 
 namespace {

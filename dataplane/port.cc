@@ -71,7 +71,8 @@ bool readReta(uint16_t portId, uint16_t size, uint16_t queues, std::vector<uint1
 PortState setupPort(const PortParams& p) {
   const std::string& dev = p.device;
   if (p.rss != "auto" && p.rss != "ena" && p.rss != "toeplitz" && p.rss != "none")
-    throw std::runtime_error("port " + dev + ": rss mode '" + p.rss + "' is not one of auto, ena, toeplitz, none");
+    throw std::runtime_error("port " + dev + ": rss mode '" + p.rss +
+                             "' is not one of auto, ena, toeplitz, none");
   if (p.queues == 0) throw std::runtime_error("port " + dev + ": at least one queue is needed");
   if (p.rxPools.size() < p.queues || [&] {
         for (uint16_t q = 0; q < p.queues; ++q)
@@ -84,8 +85,9 @@ PortState setupPort(const PortParams& p) {
   s.device = dev;
   s.queues = p.queues;
   if (!findPort(dev, s.portId))
-    throw std::runtime_error("port " + dev +
-                             ": no such DPDK device (is it bound to a DPDK driver or named by a --vdev EAL argument?)");
+    throw std::runtime_error(
+        "port " + dev +
+        ": no such DPDK device (is it bound to a DPDK driver or named by a --vdev EAL argument?)");
   const uint16_t port = s.portId;
 
   rte_eth_dev_info info{};
@@ -116,7 +118,8 @@ PortState setupPort(const PortParams& p) {
       conf.rx_adv_conf.rss_conf.rss_key_len = info.hash_key_size;
     }
     // ENA answers key and RETA queries only with this offload on.
-    if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH) conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
+    if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
+      conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
   }
 
   rc = rte_eth_dev_configure(port, p.queues, p.queues, &conf);
@@ -200,7 +203,8 @@ std::vector<std::pair<std::string, uint64_t>> readXstats(uint16_t portId) {
       out.reserve(static_cast<std::size_t>(nv));
       for (int i = 0; i < nv; ++i) {
         uint64_t id = values[static_cast<std::size_t>(i)].id;
-        if (id < static_cast<uint64_t>(nn)) out.emplace_back(names[id].name, values[static_cast<std::size_t>(i)].value);
+        if (id < static_cast<uint64_t>(nn))
+          out.emplace_back(names[id].name, values[static_cast<std::size_t>(i)].value);
       }
       return out;
     }

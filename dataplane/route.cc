@@ -35,8 +35,7 @@ RouteTable::RouteTable(const std::string& name, int socketId, uint32_t maxRules)
   cfg.flags = 0;
   lpm_ = rte_lpm_create(name.c_str(), socketId, &cfg);
   if (lpm_ == nullptr)
-    throw std::runtime_error("route table '" + name + "': rte_lpm_create failed: " +
-                             rte_strerror(rte_errno));
+    throw std::runtime_error("route table '" + name + "': rte_lpm_create failed: " + rte_strerror(rte_errno));
 }
 
 RouteTable::~RouteTable() { rte_lpm_free(lpm_); }
@@ -50,8 +49,7 @@ void RouteTable::add(uint32_t prefix, uint8_t len, const NextHop& nh) {
     return;
   }
   uint32_t index = 0;
-  while (index < hops_.size() &&
-         (hops_[index].port != nh.port || hops_[index].gateway != nh.gateway))
+  while (index < hops_.size() && (hops_[index].port != nh.port || hops_[index].gateway != nh.gateway))
     ++index;
   if (index == hops_.size()) {
     if (index > kMaxHopIndex) throw std::runtime_error("route " + what + ": too many next hops");

@@ -22,9 +22,9 @@ namespace strait::dataplane {
 
 namespace {
 
-constexpr uint32_t kResolveCacheSize = 64;          // direct-mapped, per worker
-constexpr uint32_t kResolveIntervalMs = 1000;       // per next hop, per worker
-constexpr uint32_t kExpireBudget = 64;              // flows expired per iteration at most
+constexpr uint32_t kResolveCacheSize = 64;     // direct-mapped, per worker
+constexpr uint32_t kResolveIntervalMs = 1000;  // per next hop, per worker
+constexpr uint32_t kExpireBudget = 64;         // flows expired per iteration at most
 constexpr uint16_t kEtherHdrLen = 14;
 constexpr uint16_t kVlanHdrLen = 4;
 constexpr uint16_t kEtherTypeVlan = 0x8100;

@@ -1,6 +1,11 @@
 """Frames straitd must not forward: each is dropped silently (nothing comes
 out) and counted under exactly one reason of include/strait/drop_reason.h,
-as strait_drops_total{reason=...}."""
+as strait_drops_total{reason=...}.
+
+IPv4 fragments (reason ip_fragment) are not sent here: DPDK 22.11's
+af_packet PMD joins a PACKET_FANOUT group with the kernel's defragment flag,
+so on this PMD the kernel reassembles fragments before straitd sees them;
+the parser's unit tests cover that drop."""
 
 from __future__ import annotations
 
@@ -70,11 +75,6 @@ def test_ttl_expiring_dropped(lb, ttl):
     assert not [p for p in got if tcp_to(*WEB_BACKEND)(p)], "a TTL-expired SYN was forwarded"
     c.assert_drops("ttl_exceeded")
     c.assert_delta("strait_flows_created_total", 0)
-
-
-def test_fragment_dropped(lb):
-    _case(lb, to_lb(IP(src=CLIENT, dst=VIP, ttl=TTL_IN, flags="MF", id=9) /
-                    UDP(sport=next_port(), dport=53) / (b"f" * 64)), "ip_fragment")
 
 
 def test_unsupported_protocol_dropped(lb):

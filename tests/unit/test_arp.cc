@@ -5,9 +5,8 @@
 // updates of known entries, nothing from strangers or other subnets),
 // malformed frames, rate-limited resolution, retries that give up,
 // refreshes before ageing out, and gratuitous announcements.
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <rte_arp.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>

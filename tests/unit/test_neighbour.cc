@@ -2,9 +2,8 @@
 // timeout, refresh list past half of it), refusal when full, re-validation
 // of an aged entry, and a reader thread racing the writer that must never
 // see a MAC mixed from two updates.
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>

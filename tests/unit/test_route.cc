@@ -2,9 +2,8 @@
 // (the destination itself), routes via a gateway give the gateway, the
 // longest prefix wins, the default route catches the rest, a table without
 // a default misses, identical LPM names are refused.
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <rte_memory.h>
 
 #include <stdexcept>
