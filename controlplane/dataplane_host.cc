@@ -420,6 +420,11 @@ void DataplaneHost::start() {
   }
   d.started = true;
   d.arp->announce();
+  // Resolve the gateways now rather than dropping the first packets of the
+  // first flows on a neighbour miss.
+  uint64_t now = steadyMs();
+  for (const auto& ifc : d.cfg.interfaces)
+    if (ifc.gateway) d.arp->resolve(htonl(*ifc.gateway), now);
 }
 
 void DataplaneHost::poll() {
