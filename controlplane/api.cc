@@ -57,7 +57,9 @@ class Args {
     if (it == j_.end() || it->is_null()) return std::nullopt;
     const std::string range = std::to_string(min) + "-" + std::to_string(max);
     if (!it->is_number_integer()) throw RequestError("argument " + q(key) + " must be an integer " + range);
-    if (it->is_number_unsigned()) {
+    // nlohmann stores non-negative literals built in C++ as signed and
+    // parsed ones as unsigned: accept both.
+    if (it->is_number_unsigned() || it->get<int64_t>() >= 0) {
       const uint64_t v = it->get<uint64_t>();
       if (v >= min && v <= max) return v;
     }

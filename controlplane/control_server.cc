@@ -269,17 +269,23 @@ void ControlServer::run() {
           process(c);
         }
       }
-      if (!c.out.empty() && !flush(c)) {
-        closeClient(c);
-        continue;
+      // Send what is pending, then answer further lines already buffered,
+      // until a reply is blocked on the socket or nothing is left to do.
+      bool gone = false;
+      for (;;) {
+        if (!c.out.empty() && !flush(c)) {
+          gone = true;
+          break;
+        }
+        if (!c.out.empty()) break;
+        if (c.closeAfterWrite) {
+          gone = true;
+          break;
+        }
+        process(c);
+        if (c.out.empty() && !c.closeAfterWrite) break;
       }
-      // Answered the pending line: frame the next one already buffered.
-      if (c.out.empty() && !c.closeAfterWrite) process(c);
-      if (!c.out.empty() && !flush(c)) {
-        closeClient(c);
-        continue;
-      }
-      if (c.out.empty() && c.closeAfterWrite) {
+      if (gone) {
         closeClient(c);
         continue;
       }

@@ -7,11 +7,10 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <prometheus/exposer.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -167,10 +166,11 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     addSample(addFamily(s, "strait_flows_active", "Flows in the flow tables, summed over workers.",
                         MetricType::Gauge),
               {}, num(rt_.flowsActive()));
-    addSample(addFamily(s, "strait_flows_capacity", "Flow table capacity, summed over workers.", MetricType::Gauge),
-              {}, num(rt_.flowCapacity()));
-    addSample(addFamily(s, "strait_neighbours", "Entries in the neighbour (ARP) table.", MetricType::Gauge), {},
-              num(rt_.neighbourCount()));
+    addSample(
+        addFamily(s, "strait_flows_capacity", "Flow table capacity, summed over workers.", MetricType::Gauge),
+        {}, num(rt_.flowCapacity()));
+    addSample(addFamily(s, "strait_neighbours", "Entries in the neighbour (ARP) table.", MetricType::Gauge),
+              {}, num(rt_.neighbourCount()));
     addSample(addFamily(s, "strait_snapshot_generation",
                         "Generation of the configuration snapshot last published to the workers (RCU).",
                         MetricType::Gauge),
@@ -182,8 +182,8 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
                            MetricType::Counter);
     auto& rxBy = addFamily(s, "strait_rx_bytes_total", "Bytes received from the NIC by the worker.",
                            MetricType::Counter);
-    auto& txPk = addFamily(s, "strait_tx_packets_total", "Packets the worker handed to the NIC for transmission.",
-                           MetricType::Counter);
+    auto& txPk = addFamily(s, "strait_tx_packets_total",
+                           "Packets the worker handed to the NIC for transmission.", MetricType::Counter);
     auto& txBy = addFamily(s, "strait_tx_bytes_total", "Bytes the worker handed to the NIC for transmission.",
                            MetricType::Counter);
     auto& hand = addFamily(s, "strait_handoff_total",
@@ -194,19 +194,21 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
                            "Packets the worker passed to the control thread (ARP).", MetricType::Counter);
     auto& loops = addFamily(s, "strait_worker_loops_total", "Iterations of the worker's poll loop.",
                             MetricType::Counter);
-    auto& busyLoops = addFamily(s, "strait_worker_busy_loops_total",
-                                "Poll loop iterations that received at least one packet.", MetricType::Counter);
+    auto& busyLoops =
+        addFamily(s, "strait_worker_busy_loops_total",
+                  "Poll loop iterations that received at least one packet.", MetricType::Counter);
     auto& cycles = addFamily(s, "strait_worker_cycles_total", "TSC cycles spent in the worker's poll loop.",
                              MetricType::Counter);
-    auto& busyCycles = addFamily(s, "strait_worker_busy_cycles_total",
-                                 "TSC cycles spent in poll loop iterations that did work.", MetricType::Counter);
+    auto& busyCycles =
+        addFamily(s, "strait_worker_busy_cycles_total",
+                  "TSC cycles spent in poll loop iterations that did work.", MetricType::Counter);
     auto& ratio = addFamily(s, "strait_worker_busy_ratio",
                             "Busy-poll utilisation: busy cycles / all cycles over the interval since the "
                             "exporter's previous sample (at least 1 s; since start on the first scrape).",
                             MetricType::Gauge);
-    auto& gen = addFamily(s, "strait_worker_snapshot_generation",
-                          "Snapshot generation the worker last picked up at its quiescent point.",
-                          MetricType::Gauge);
+    auto& gen =
+        addFamily(s, "strait_worker_snapshot_generation",
+                  "Snapshot generation the worker last picked up at its quiescent point.", MetricType::Gauge);
     const uint16_t n = rt_.workerCount();
     for (uint16_t w = 0; w < n; ++w) {
       // One worker's block at a time: it is large (per-slot arrays) and only
@@ -263,12 +265,13 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       uint64_t capacity = 0;
     };
     std::map<uint32_t, Sum> perAddress;
-    auto& poolUse = addFamily(s, "strait_snat_pool_ports_in_use",
-                              "SNAT ports in use in one pool: (SNAT address, backend, protocol) on one worker.",
-                              MetricType::Gauge);
-    auto& poolCap = addFamily(s, "strait_snat_pool_ports_capacity",
-                              "SNAT ports one pool can hand out: (SNAT address, backend, protocol) on one worker.",
-                              MetricType::Gauge);
+    auto& poolUse = addFamily(
+        s, "strait_snat_pool_ports_in_use",
+        "SNAT ports in use in one pool: (SNAT address, backend, protocol) on one worker.", MetricType::Gauge);
+    auto& poolCap =
+        addFamily(s, "strait_snat_pool_ports_capacity",
+                  "SNAT ports one pool can hand out: (SNAT address, backend, protocol) on one worker.",
+                  MetricType::Gauge);
     std::set<std::tuple<uint32_t, uint32_t, uint16_t, uint8_t, uint16_t>> seen;
     for (const auto& p : pools) {
       auto& sum = perAddress[p.snatIp];
@@ -350,22 +353,25 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       if (backends[key].up) ++it->second.backendsUp;
     }
 
-    auto& info = addFamily(s, "strait_service_info", "A configured service (value always 1).", MetricType::Gauge);
-    auto& failOpen = addFamily(s, "strait_service_fail_open",
-                               "1 when every backend of the service is down and new flows are spread over all "
-                               "of them anyway (fail open).",
-                               MetricType::Gauge);
+    auto& info =
+        addFamily(s, "strait_service_info", "A configured service (value always 1).", MetricType::Gauge);
+    auto& failOpen =
+        addFamily(s, "strait_service_fail_open",
+                  "1 when every backend of the service is down and new flows are spread over all "
+                  "of them anyway (fail open).",
+                  MetricType::Gauge);
     auto& nBackends =
         addFamily(s, "strait_service_backends", "Backends configured for the service.", MetricType::Gauge);
     auto& nUp = addFamily(s, "strait_service_backends_up", "Backends of the service passing health checks.",
                           MetricType::Gauge);
-    auto& sActive = addFamily(s, "strait_service_flows_active", "Flows of the service now in the flow tables.",
-                              MetricType::Gauge);
-    auto& sFlows = addFamily(s, "strait_service_flows_total", "Flows created for the service.", MetricType::Counter);
-    auto& sPackets = addFamily(s, "strait_service_packets_total", "Packets of the service's flows, both directions.",
-                               MetricType::Counter);
-    auto& sBytes = addFamily(s, "strait_service_bytes_total", "Bytes of the service's flows, both directions.",
-                             MetricType::Counter);
+    auto& sActive = addFamily(s, "strait_service_flows_active",
+                              "Flows of the service now in the flow tables.", MetricType::Gauge);
+    auto& sFlows =
+        addFamily(s, "strait_service_flows_total", "Flows created for the service.", MetricType::Counter);
+    auto& sPackets = addFamily(s, "strait_service_packets_total",
+                               "Packets of the service's flows, both directions.", MetricType::Counter);
+    auto& sBytes = addFamily(s, "strait_service_bytes_total",
+                             "Bytes of the service's flows, both directions.", MetricType::Counter);
     for (const auto& name : serviceOrder) {
       const ServiceAgg& a = services[name];
       const Labels l{{"service", name}};
@@ -392,18 +398,20 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
 
     auto& up = addFamily(s, "strait_backend_up", "1 when the backend passes health checks (or has none).",
                          MetricType::Gauge);
-    auto& draining = addFamily(s, "strait_backend_draining",
-                               "1 when the backend takes no new flows (removed or weight 0) while its existing "
-                               "flows continue.",
-                               MetricType::Gauge);
+    auto& draining =
+        addFamily(s, "strait_backend_draining",
+                  "1 when the backend takes no new flows (removed or weight 0) while its existing "
+                  "flows continue.",
+                  MetricType::Gauge);
     auto& weight = addFamily(s, "strait_backend_weight", "Maglev weight of the backend.", MetricType::Gauge);
-    auto& bActive = addFamily(s, "strait_backend_flows_active", "Flows to the backend now in the flow tables.",
-                              MetricType::Gauge);
-    auto& bFlows = addFamily(s, "strait_backend_flows_total", "Flows created to the backend.", MetricType::Counter);
-    auto& bPackets = addFamily(s, "strait_backend_packets_total", "Packets of the backend's flows, both directions.",
-                               MetricType::Counter);
-    auto& bBytes = addFamily(s, "strait_backend_bytes_total", "Bytes of the backend's flows, both directions.",
-                             MetricType::Counter);
+    auto& bActive = addFamily(s, "strait_backend_flows_active",
+                              "Flows to the backend now in the flow tables.", MetricType::Gauge);
+    auto& bFlows =
+        addFamily(s, "strait_backend_flows_total", "Flows created to the backend.", MetricType::Counter);
+    auto& bPackets = addFamily(s, "strait_backend_packets_total",
+                               "Packets of the backend's flows, both directions.", MetricType::Counter);
+    auto& bBytes = addFamily(s, "strait_backend_bytes_total",
+                             "Bytes of the backend's flows, both directions.", MetricType::Counter);
     for (const auto& key : backendOrder) {
       const BackendAgg& a = backends[key];
       const Labels l{{"backend", key.second}, {"service", key.first}};
@@ -503,7 +511,8 @@ ListenAddr parseListen(const std::string& listen) {
 // first so the error can say why (address in use, not ours, ...).
 void checkBindable(const ListenAddr& a, const std::string& listen) {
   const int fd = ::socket(a.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("metrics: cannot listen on '" + listen + "': socket: " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error("metrics: cannot listen on '" + listen + "': socket: " + std::strerror(errno));
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&a.sa), a.len) != 0 || ::listen(fd, 1) != 0) {
@@ -529,7 +538,8 @@ MetricsExporter::MetricsExporter(const std::string& listen, const Runtime& rt, T
   }
   exposer_->RegisterCollectable(collector_);
   const auto ports = exposer_->GetListeningPorts();
-  if (ports.empty()) throw std::runtime_error("metrics: cannot listen on '" + listen + "': no listening port");
+  if (ports.empty())
+    throw std::runtime_error("metrics: cannot listen on '" + listen + "': no listening port");
   port_ = static_cast<uint16_t>(ports.front());
   wakeHost_ = addr.wake;
 }

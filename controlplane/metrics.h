@@ -12,6 +12,9 @@
 // labels and meaning are listed in docs/observability.md.
 #pragma once
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -19,9 +22,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
 
 #include "controlplane/runtime.h"
 

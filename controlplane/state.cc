@@ -327,6 +327,10 @@ void LbState::removeBackend(const std::string& service, const BackendConfig& bac
       b.phase = BackendPhase::kFlushing;
       return;
     }
+    for (const Backend& b : s.draining)
+      if (b.ip == backend.ip && b.port == backend.port)
+        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) +
+                         " is already removed and its flows are being flushed");
   }
   throw StateError("service " + q(service) + " has no backend " + q(backendLabel(backend)));
 }

@@ -39,6 +39,7 @@
 #include <rte_hash_crc.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
+#include <rte_ring.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -52,6 +53,11 @@ namespace {
 constexpr uint32_t kMinHashEntries = 8;
 // rte_hash's own limit (RTE_HASH_ENTRIES_MAX, not exported) is 2^30 keys.
 constexpr uint32_t kMaxCapacity = 1u << 29;
+
+// rte_hash names its rings "HT_<name>" and "HT_EXT_<name>" and silently
+// truncates them to a ring name; longer names would then collide between
+// tables that differ only at the end, so they are refused up front.
+constexpr std::size_t kMaxNameLength = RTE_RING_NAMESIZE - 1 - sizeof("HT_EXT_") + 1;
 
 constexpr std::size_t stateIndex(FlowState s) { return static_cast<std::size_t>(s); }
 
@@ -124,6 +130,9 @@ FlowKey replyKey(const Flow& f) {
 
 FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts) {
   const std::string name = p.name ? p.name : "";
+  if (name.empty() || name.size() > kMaxNameLength)
+    throw std::invalid_argument("flow table name '" + name + "' must be 1.." + std::to_string(kMaxNameLength) +
+                                " characters (rte_hash derives ring names from it)");
   if (capacity_ == 0 || capacity_ > kMaxCapacity)
     throw std::invalid_argument("flow table '" + name + "': capacity " + std::to_string(capacity_) +
                                 " out of range 1.." + std::to_string(kMaxCapacity));
@@ -258,8 +267,8 @@ uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
                            const std::function<void(const Flow&)>& onExpire) {
   uint32_t* stamps = queueStamps(flows_, capacity_);
   const uint32_t quantum = std::max<uint32_t>(1, budget / kFlowStateCount);
-  bool open[kFlowStateCount];
-  std::fill(std::begin(open), std::end(open), true);
+  bool listOpen[kFlowStateCount];
+  std::fill(std::begin(listOpen), std::end(listOpen), true);
 
   uint32_t expired = 0;
   uint32_t work = 0;
@@ -267,14 +276,14 @@ uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
   while (progress && work < budget) {
     progress = false;
     for (std::size_t si = 0; si < kFlowStateCount && work < budget; ++si) {
-      if (!open[si]) continue;
+      if (!listOpen[si]) continue;
       const auto s = static_cast<FlowState>(si);
       const uint32_t timeout = timeouts_.of(s);
       const uint32_t requeueAfter = std::max<uint32_t>(timeout / 4, 1);
       for (uint32_t step = 0; step < quantum && work < budget; ++step) {
         const uint32_t head = lists_[si].head;
         if (head == kNoFlow) {
-          open[si] = false;
+          listOpen[si] = false;
           break;
         }
         Flow& rec = flows_[head];
@@ -287,7 +296,7 @@ uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
           stamps[head] = nowMs;
           listPush(s, head);
         } else {
-          open[si] = false;  // everything behind was queued later still
+          listOpen[si] = false;  // everything behind was queued later still
           break;
         }
         ++work;

@@ -157,7 +157,12 @@ PortState setupPort(const PortParams& p) {
     // Sizes can depend on the configuration, so ask again now it is live.
     rc = rte_eth_dev_info_get(port, &info);
     if (rc != 0) fail(dev, "rte_eth_dev_info_get", rc);
-    bool readable = rss && readRssKey(port, info.hash_key_size, s.rssKey) &&
+    // Other PMDs report the key they program; ENA reports its cached copy
+    // of the key it was given even when the device could not take it (it
+    // then keeps a random one), so on ENA only our own key read back is
+    // believed, and a different one means the hash cannot be predicted.
+    const bool ena = s.driver == "net_ena";
+    bool readable = rss && readRssKey(port, info.hash_key_size, s.rssKey) && (!ena || s.rssKey == key) &&
                     readReta(port, info.reta_size, p.queues, s.reta);
     if (!readable) {
       s.rssKey.clear();
@@ -174,7 +179,7 @@ PortState setupPort(const PortParams& p) {
       s.variant = p.rss == "ena" ? ToeplitzVariant::kEna : ToeplitzVariant::kStandard;
     } else if (p.rss == "auto" && readable && p.queues > 1) {
       s.rssPredictable = true;
-      s.variant = s.driver == "net_ena" ? ToeplitzVariant::kEna : ToeplitzVariant::kStandard;
+      s.variant = ena ? ToeplitzVariant::kEna : ToeplitzVariant::kStandard;
     }
   } catch (...) {
     rte_eth_dev_stop(port);

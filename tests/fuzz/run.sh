@@ -4,7 +4,7 @@
 # each harness for FUZZ_SECONDS from a generated seed corpus. Exits non-zero
 # on any build failure, test failure, crash or sanitizer report.
 #
-#   tests/fuzz/run.sh [BUILD_DIR]        (default build-fuzz)
+#   tests/fuzz/run.sh [BUILD_DIR]        (default build-fuzz; relative to the repo root)
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh   long run on demand (default 20 s each)
 #
 # A crash leaves its input in BUILD_DIR/artifacts/; reproduce it with
@@ -12,7 +12,7 @@
 # BUILD_DIR/corpus/<harness> grows across runs.
 set -u -o pipefail
 
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${1:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 CXX=${CXX_FUZZ:-}
@@ -39,6 +39,7 @@ done
 read -r -a DPDK_LIBS <<<"$(pkg-config --libs libdpdk)"
 read -r -a GTEST_LIBS <<<"$(pkg-config --libs gtest 2>/dev/null || echo -lgtest)"
 
+# shellcheck disable=SC2054  # the commas belong to one flag
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 CXXFLAGS=(-std=c++20 -O1 -g -Wall -Wextra -Wshadow -I. -Iinclude "${DPDK_CFLAGS[@]}")
 
@@ -57,7 +58,6 @@ CORE_SOURCES=(
   dataplane/mss_clamp.cc
 )
 PARSE_SOURCES=(dataplane/parse.cc)
-CHECKSUM_SOURCES=(dataplane/checksum.cc)
 HARNESSES=(fuzz_parse fuzz_nat)
 
 mkdir -p "$BUILD/obj" "$BUILD/artifacts" "$BUILD/logs"
@@ -65,7 +65,8 @@ build_failed=()
 
 # Core objects, instrumented for coverage and the sanitizers, two at a time.
 compile_obj() {
-  local src=$1 obj=$BUILD/obj/$(basename "${1%.cc}").o
+  local src=$1 obj
+  obj=$BUILD/obj/$(basename "${1%.cc}").o
   "$CXX" "${CXXFLAGS[@]}" "${SAN[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" \
     >"$BUILD/logs/$(basename "$obj").log" 2>&1 || { cat "$BUILD/logs/$(basename "$obj").log" >&2; return 1; }
 }
@@ -102,7 +103,7 @@ if link_harness fuzz_nat "${CORE_SOURCES[@]}"; then built[fuzz_nat]=1; else
 unit_pass=0
 unit_fail=0
 for t in parse checksum; do
-  srcs=(dataplane/$t.cc)
+  srcs=("dataplane/$t.cc")
   # shellcheck disable=SC2046
   if "$CXX" "${CXXFLAGS[@]}" "${SAN[@]}" "tests/unit/test_$t.cc" tests/unit/plain_main.cc $(objs "${srcs[@]}") \
       "${GTEST_LIBS[@]}" -pthread -o "$BUILD/test_${t}_asan" >"$BUILD/logs/test_$t.log" 2>&1 &&
@@ -134,7 +135,7 @@ for h in "${HARNESSES[@]}"; do
   log=$BUILD/logs/$h.run.log
   maxlen=2048
   [ "$h" = fuzz_nat ] && maxlen=16384
-  if "./$BUILD/$h" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=4096 -max_len=$maxlen \
+  if "$BUILD/$h" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=4096 -max_len=$maxlen \
       -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$h-" \
       "$BUILD/corpus/$h" "$BUILD/seeds/$h" >"$log" 2>&1; then
     passed=$((passed + 1))

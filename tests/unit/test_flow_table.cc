@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,36 @@ TEST(FlowTable, KeysOfAFlow) {
   EXPECT_EQ(r.proto, f.proto);
   for (uint8_t b : o.pad) EXPECT_EQ(b, 0) << "padding is hashed: it must be zero";
   for (uint8_t b : r.pad) EXPECT_EQ(b, 0);
+}
+
+TEST(FlowTable, CreationErrorsThrowWithContext) {
+  TableHolder h(8);
+  sd::FlowTable::Params p;
+  p.capacity = 8;
+  p.name = h.name.c_str();  // rte_hash names are process-wide: taken
+  try {
+    sd::FlowTable dup(p);
+    ADD_FAILURE() << "a second table with the same name was created";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(h.name), std::string::npos) << e.what();
+  }
+  // Names rte_hash would truncate into colliding ring names are refused.
+  const std::string longName(22, 'x');
+  p.name = longName.c_str();
+  EXPECT_THROW(sd::FlowTable{p}, std::invalid_argument);
+  const std::string longest = "ftt_longest_name_21ch";
+  ASSERT_EQ(longest.size(), 21u);
+  p.name = longest.c_str();
+  EXPECT_NO_THROW(sd::FlowTable{p});
+  p.name = "";
+  EXPECT_THROW(sd::FlowTable{p}, std::invalid_argument);
+  const std::string zeroName = uniqueName();
+  p.name = zeroName.c_str();
+  p.capacity = 0;
+  EXPECT_THROW(sd::FlowTable{p}, std::invalid_argument);
+  // The failed attempts left nothing behind: the name is still free.
+  p.capacity = 8;
+  EXPECT_NO_THROW(sd::FlowTable{p});
 }
 
 TEST(FlowTable, InsertAndLookupByBothKeys) {

@@ -7,11 +7,10 @@
 // Metrics.WritesExposition writes a full exposition there for
 // tests/unit/promtool_check.sh (promtool check metrics).
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -379,7 +378,8 @@ TEST(Metrics, FailingSourceCostsOnlyItsSeries) {
 TEST(Metrics, BusyRatioOverIntervalsOfInjectedClock) {
   FakeRuntime rt(2);
   auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
-  MetricsCollector m(rt, [] { return Topology{}; }, "test", [&now] { return now; });
+  MetricsCollector m(
+      rt, [] { return Topology{}; }, "test", [&now] { return now; });
   rt.w(0).totalCycles = 1000;
   rt.w(0).busyCycles = 250;
   auto s = samples(m.render());
@@ -516,7 +516,8 @@ TEST(Metrics, DocsRulesAndDashboardMatchTheExposition) {
   MetricsCollector m(rt, webTopology);
   const auto families = familyNames(m.render());
   const std::string docs = readFile("docs/observability.md");
-  for (const auto& f : families) EXPECT_NE(docs.find("`" + f), std::string::npos) << f << " is not documented";
+  for (const auto& f : families)
+    EXPECT_NE(docs.find("`" + f + "`"), std::string::npos) << f << " is not documented";
   for (std::size_t r = 1; r < kDropReasonCount; ++r)
     EXPECT_NE(docs.find("`" + std::string(kDropReasonNames[r]) + "`"), std::string::npos)
         << "drop reason " << kDropReasonNames[r] << " is not documented";
