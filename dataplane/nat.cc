@@ -169,12 +169,17 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
             ft_.touch(fi, now_);
           }
         }
-        forward(mb, m, fi, d, kind_[j] == Cand::kOriginal ? svc_[j] : nullptr, v);
+        // The table's direction wins over the classification: where a SNAT
+        // port equals a service port of the same address, a reply is
+        // classified as original but its key hits the flow as a reply.
+        forward(mb, m, fi, d, d == Direction::kOriginal ? svc_[j] : nullptr, v);
         break;
 
       case Cand::kIcmpToClient:
-      case Cand::kIcmpToBackend: {
-        const Direction want = kind_[j] == Cand::kIcmpToClient ? Direction::kReply : Direction::kOriginal;
+      case Cand::kIcmpToBackend:
+        // On a hit the key's direction decides the translation (the two
+        // classifications build the same key); the kind only says what a
+        // miss means.
         if (fi == kNoFlow) {
           if (kind_[j] == Cand::kIcmpToClient)
             missToOwner(m.innerSrcPort, v);
@@ -182,14 +187,9 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
             drop(v, DropReason::kNoFlow);
           continue;
         }
-        if (d != want) {
-          drop(v, DropReason::kIcmpUnhandled);
-          continue;
-        }
         if (flushedDrop(fi, v)) continue;
         translateIcmp(mb, m, fi, d, v);
         break;
-      }
     }
   }
 }

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.lib.netns import CommandError, ns_cmd, ns_sh
-from tests.lib.straitd import METRICS_PORT, REPO, Metrics
+from tests.lib.straitd import METRICS_PORT, REPO
 from tests.lib.topology import LB_IP, VIP
 
 PROM_PORT = 9090          # inside straitd's namespace, so it never collides

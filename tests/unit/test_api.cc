@@ -653,21 +653,33 @@ TEST_F(ServerTest, OversizedRequestsAreRefusedAndClosed) {
   EXPECT_EQ(after.reply()["echo"]["n"], 2);
 }
 
-TEST_F(ServerTest, StuckClientDoesNotBlockOthersAndTimesOut) {
-  start(echo, 400);
+TEST_F(ServerTest, StuckClientDoesNotBlockOthers) {
+  // With a 60 s idle timeout, a server that waited on the stuck client
+  // could not answer the other one within the 5 s the reply is given.
+  start(echo, 60'000);
   Client stuck(path);
   stuck.send("{\"half\":");
   Client idle(path);  // connects and sends nothing
-  const auto t0 = std::chrono::steady_clock::now();
   Client other(path);
   other.send("{\"n\":1}\n");
-  EXPECT_EQ(other.reply(1000)["echo"]["n"], 1);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(350)) << "served while another client is stuck";
-  const json r = stuck.reply(3000);
+  EXPECT_EQ(other.reply(5000)["echo"]["n"], 1);
+  stuck.send("2}\n");
+  EXPECT_EQ(stuck.reply(5000)["echo"]["half"], 2) << "the slow client is still served when it completes";
+}
+
+TEST_F(ServerTest, SilentClientsTimeOut) {
+  start(echo, 300);
+  Client stuck(path);
+  stuck.send("{\"half\":");
+  Client idle(path);
+  const json r = stuck.reply(5000);
   EXPECT_EQ(r["ok"], false);
-  EXPECT_NE(r.value("error", "").find("timed out"), std::string::npos) << r.dump();
+  EXPECT_NE(r.value("error", "").find("timed out waiting for the rest of the request"), std::string::npos) << r.dump();
   EXPECT_TRUE(stuck.closedByPeer());
-  EXPECT_TRUE(idle.closedByPeer(3000)) << "a silent client is disconnected";
+  EXPECT_TRUE(idle.closedByPeer(5000)) << "a silent client is disconnected";
+  Client after(path);
+  after.send("{\"n\":1}\n");
+  EXPECT_EQ(after.reply()["echo"]["n"], 1);
 }
 
 TEST_F(ServerTest, HandlerExceptionBecomesErrorReply) {
@@ -748,8 +760,7 @@ TEST_F(ServerTest, PeerCredentials) {
     a.sun_family = AF_UNIX;
     std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
-    const char req[] = "{}\n";
-    [[maybe_unused]] ssize_t w = ::write(fd, req, sizeof req - 1);
+    // Nothing to send: the server answers and closes at accept time.
     char buf[512];
     ssize_t n;
     while ((n = ::read(fd, buf, sizeof buf)) > 0) {

@@ -1231,6 +1231,40 @@ TEST_F(NatTest, BackendChangeDoesNotMoveExistingFlows) {
   EXPECT_TRUE(sawNew);
 }
 
+TEST_F(NatTest, SnatPortEqualToAServicePortStillReachesItsFlow) {
+  // A service listening on 192.0.2.10:40000, the first SNAT port the web
+  // service's pool hands out on the same address.
+  ServiceView clash = snap_.services[0];
+  clash.name = "clash";
+  clash.slot = 9;
+  clash.port = net16(40000);
+  clash.backends = {backend(kBackend2, 9000, 90)};
+  buildMaglevFor(clash);
+  snap_.services.push_back(clash);
+  snap_.buildIndexes({net(kVip)});
+
+  Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  ASSERT_EQ(one(syn).action, Action::kForward);
+  ASSERT_EQ(seen(syn).sport, 40000);
+  // The backend's SYN-ACK goes to 192.0.2.10:40000, a service port: the
+  // flow table says it is the reply of the web flow.
+  L4Spec sa = tcp(kBackend1, 80, kVip, 40000, kSyn | kAck);
+  Bytes f = frame(sa);
+  EXPECT_FORWARD(one(f));
+  EXPECT_EQ(seen(f).src, kVip);
+  EXPECT_EQ(seen(f).sport, 80);
+  EXPECT_EQ(seen(f).dst, kClient);
+  EXPECT_EQ(seen(f).dport, 33000);
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(onlyFlow().state, FlowState::kSynRecv);
+  // And an ICMP error about the forwarded SYN reaches the client.
+  Bytes synOut(syn.begin() + kEth, syn.end());
+  Bytes err = icmpError(kBackend1, kVip, 3, 4, 1400, synOut);
+  EXPECT_FORWARD(one(err));
+  EXPECT_EQ(rd32(err.data() + kEth + 16), kClient);
+  EXPECT_TRUE(checksumsOk(err));
+}
+
 TEST_F(NatTest, NoBackend) {
   snap_.services[0].backends[0].weight = 0;
   buildMaglevFor(snap_.services[0]);

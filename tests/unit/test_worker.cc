@@ -21,6 +21,7 @@
 #include <rte_ring.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -81,8 +82,10 @@ class WorkerTest : public ::testing::Test {
     tx_ = ring("tx", txRingSize_);
     int port = rte_eth_from_rings((tag_ + "eth").c_str(), &rx_, 1, &tx_, 1, SOCKET_ID_ANY);
     ASSERT_GE(port, 0);
+    char name[RTE_ETH_NAME_MAX_LEN] = {};
+    ASSERT_EQ(rte_eth_dev_get_name_by_port(static_cast<uint16_t>(port), name), 0);
     sd::PortParams pp;
-    pp.device = tag_ + "eth";
+    pp.device = name;
     pp.queues = 1;
     pp.rxPools = {pool_};
     port_ = sd::setupPort(pp);
@@ -205,12 +208,12 @@ class WorkerTest : public ::testing::Test {
 
   rte_mbuf* frame(uint32_t src, uint32_t dst, L4 l4, const rte_ether_addr& ethDst,
                   const char* payload = "hi") {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    EXPECT_NE(m, nullptr);
+    rte_mbuf* m = allocOrDie();
     const uint16_t plen = static_cast<uint16_t>(std::strlen(payload));
     const uint16_t l4len = static_cast<uint16_t>(8 + plen);
     const uint16_t total = static_cast<uint16_t>(14 + 20 + l4len);
     auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, total < 60 ? 60 : total));
+    if (d == nullptr) std::abort();
     std::memset(d, 0, total < 60 ? 60 : total);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(d);
     eth->dst_addr = ethDst;
@@ -245,8 +248,9 @@ class WorkerTest : public ::testing::Test {
   }
 
   rte_mbuf* arpFrame() {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    rte_mbuf* m = allocOrDie();
     auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, 60));
+    if (d == nullptr) std::abort();
     std::memset(d, 0, 60);
     std::memset(d, 0xff, 6);
     std::memcpy(d + 6, &kGatewayMac, 6);
@@ -255,6 +259,12 @@ class WorkerTest : public ::testing::Test {
     const uint8_t hdr[] = {0, 1, 8, 0, 6, 4, 0, 1};
     std::memcpy(d + 14, hdr, sizeof hdr);
     m->port = port_.portId;
+    return m;
+  }
+
+  rte_mbuf* allocOrDie() {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) std::abort();  // 1023 mbufs: a leak, not a test condition
     return m;
   }
 
@@ -275,6 +285,15 @@ class WorkerTest : public ::testing::Test {
   void freeAll(std::vector<rte_mbuf*>& v) {
     for (rte_mbuf* m : v) rte_pktmbuf_free(m);
     v.clear();
+  }
+
+  std::string dropSummary() const {
+    std::string s = "rx " + std::to_string(counters_->rxPackets) + " tx " + std::to_string(counters_->txPackets) +
+                    ", drops:";
+    for (std::size_t i = 0; i < strait::kDropReasonCount; ++i)
+      if (counters_->drops[i] != 0)
+        s += " " + std::string(strait::kDropReasonNames[i]) + "=" + std::to_string(counters_->drops[i]);
+    return s;
   }
 
   uint64_t drops(DropReason r) const { return counters_->drops[static_cast<std::size_t>(r)]; }

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Builds strait-bench with DPDK and libnuma linked statically, so the binary
+# runs on another x86-64 Linux machine (for multi-core scaling runs) with
+# only glibc >= 2.36 there. Usage: tools/bench/build-static.sh [OUTDIR]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="${1:-$root/build-static}"
+mkdir -p "$out"
+cflags="$(pkg-config --cflags libdpdk | sed 's/-I/-isystem /g')"
+srcs=(tools/bench/bench.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
+      dataplane/maglev.cc dataplane/toeplitz.cc dataplane/port_alloc.cc dataplane/tcp_state.cc
+      dataplane/flow_table.cc dataplane/nat.cc dataplane/icmp.cc dataplane/mss_clamp.cc)
+lib=/usr/lib/x86_64-linux-gnu
+whole=(net_null mempool_ring bus_vdev)
+libs=(ethdev hash rcu lpm mbuf mempool ring net meter telemetry kvargs pci eal)
+link=(-Wl,--whole-archive)
+for l in "${whole[@]}"; do link+=("$lib/librte_$l.a"); done
+link+=(-Wl,--no-whole-archive)
+for l in "${libs[@]}"; do link+=("$lib/librte_$l.a"); done
+cd "$root"
+g++ -std=c++20 -O2 -DNDEBUG -I. -Iinclude $cflags "${srcs[@]}" -o "$out/strait-bench" \
+  "${link[@]}" "$lib/libnuma.a" "$lib/libbsd.a" "$lib/libmd.a" -static-libstdc++ -static-libgcc -ldl -lpthread -lm
+echo "$out/strait-bench"
