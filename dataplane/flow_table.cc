@@ -12,17 +12,18 @@
 //     which happens a bounded number of times per connection;
 //   - insert()/remove(): one append / one unlink.
 // expire() works only at list heads. A head idle for T is freed. A head
-// that is not idle but has been queued for at least E = max(T/4, 1) ms has
-// been touched since it was appended: it moves to the tail with a fresh
-// stamp. A head queued for less than E stops the list, since everything
-// behind it was appended later still. So a flow costs at most one re-queue
-// per E of its life, in addition to its state changes, and each packet
-// pays for O(1) list work at most. The price of laziness is precision: a
-// flow that went quiet after being re-queued is found idle up to E late
-// (with expire() called often enough), and is never freed early.
-// A flow that is never touched is freed exactly at T. E below T bounds that
-// lateness to a quarter of the timeout (350 s established flows linger at
-// most ~87 s longer) for 3 extra re-queues per T of a flow's life.
+// that is not idle but has been queued for at least E = max(T/4, 1) ms
+// (it was touched since, or its T has not run out yet) moves to the tail
+// with a fresh stamp. A head queued for less than E stops the list, since
+// everything behind it was appended later still. So a flow costs at most
+// one re-queue per E of its life on top of its state changes, and each
+// packet pays for O(1) list work at most. The price of laziness is
+// precision: a flow that goes quiet after a re-queue is found idle up to E
+// late (when expire() runs often), never early; an untouched flow goes at
+// exactly T. E = T/4 keeps that lateness to a quarter of the timeout (an
+// idle established flow lingers at most ~87 s past 350 s) for 3 extra
+// re-queues per T of a flow's life. This relies on the clock given to
+// insert/setState/expire never going backwards (wrapping is fine).
 //
 // expire() takes a budget that counts re-queues as well as frees, so one
 // call is bounded whatever the table holds, and it visits the state lists
@@ -263,6 +264,8 @@ void FlowTable::remove(uint32_t idx) {
   --size_;
 }
 
+// `onExpire` sees the flow just before it is removed; it must not change
+// the table itself (release the SNAT port, count, and return).
 uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
                            const std::function<void(const Flow&)>& onExpire) {
   uint32_t* stamps = queueStamps(flows_, capacity_);

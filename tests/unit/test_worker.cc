@@ -150,6 +150,7 @@ class WorkerTest : public ::testing::Test {
     routes_ = std::make_unique<sd::RouteTable>(tag_ + "rt", SOCKET_ID_ANY);
     routes_->add(ip4("192.0.2.0"), 24, sd::NextHop{port_.portId, 0});
     routes_->add(ip4("203.0.113.0"), 24, sd::NextHop{port_.portId, ip4("192.0.2.1")});
+    routes_->add(0, 0, sd::NextHop{port_.portId, ip4("192.0.2.1")});  // clients
     ASSERT_TRUE(neigh_.update(ip4("192.0.2.1"), kGatewayMac, 0));
 
     ctx_.id = 0;
@@ -278,7 +279,7 @@ class WorkerTest : public ::testing::Test {
       while (rte_ring_dequeue(tx_, &m) == 0) out.push_back(static_cast<rte_mbuf*>(m));
       return out.size() >= n;
     })) << "only "
-        << out.size() << " of " << n << " frames sent";
+        << out.size() << " of " << n << " frames sent; " << dropSummary();
     return out;
   }
 
@@ -288,8 +289,8 @@ class WorkerTest : public ::testing::Test {
   }
 
   std::string dropSummary() const {
-    std::string s = "rx " + std::to_string(counters_->rxPackets) + " tx " + std::to_string(counters_->txPackets) +
-                    ", drops:";
+    std::string s = "rx " + std::to_string(counters_->rxPackets) + " tx " +
+                    std::to_string(counters_->txPackets) + ", drops:";
     for (std::size_t i = 0; i < strait::kDropReasonCount; ++i)
       if (counters_->drops[i] != 0)
         s += " " + std::string(strait::kDropReasonNames[i]) + "=" + std::to_string(counters_->drops[i]);
