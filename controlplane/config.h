@@ -75,7 +75,9 @@ struct ServiceConfig {
 struct DataplaneConfig {
   std::vector<std::string> eal;
   uint32_t workers = 1;
-  uint32_t flowCapacity = 1u << 20;   // flows per worker
+  // Flows per worker. 2^20 - 1 rather than 2^20: the hash holds two keys
+  // per flow plus one, and DPDK rounds its slot ring up to a power of two.
+  uint32_t flowCapacity = (1u << 20) - 1;
   uint32_t mbufs = 0;                 // 0 = sized from ports, queues and workers
   uint16_t rxDescriptors = 1024;
   uint16_t txDescriptors = 1024;

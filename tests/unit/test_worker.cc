@@ -523,5 +523,7 @@ TEST_F(WorkerTxFullTest, UnsentFramesAreFreedAndCounted) {
   EXPECT_EQ(counters_->rxPackets, 10u);
   EXPECT_EQ(counters_->txPackets, 3u);
   EXPECT_EQ(drops(DropReason::kTxFull), 7u);
+  EXPECT_EQ(counters_->rxBytes, 10 * 60u);  // minimum-size frames
+  EXPECT_EQ(counters_->txBytes, 3 * 60u);   // only what the NIC took
   EXPECT_EQ(rte_ring_count(tx_), 3u);
 }
