@@ -96,11 +96,8 @@ void icmpTranslateError(uint8_t* frame, const PacketMeta& m, const Flow& f, Dire
       rw::delta32(rw::load32(l3 + rw::kIpSrc), outerSrc) + rw::delta32(rw::load32(l3 + rw::kIpDst), outerDst);
   rw::store32(l3 + rw::kIpSrc, outerSrc);
   rw::store32(l3 + rw::kIpDst, outerDst);
-  const uint16_t ttlOld = rw::load16(l3 + rw::kIpTtl);
-  --l3[rw::kIpTtl];
-  const uint16_t ttlNew = rw::load16(l3 + rw::kIpTtl);
-  rw::store16(l3 + rw::kIpCheck,
-              rw::applyDelta(rw::load16(l3 + rw::kIpCheck), outerDelta + rw::delta16(ttlOld, ttlNew)));
+  const uint32_t ttlDelta = rw::decrementTtl(l3);
+  rw::store16(l3 + rw::kIpCheck, rw::applyDelta(rw::load16(l3 + rw::kIpCheck), outerDelta + ttlDelta));
 }
 
 }  // namespace strait::dataplane

@@ -13,7 +13,9 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
+#include <cstddef>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "dataplane/icmp.h"
@@ -52,13 +54,16 @@ inline uint32_t snatSpread(uint32_t h) {
   return h;
 }
 
-// Uninitialised stack storage for per-burst scratch arrays: only the
-// entries a burst uses are constructed, instead of value-initialising all
-// kMaxBurst of them (several KiB) on every call.
+// Uninitialised stack storage for per-burst scratch arrays, instead of
+// value-initialising all kMaxBurst entries (several KiB) on every call. The
+// element types are aggregates, hence implicit-lifetime types, and a byte
+// array implicitly creates such objects in its storage (C++20
+// [intro.object]); every entry is fully written before it is read.
 template <class T, std::size_t N>
-union Scratch {
-  Scratch() {}
-  T v[N];
+struct Scratch {
+  static_assert(std::is_aggregate_v<T> && std::is_trivially_destructible_v<T>);
+  T* data() { return std::launder(reinterpret_cast<T*>(raw)); }
+  alignas(T) std::byte raw[sizeof(T) * N];
 };
 
 class Burst {
@@ -70,13 +75,18 @@ class Burst {
 
  private:
   void classify(rte_mbuf* mb, uint16_t i, Verdict& v);
-  void addCandidate(uint16_t i, Cand kind, const ServiceView* svc, const FlowKey& key);
+  FlowKey& addCandidate(uint16_t i, Cand kind, const ServiceView* svc);
   void handle(rte_mbuf** pkts, uint16_t j, Verdict* verdicts);
   uint32_t createFlow(uint16_t j, Verdict& v);
   void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
                Verdict& v);
   void translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v);
-  bool flushedDrop(uint32_t fi, Verdict& v);
+  bool flushedDrop(uint32_t fi, Verdict& v) {
+    if (!isFlushed(ft_.at(fi).backendSlot)) return false;
+    dropFlushed(fi, v);
+    return true;
+  }
+  void dropFlushed(uint32_t fi, Verdict& v);
   void missToOwner(uint16_t snatPort, Verdict& v);
   void count(const Flow& f, uint32_t bytes) {
     if (f.serviceSlot < kMaxServiceSlots) {
@@ -101,10 +111,12 @@ class Burst {
   const Snapshot& snap_;
   const uint32_t now_;
 
-  Scratch<PacketMeta, kMaxBurst> meta_;
+  Scratch<PacketMeta, kMaxBurst> metaStore_;
+  PacketMeta* const meta_ = metaStore_.data();
   // Flow candidates, in arrival order.
   uint16_t nc_ = 0;
-  Scratch<FlowKey, kMaxBurst> keys_;
+  Scratch<FlowKey, kMaxBurst> keyStore_;
+  FlowKey* const keys_ = keyStore_.data();
   uint16_t pkt_[kMaxBurst];
   Cand kind_[kMaxBurst];
   const ServiceView* svc_[kMaxBurst];
@@ -124,7 +136,7 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   if (nc_ == 0) return;
 
   const FlowKey* keyPtrs[kMaxBurst];
-  for (uint16_t j = 0; j < nc_; ++j) keyPtrs[j] = &keys_.v[j];
+  for (uint16_t j = 0; j < nc_; ++j) keyPtrs[j] = &keys_[j];
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
@@ -134,10 +146,10 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
     Direction d = dir[j];
-    if (removed_ || (inserted_ && fi == kNoFlow)) fi = ft_.lookup(keys_.v[j], d);
+    if (removed_ || (inserted_ && fi == kNoFlow)) fi = ft_.lookup(keys_[j], d);
     const uint16_t i = pkt_[j];
     Verdict& v = verdicts[i];
-    const PacketMeta& m = meta_.v[i];
+    const PacketMeta& m = meta_[i];
     rte_mbuf* mb = pkts[i];
 
     switch (kind_[j]) {
@@ -200,7 +212,7 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
     return;
   }
   uint8_t* data = rte_pktmbuf_mtod(mb, uint8_t*);
-  PacketMeta& m = *new (&meta_.v[i]) PacketMeta;
+  PacketMeta& m = meta_[i];  // parsePacket writes all of it
   const DropReason r = parsePacket(data, data + rte_pktmbuf_data_len(mb), m);
   if (r != DropReason::kNone) {
     drop(v, r);
@@ -250,7 +262,7 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
       drop(v, DropReason::kTtlExceeded);
       return;
     }
-    addCandidate(i, kind, svc, icmpQuotedKey(m));
+    addCandidate(i, kind, svc) = icmpQuotedKey(m);
     return;
   }
 
@@ -269,26 +281,26 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
     drop(v, DropReason::kTtlExceeded);
     return;
   }
-  FlowKey k;
+  // Written field by field in place: building a temporary and copying it
+  // reloads it wider than it was stored, which stalls store forwarding.
+  FlowKey& k = addCandidate(i, kind, svc);
   k.srcIp = m.srcIp;
   k.dstIp = m.dstIp;
   k.srcPort = m.srcPort;
   k.dstPort = m.dstPort;
   k.proto = m.l4Proto;
-  addCandidate(i, kind, svc, k);
+  k.pad[0] = k.pad[1] = k.pad[2] = 0;
 }
 
-void Burst::addCandidate(uint16_t i, Cand kind, const ServiceView* svc, const FlowKey& key) {
-  new (&keys_.v[nc_]) FlowKey(key);
+FlowKey& Burst::addCandidate(uint16_t i, Cand kind, const ServiceView* svc) {
   pkt_[nc_] = i;
   kind_[nc_] = kind;
   svc_[nc_] = svc;
-  ++nc_;
+  return keys_[nc_++];
 }
 
-bool Burst::flushedDrop(uint32_t fi, Verdict& v) {
+void Burst::dropFlushed(uint32_t fi, Verdict& v) {
   const Flow& f = ft_.at(fi);
-  if (!isFlushed(f.backendSlot)) return false;
   pa_.release(f.pool, rte_be_to_cpu_16(f.snatPort));
   if (f.serviceSlot < kMaxServiceSlots) c_.services[f.serviceSlot].flowsClosed++;
   if (f.backendSlot < kMaxBackendSlots) c_.backends[f.backendSlot].flowsClosed++;
@@ -296,7 +308,6 @@ bool Burst::flushedDrop(uint32_t fi, Verdict& v) {
   ft_.remove(fi);
   removed_ = true;
   drop(v, DropReason::kFlowFlushed);
-  return true;
 }
 
 void Burst::missToOwner(uint16_t snatPort, Verdict& v) {
@@ -312,8 +323,8 @@ void Burst::missToOwner(uint16_t snatPort, Verdict& v) {
 }
 
 uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
-  const FlowKey& key = keys_.v[j];
-  const PacketMeta& m = meta_.v[pkt_[j]];
+  const FlowKey& key = keys_[j];
+  const PacketMeta& m = meta_[pkt_[j]];
   const ServiceView& svc = *svc_[j];
   const bool tcp = key.proto == IPPROTO_TCP;
   if (tcp && (m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpSyn) {

@@ -10,6 +10,7 @@
 // nothing is byte-swapped.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -84,6 +85,18 @@ inline constexpr unsigned kUdpCheck = 6;
 inline constexpr unsigned kTcpCheck = 16;
 inline constexpr unsigned kIcmpCheck = 2;
 
+// Decrements the TTL (the caller has checked it is > 1) and returns the
+// checksum delta. TTL and protocol share one 16-bit word; the new word is
+// computed in a register and stored whole, because a byte store followed by
+// a word load of the same bytes stalls store-to-load forwarding.
+inline uint32_t decrementTtl(uint8_t* l3) {
+  constexpr uint16_t kTtlOne = std::endian::native == std::endian::little ? 0x0001 : 0x0100;
+  const uint16_t before = load16(l3 + kIpTtl);
+  const uint16_t after = static_cast<uint16_t>(before - kTtlOne);
+  store16(l3 + kIpTtl, after);
+  return delta16(before, after);
+}
+
 // Writes new addresses and ports into an IPv4 TCP/UDP packet, decrements
 // the TTL (the caller has checked it is > 1) and fixes the IPv4 and L4
 // checksums incrementally. `l3`/`l4` point at the IPv4 and L4 headers; all
@@ -94,10 +107,8 @@ inline void rewriteV4(uint8_t* l3, uint8_t* l4, bool tcp, uint32_t newSrc, uint3
   store32(l3 + kIpSrc, newSrc);
   store32(l3 + kIpDst, newDst);
 
-  const uint16_t ttlOld = load16(l3 + kIpTtl);
-  --l3[kIpTtl];
-  const uint16_t ttlNew = load16(l3 + kIpTtl);
-  store16(l3 + kIpCheck, applyDelta(load16(l3 + kIpCheck), addrDelta + delta16(ttlOld, ttlNew)));
+  const uint32_t ttlDelta = decrementTtl(l3);
+  store16(l3 + kIpCheck, applyDelta(load16(l3 + kIpCheck), addrDelta + ttlDelta));
 
   const uint32_t l4Delta = addrDelta + delta16(load16(l4 + kL4SrcPort), newSport) +
                            delta16(load16(l4 + kL4DstPort), newDport);
