@@ -99,7 +99,9 @@ BackendConfig backendArg(const Args& a) {
   }
 }
 
-uint64_t activeFlows(const BackendCounters& c) { return c.flowsCreated > c.flowsClosed ? c.flowsCreated - c.flowsClosed : 0; }
+uint64_t activeFlows(const BackendCounters& c) {
+  return c.flowsCreated > c.flowsClosed ? c.flowsCreated - c.flowsClosed : 0;
+}
 
 const char* protoName(uint8_t p) { return p == IPPROTO_UDP ? "udp" : p == IPPROTO_TCP ? "tcp" : "other"; }
 
@@ -116,7 +118,9 @@ json backendJson(const Backend& b, const WorkerCounters& t) {
   json j{{"address", formatEndpoint(b.ip, b.port)},
          {"slot", b.slot},
          {"weight", b.weight},
-         {"health", b.phase != BackendPhase::kActive ? "draining" : b.up ? "up" : "down"},
+         {"health", b.phase != BackendPhase::kActive ? "draining"
+                    : b.up                           ? "up"
+                                                     : "down"},
          {"state", state},
          {"active_flows", activeFlows(c)},
          {"flows_total", c.flowsCreated},
@@ -161,7 +165,8 @@ json ControlApi::handle(const json& request) {
   try {
     if (!request.is_object()) throw RequestError("request must be a JSON object");
     for (const auto& [k, v] : request.items())
-      if (k != "version" && k != "command" && k != "args" && k != "id") throw RequestError("unknown request field " + q(k));
+      if (k != "version" && k != "command" && k != "args" && k != "id")
+        throw RequestError("unknown request field " + q(k));
     const auto version = request.find("version");
     if (version == request.end())
       throw RequestError("missing \"version\" (this daemon speaks protocol version " +
@@ -171,10 +176,12 @@ json ControlApi::handle(const json& request) {
       throw RequestError("unsupported protocol version " + version->dump() + " (this daemon speaks version " +
                          std::to_string(kControlProtocolVersion) + ")");
     const auto command = request.find("command");
-    if (command == request.end() || !command->is_string()) throw RequestError("missing or non-string \"command\"");
+    if (command == request.end() || !command->is_string())
+      throw RequestError("missing or non-string \"command\"");
     static const json kEmpty = json::object();
     const auto args = request.find("args");
-    if (args != request.end() && !args->is_object() && !args->is_null()) throw RequestError("\"args\" must be an object");
+    if (args != request.end() && !args->is_object() && !args->is_null())
+      throw RequestError("\"args\" must be an object");
     reply = dispatch(command->get<std::string>(), args == request.end() || args->is_null() ? kEmpty : *args);
   } catch (const RequestError& e) {
     reply = errorReply(e.what());
@@ -231,8 +238,9 @@ json ControlApi::dispatch(const std::string& command, const json& argsJson) {
     a.allowOnly({});
     return configShow();
   }
-  throw RequestError("unknown command " + q(command) +
-                     " (known: service list|add|remove, backend list|add|remove|set, stats, flows, config show)");
+  throw RequestError(
+      "unknown command " + q(command) +
+      " (known: service list|add|remove, backend list|add|remove|set, stats, flows, config show)");
 }
 
 uint64_t ControlApi::publishLocked() {
@@ -260,7 +268,8 @@ json ControlApi::serviceAdd(const json& argsJson) {
   const Args a(argsJson, "service add");
   ServiceConfig cfg;
   cfg.name = a.string("name");
-  if (std::string why = serviceNameProblem(cfg.name); !why.empty()) throw RequestError("name " + q(cfg.name) + ": " + why);
+  if (std::string why = serviceNameProblem(cfg.name); !why.empty())
+    throw RequestError("name " + q(cfg.name) + ": " + why);
   const std::string listen = a.string("listen");
   try {
     std::tie(cfg.vip, cfg.port) = parseEndpoint(listen);
@@ -309,7 +318,8 @@ json ControlApi::backendList(const json& argsJson) {
   for (const DnsBackend& d : s->dns) {
     json addrs = json::array();
     for (uint32_t ip : d.addresses) addrs.push_back(formatIpv4(ip));
-    dns.push_back(json{{"name", d.name + ":" + std::to_string(d.port)}, {"weight", d.weight}, {"addresses", addrs}});
+    dns.push_back(
+        json{{"name", d.name + ":" + std::to_string(d.port)}, {"weight", d.weight}, {"addresses", addrs}});
   }
   return ok(json{{"service", s->config.name},
                  {"listen", formatEndpoint(s->config.vip, s->config.port)},
@@ -329,7 +339,8 @@ json ControlApi::backendAdd(const json& argsJson) {
   state_.addBackend(service, b);
   const uint64_t gen = publishLocked();
   json result{{"generation", gen}};
-  if (!b.isDnsName()) result["backend"] = backendJson(*state_.findService(service)->findBackend(b.ip, b.port), *totals);
+  if (!b.isDnsName())
+    result["backend"] = backendJson(*state_.findService(service)->findBackend(b.ip, b.port), *totals);
   return ok(result);
 }
 
@@ -354,7 +365,8 @@ json ControlApi::backendSet(const json& argsJson) {
   state_.setWeight(service, b, static_cast<uint32_t>(*weight));
   const uint64_t gen = publishLocked();
   json result{{"generation", gen}};
-  if (!b.isDnsName()) result["backend"] = backendJson(*state_.findService(service)->findBackend(b.ip, b.port), *totals);
+  if (!b.isDnsName())
+    result["backend"] = backendJson(*state_.findService(service)->findBackend(b.ip, b.port), *totals);
   return ok(result);
 }
 
@@ -364,20 +376,21 @@ json ControlApi::stats() {
   json workers = json::array();
   for (uint16_t i = 0; i < runtime_.workerCount(); ++i) {
     *w = runtime_.worker(i);
-    workers.push_back(json{{"worker", i},
-                           {"rx_packets", w->rxPackets},
-                           {"rx_bytes", w->rxBytes},
-                           {"tx_packets", w->txPackets},
-                           {"tx_bytes", w->txBytes},
-                           {"flows_created", w->flowsCreated},
-                           {"flows_expired", w->flowsExpired},
-                           {"flows_flushed", w->flowsFlushed},
-                           {"handoff_in", w->handoffIn},
-                           {"handoff_out", w->handoffOut},
-                           {"loops", w->loops},
-                           {"busy_loops", w->busyLoops},
-                           {"busy_ratio", w->totalCycles ? double(w->busyCycles) / double(w->totalCycles) : 0.0},
-                           {"snapshot_generation", w->snapshotGeneration}});
+    workers.push_back(
+        json{{"worker", i},
+             {"rx_packets", w->rxPackets},
+             {"rx_bytes", w->rxBytes},
+             {"tx_packets", w->txPackets},
+             {"tx_bytes", w->txBytes},
+             {"flows_created", w->flowsCreated},
+             {"flows_expired", w->flowsExpired},
+             {"flows_flushed", w->flowsFlushed},
+             {"handoff_in", w->handoffIn},
+             {"handoff_out", w->handoffOut},
+             {"loops", w->loops},
+             {"busy_loops", w->busyLoops},
+             {"busy_ratio", w->totalCycles ? double(w->busyCycles) / double(w->totalCycles) : 0.0},
+             {"snapshot_generation", w->snapshotGeneration}});
   }
   json drops = json::object();
   uint64_t dropsTotal = 0;
@@ -395,7 +408,8 @@ json ControlApi::stats() {
   }
   json snatJson = json::array();
   for (const auto& [ip, e] : snat)
-    snatJson.push_back(json{{"address", formatIpv4(ip)}, {"ports_in_use", e.first}, {"ports_capacity", e.second}});
+    snatJson.push_back(
+        json{{"address", formatIpv4(ip)}, {"ports_in_use", e.first}, {"ports_capacity", e.second}});
   return ok(json{{"snapshot_generation", runtime_.snapshotGeneration()},
                  {"workers", workers},
                  {"rx_packets", t->rxPackets},
@@ -404,12 +418,11 @@ json ControlApi::stats() {
                  {"tx_bytes", t->txBytes},
                  {"drops", drops},
                  {"drops_total", dropsTotal},
-                 {"flows",
-                  json{{"active", runtime_.flowsActive()},
-                       {"capacity", runtime_.flowCapacity()},
-                       {"created", t->flowsCreated},
-                       {"expired", t->flowsExpired},
-                       {"flushed", t->flowsFlushed}}},
+                 {"flows", json{{"active", runtime_.flowsActive()},
+                                {"capacity", runtime_.flowCapacity()},
+                                {"created", t->flowsCreated},
+                                {"expired", t->flowsExpired},
+                                {"flushed", t->flowsFlushed}}},
                  {"snat", snatJson},
                  {"snat_pools", pools.size()},
                  {"neighbours", runtime_.neighbourCount()},

@@ -7,6 +7,7 @@
 #include "controlplane/config.h"
 
 #include <netinet/in.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -17,7 +18,6 @@
 #include <fstream>
 #include <sstream>
 #include <string_view>
-#include <toml++/toml.h>
 
 #include "dataplane/maglev.h"
 #include "strait/counters.h"
@@ -40,11 +40,21 @@ std::string tomlString(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -87,7 +97,8 @@ std::optional<Ipv4Prefix> parsePrefix(const std::string& s) {
   if (slash == std::string::npos) return std::nullopt;
   const auto ip = parseIpv4(s.substr(0, slash));
   uint32_t len = 0;
-  if (!ip || !parseU32(std::string_view(s).substr(slash + 1), len) || len < 1 || len > 32) return std::nullopt;
+  if (!ip || !parseU32(std::string_view(s).substr(slash + 1), len) || len < 1 || len > 32)
+    return std::nullopt;
   return Ipv4Prefix{*ip, static_cast<uint8_t>(len)};
 }
 
@@ -97,7 +108,8 @@ std::string backendAddressProblem(uint32_t ip) {
   const uint32_t first = ip >> 24;
   if (first == 0) return "address " + formatIpv4(ip) + " is in 0.0.0.0/8 and cannot be a backend";
   if (first == 127) return "address " + formatIpv4(ip) + " is a loopback address and cannot be a backend";
-  if (first >= 224) return "address " + formatIpv4(ip) + " is multicast, reserved or broadcast and cannot be a backend";
+  if (first >= 224)
+    return "address " + formatIpv4(ip) + " is multicast, reserved or broadcast and cannot be a backend";
   return {};
 }
 
@@ -119,19 +131,23 @@ bool validHostname(const std::string& h) {
 }
 
 bool looksNumeric(const std::string& h) {
-  return !h.empty() && std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+  return !h.empty() &&
+         std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
 }
 
 // Splits "HOST:PORT" at the last colon and parses the port.
 std::pair<std::string, uint16_t> splitHostPort(const std::string& s, const char* expected) {
   const auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw std::invalid_argument(quoted(s) + ": expected " + expected);
+  if (colon == std::string::npos || colon == 0)
+    throw std::invalid_argument(quoted(s) + ": expected " + expected);
   const std::string portText = s.substr(colon + 1);
   uint32_t port = 0;
   if (portText.empty() || !parseU32(portText, port)) {
-    if (!portText.empty() && std::all_of(portText.begin(), portText.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    if (!portText.empty() &&
+        std::all_of(portText.begin(), portText.end(), [](char c) { return c >= '0' && c <= '9'; }))
       throw std::invalid_argument(quoted(s) + ": port out of range 1-65535");
-    throw std::invalid_argument(quoted(s) + ": bad port " + quoted(portText) + " (expected " + expected + ")");
+    throw std::invalid_argument(quoted(s) + ": bad port " + quoted(portText) + " (expected " + expected +
+                                ")");
   }
   if (port < 1 || port > 65535) throw std::invalid_argument(quoted(s) + ": port out of range 1-65535");
   return {s.substr(0, colon), static_cast<uint16_t>(port)};
@@ -154,16 +170,26 @@ std::size_t editDistance(std::string_view a, std::string_view b) {
 
 const char* typeName(toml::node_type t) {
   switch (t) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
@@ -194,7 +220,8 @@ class Loader {
     throw ConfigError(file_, key, problem);
   }
 
-  void checkKeys(const toml::table& t, const std::string& path, const std::vector<std::string_view>& allowed) const {
+  void checkKeys(const toml::table& t, const std::string& path,
+                 const std::vector<std::string_view>& allowed) const {
     for (auto&& [k, v] : t) {
       const std::string_view key = k.str();
       if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
@@ -255,7 +282,8 @@ class Loader {
     }
   }
 
-  void optString(const toml::table& t, const std::string& path, std::string_view key, std::string& out) const {
+  void optString(const toml::table& t, const std::string& path, std::string_view key,
+                 std::string& out) const {
     if (const toml::node* n = t.get(key)) out = asString(*n, child(path, key));
   }
 
@@ -263,8 +291,8 @@ class Loader {
     const std::string p = "dataplane";
     checkKeys(t, p,
               {"eal", "workers", "flow_capacity", "mbufs", "rx_descriptors", "tx_descriptors", "burst",
-               "snat_port_min", "snat_port_max", "snat_pools_per_worker", "idle_sleep_us", "neighbour_timeout_ms",
-               "handoff_ring_size", "timeouts"});
+               "snat_port_min", "snat_port_max", "snat_pools_per_worker", "idle_sleep_us",
+               "neighbour_timeout_ms", "handoff_ring_size", "timeouts"});
     if (const toml::node* n = t.get("eal")) {
       const toml::array& a = asArray(*n, p + ".eal");
       for (std::size_t i = 0; i < a.size(); ++i) d.eal.push_back(asString(a[i], index(p + ".eal", i)));
@@ -272,15 +300,16 @@ class Loader {
     optInt(t, p, "workers", d.workers, 1, kMaxWorkers);
     optInt(t, p, "flow_capacity", d.flowCapacity, 1024, 1 << 28);
     optInt(t, p, "mbufs", d.mbufs, 0, 1 << 26);
-    if (d.mbufs != 0 && d.mbufs < 1024) fail(p + ".mbufs", std::to_string(d.mbufs) + ": must be 0 (automatic) or at least 1024");
+    if (d.mbufs != 0 && d.mbufs < 1024)
+      fail(p + ".mbufs", std::to_string(d.mbufs) + ": must be 0 (automatic) or at least 1024");
     optPow2(t, p, "rx_descriptors", d.rxDescriptors, 64, 32768);
     optPow2(t, p, "tx_descriptors", d.txDescriptors, 64, 32768);
     optInt(t, p, "burst", d.burst, 1, 64);
     optInt(t, p, "snat_port_min", d.snatPortMin, 1, 65535);
     optInt(t, p, "snat_port_max", d.snatPortMax, 1, 65535);
     if (d.snatPortMin > d.snatPortMax)
-      fail(p + ".snat_port_min", std::to_string(d.snatPortMin) + ": greater than snat_port_max " +
-                                     std::to_string(d.snatPortMax));
+      fail(p + ".snat_port_min",
+           std::to_string(d.snatPortMin) + ": greater than snat_port_max " + std::to_string(d.snatPortMax));
     optInt(t, p, "snat_pools_per_worker", d.snatPoolsPerWorker, 1, 1 << 20);
     optInt(t, p, "idle_sleep_us", d.idleSleepUs, 0, 1'000'000);
     optInt(t, p, "neighbour_timeout_ms", d.neighbourTimeoutMs, 1000, 86'400'000);
@@ -291,7 +320,8 @@ class Loader {
       checkKeys(tt, tp, {kFlowStateNames.begin(), kFlowStateNames.end()});
       for (std::size_t s = 0; s < kFlowStateCount; ++s) {
         if (const toml::node* v = tt.get(kFlowStateNames[s]))
-          d.timeouts.ms[s] = static_cast<uint32_t>(asInt(*v, child(tp, kFlowStateNames[s]), 1, 604'800) * 1000);
+          d.timeouts.ms[s] =
+              static_cast<uint32_t>(asInt(*v, child(tp, kFlowStateNames[s]), 1, 604'800) * 1000);
       }
     }
   }
@@ -316,9 +346,11 @@ class Loader {
       const auto prefix = parsePrefix(addrText);
       if (!prefix) fail(p + ".address", quoted(addrText) + ": expected A.B.C.D/N with N in 1-32");
       ifc.address = *prefix;
-      if (std::string bad = backendAddressProblem(prefix->addr); !bad.empty() || isNetworkOrBroadcast(*prefix, prefix->addr))
-        fail(p + ".address", quoted(addrText) + ": not a usable host address on " + formatIpv4(prefix->addr & prefixMask(prefix->len)) +
-                                 "/" + std::to_string(prefix->len));
+      if (std::string bad = backendAddressProblem(prefix->addr);
+          !bad.empty() || isNetworkOrBroadcast(*prefix, prefix->addr))
+        fail(p + ".address", quoted(addrText) + ": not a usable host address on " +
+                                 formatIpv4(prefix->addr & prefixMask(prefix->len)) + "/" +
+                                 std::to_string(prefix->len));
       if (const toml::node* g = t.get("gateway")) {
         const std::string gt = asString(*g, p + ".gateway");
         const auto gw = parseIpv4(gt);
@@ -327,7 +359,8 @@ class Loader {
           fail(p + ".gateway", quoted(gt) + ": not inside the interface subnet " + formatPrefix(ifc.address));
         if (*gw == ifc.address.addr) fail(p + ".gateway", quoted(gt) + ": is the interface's own address");
         if (isNetworkOrBroadcast(ifc.address, *gw))
-          fail(p + ".gateway", quoted(gt) + ": is the network or broadcast address of " + formatPrefix(ifc.address));
+          fail(p + ".gateway",
+               quoted(gt) + ": is the network or broadcast address of " + formatPrefix(ifc.address));
         ifc.gateway = *gw;
       }
       optInt(t, p, "mtu", ifc.mtu, 68, 9216);
@@ -336,10 +369,12 @@ class Loader {
         fail(p + ".rss", quoted(ifc.rss) + ": expected one of auto, ena, toeplitz, none");
       for (std::size_t j = 0; j < c.interfaces.size(); ++j) {
         const InterfaceConfig& o = c.interfaces[j];
-        if (o.port == ifc.port) fail(p + ".port", quoted(ifc.port) + ": already used by interface[" + std::to_string(j) + "]");
+        if (o.port == ifc.port)
+          fail(p + ".port", quoted(ifc.port) + ": already used by interface[" + std::to_string(j) + "]");
         const uint8_t len = std::min(o.address.len, ifc.address.len);
         if ((o.address.addr & prefixMask(len)) == (ifc.address.addr & prefixMask(len)))
-          fail(p + ".address", quoted(addrText) + ": overlaps interface[" + std::to_string(j) + "] " + formatPrefix(o.address));
+          fail(p + ".address", quoted(addrText) + ": overlaps interface[" + std::to_string(j) + "] " +
+                                   formatPrefix(o.address));
       }
       c.interfaces.push_back(std::move(ifc));
     }
@@ -363,14 +398,15 @@ class Loader {
     optInt(t, p, "dns_min_ttl_s", ctl.dnsMinTtlS, 1, 86'400);
     optInt(t, p, "dns_max_ttl_s", ctl.dnsMaxTtlS, 1, 604'800);
     if (ctl.dnsMinTtlS > ctl.dnsMaxTtlS)
-      fail(p + ".dns_min_ttl_s", std::to_string(ctl.dnsMinTtlS) + ": greater than dns_max_ttl_s " +
-                                     std::to_string(ctl.dnsMaxTtlS));
+      fail(p + ".dns_min_ttl_s",
+           std::to_string(ctl.dnsMinTtlS) + ": greater than dns_max_ttl_s " + std::to_string(ctl.dnsMaxTtlS));
   }
 
   uint32_t localAddress(const std::string& text, const std::string& key, const Config& c) const {
     const auto ip = parseIpv4(text);
     if (!ip) fail(key, quoted(text) + ": not an IPv4 address");
-    if (std::string why = localAddressProblem(c.interfaces, *ip); !why.empty()) fail(key, quoted(text) + ": " + why);
+    if (std::string why = localAddressProblem(c.interfaces, *ip); !why.empty())
+      fail(key, quoted(text) + ": " + why);
     return *ip;
   }
 
@@ -402,14 +438,16 @@ class Loader {
   }
 
   void loadHealth(const toml::table& t, const std::string& p, HealthCheckConfig& h) const {
-    checkKeys(t, p, {"type", "interval_ms", "timeout_ms", "rise", "fall", "http_path", "http_status", "http_host"});
+    checkKeys(t, p,
+              {"type", "interval_ms", "timeout_ms", "rise", "fall", "http_path", "http_status", "http_host"});
     optString(t, p, "type", h.type);
     if (h.type != "none" && h.type != "tcp" && h.type != "http")
       fail(p + ".type", quoted(h.type) + ": expected one of none, tcp, http");
     optInt(t, p, "interval_ms", h.intervalMs, 100, 3'600'000);
     optInt(t, p, "timeout_ms", h.timeoutMs, 10, 3'600'000);
     if (h.timeoutMs > h.intervalMs)
-      fail(p + ".timeout_ms", std::to_string(h.timeoutMs) + ": greater than interval_ms " + std::to_string(h.intervalMs));
+      fail(p + ".timeout_ms",
+           std::to_string(h.timeoutMs) + ": greater than interval_ms " + std::to_string(h.intervalMs));
     optInt(t, p, "rise", h.rise, 1, 100);
     optInt(t, p, "fall", h.fall, 1, 100);
     optString(t, p, "http_path", h.httpPath);
@@ -428,19 +466,24 @@ class Loader {
     const toml::node* n = root.get("service");
     if (!n) return;
     const toml::array& a = asArray(*n, "service");
-    if (a.size() > kMaxServiceSlots) fail("service", std::to_string(a.size()) + " services, at most " + std::to_string(kMaxServiceSlots));
+    if (a.size() > kMaxServiceSlots)
+      fail("service", std::to_string(a.size()) + " services, at most " + std::to_string(kMaxServiceSlots));
     std::size_t totalBackends = 0;
     for (std::size_t i = 0; i < a.size(); ++i) {
       const std::string p = index("service", i);
       const toml::table& t = asTable(a[i], p);
-      checkKeys(t, p, {"name", "listen", "protocol", "snat", "backends", "mss_clamp", "maglev_size", "health_check"});
+      checkKeys(
+          t, p,
+          {"name", "listen", "protocol", "snat", "backends", "mss_clamp", "maglev_size", "health_check"});
       ServiceConfig s;
       const toml::node* nameNode = t.get("name");
       if (!nameNode) fail(p + ".name", "missing");
       s.name = asString(*nameNode, p + ".name");
-      if (std::string why = serviceNameProblem(s.name); !why.empty()) fail(p + ".name", quoted(s.name) + ": " + why);
+      if (std::string why = serviceNameProblem(s.name); !why.empty())
+        fail(p + ".name", quoted(s.name) + ": " + why);
       for (std::size_t j = 0; j < c.services.size(); ++j)
-        if (c.services[j].name == s.name) fail(p + ".name", quoted(s.name) + ": already used by service[" + std::to_string(j) + "]");
+        if (c.services[j].name == s.name)
+          fail(p + ".name", quoted(s.name) + ": already used by service[" + std::to_string(j) + "]");
 
       std::string proto = "tcp";
       optString(t, p, "protocol", proto);
@@ -465,7 +508,8 @@ class Loader {
       for (std::size_t j = 0; j < c.services.size(); ++j) {
         const ServiceConfig& o = c.services[j];
         if (o.vip == s.vip && o.port == s.port && o.proto == s.proto)
-          fail(p + ".listen", quoted(listen) + "/" + proto + ": already used by service[" + std::to_string(j) + "] (" + o.name + ")");
+          fail(p + ".listen", quoted(listen) + "/" + proto + ": already used by service[" +
+                                  std::to_string(j) + "] (" + o.name + ")");
       }
 
       if (const toml::node* sn = t.get("snat")) {
@@ -474,7 +518,8 @@ class Loader {
         for (std::size_t j = 0; j < sa.size(); ++j) {
           const std::string k = index(p + ".snat", j);
           const uint32_t ip = localAddress(asString(sa[j], k), k, c);
-          if (std::find(s.snat.begin(), s.snat.end(), ip) != s.snat.end()) fail(k, quoted(formatIpv4(ip)) + ": listed twice");
+          if (std::find(s.snat.begin(), s.snat.end(), ip) != s.snat.end())
+            fail(k, quoted(formatIpv4(ip)) + ": listed twice");
           s.snat.push_back(ip);
         }
       } else {
@@ -486,10 +531,12 @@ class Loader {
         fail(p + ".mss_clamp", std::to_string(s.mssClamp) + ": must be 0 (off) or 536-9176");
       if (const toml::node* m = t.get("maglev_size")) {
         const int64_t v = asInt(*m, p + ".maglev_size", 3, 16'777'213);
-        if (!dataplane::isPrime(static_cast<uint32_t>(v))) fail(p + ".maglev_size", std::to_string(v) + ": must be a prime number");
+        if (!dataplane::isPrime(static_cast<uint32_t>(v)))
+          fail(p + ".maglev_size", std::to_string(v) + ": must be a prime number");
         s.maglevSize = static_cast<uint32_t>(v);
       }
-      if (const toml::node* h = t.get("health_check")) loadHealth(asTable(*h, p + ".health_check"), p + ".health_check", s.health);
+      if (const toml::node* h = t.get("health_check"))
+        loadHealth(asTable(*h, p + ".health_check"), p + ".health_check", s.health);
 
       if (const toml::node* bn = t.get("backends")) {
         const toml::array& ba = asArray(*bn, p + ".backends");
@@ -498,20 +545,24 @@ class Loader {
           BackendConfig b = loadBackend(ba[j], k);
           for (std::size_t m = 0; m < s.backends.size(); ++m)
             if (s.backends[m].host == b.host && s.backends[m].port == b.port)
-              fail(k, quoted(b.host + ":" + std::to_string(b.port)) + ": already listed as backends[" + std::to_string(m) + "]");
+              fail(k, quoted(b.host + ":" + std::to_string(b.port)) + ": already listed as backends[" +
+                          std::to_string(m) + "]");
           if (!b.isDnsName()) {
             for (const InterfaceConfig& ifc : c.interfaces)
-              if (ifc.address.addr == b.ip) fail(k, quoted(b.host) + ": is an interface address of this load balancer");
+              if (ifc.address.addr == b.ip)
+                fail(k, quoted(b.host) + ": is an interface address of this load balancer");
             if (b.ip == s.vip) fail(k, quoted(b.host) + ": is the service's own VIP");
           }
           s.backends.push_back(std::move(b));
         }
         if (s.backends.size() >= s.maglevSize)
-          fail(p + ".backends", std::to_string(s.backends.size()) + " backends: maglev_size " + std::to_string(s.maglevSize) +
+          fail(p + ".backends", std::to_string(s.backends.size()) + " backends: maglev_size " +
+                                    std::to_string(s.maglevSize) +
                                     " must be larger than the number of backends");
         totalBackends += s.backends.size();
         if (totalBackends > kMaxBackendSlots)
-          fail(p + ".backends", "more than " + std::to_string(kMaxBackendSlots) + " backends in all services");
+          fail(p + ".backends",
+               "more than " + std::to_string(kMaxBackendSlots) + " backends in all services");
       }
       c.services.push_back(std::move(s));
     }
@@ -565,8 +616,8 @@ std::optional<uint32_t> parseIpv4(const std::string& s) {
 }
 
 std::string formatIpv4(uint32_t ip) {
-  return std::to_string(ip >> 24) + "." + std::to_string((ip >> 16) & 0xff) + "." + std::to_string((ip >> 8) & 0xff) +
-         "." + std::to_string(ip & 0xff);
+  return std::to_string(ip >> 24) + "." + std::to_string((ip >> 16) & 0xff) + "." +
+         std::to_string((ip >> 8) & 0xff) + "." + std::to_string(ip & 0xff);
 }
 
 std::string formatEndpoint(uint32_t ip, uint16_t port) { return formatIpv4(ip) + ":" + std::to_string(port); }
@@ -585,12 +636,15 @@ BackendConfig parseBackend(const std::string& s) {
   if (looksNumeric(host)) {
     const auto ip = parseIpv4(host);
     if (!ip) throw std::invalid_argument(quoted(s) + ": bad IPv4 address " + quoted(host));
-    if (std::string why = backendAddressProblem(*ip); !why.empty()) throw std::invalid_argument(quoted(s) + ": " + why);
+    if (std::string why = backendAddressProblem(*ip); !why.empty())
+      throw std::invalid_argument(quoted(s) + ": " + why);
     b.ip = *ip;
     b.host = host;
     return b;
   }
-  if (!validHostname(host)) throw std::invalid_argument(quoted(s) + ": " + quoted(host) + " is neither an IPv4 address nor a DNS name");
+  if (!validHostname(host))
+    throw std::invalid_argument(quoted(s) + ": " + quoted(host) +
+                                " is neither an IPv4 address nor a DNS name");
   std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
   if (host.back() == '.') host.pop_back();
   b.host = host;
@@ -607,8 +661,10 @@ std::string localAddressProblem(const std::vector<InterfaceConfig>& interfaces, 
   const InterfaceConfig* ifc = interfaceFor(interfaces, ip);
   if (!ifc) {
     std::string subnets;
-    for (const InterfaceConfig& i : interfaces) subnets += (subnets.empty() ? "" : ", ") + formatPrefix(i.address);
-    return "not an address of this load balancer: it must be an interface address or inside an interface subnet (" +
+    for (const InterfaceConfig& i : interfaces)
+      subnets += (subnets.empty() ? "" : ", ") + formatPrefix(i.address);
+    return "not an address of this load balancer: it must be an interface address or inside an interface "
+           "subnet (" +
            subnets + ")";
   }
   if (ip == ifc->address.addr) return {};
@@ -694,7 +750,8 @@ std::string renderConfig(const Config& c) {
       << "protocol = " << (s.proto == IPPROTO_UDP ? "\"udp\"" : "\"tcp\"") << "\n";
     if (!s.snat.empty()) {
       o << "snat = [";
-      for (std::size_t i = 0; i < s.snat.size(); ++i) o << (i ? ", " : "") << tomlString(formatIpv4(s.snat[i]));
+      for (std::size_t i = 0; i < s.snat.size(); ++i)
+        o << (i ? ", " : "") << tomlString(formatIpv4(s.snat[i]));
       o << "]\n";
     }
     o << "backends = [";

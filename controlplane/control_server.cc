@@ -60,13 +60,16 @@ void removeStale(const std::string& path, const sockaddr_un& addr) {
     if (errno == ENOENT) return;
     throw sysError("control socket: stat " + path);
   }
-  if (!S_ISSOCK(st.st_mode)) throw std::runtime_error("control socket: " + path + " exists and is not a socket");
+  if (!S_ISSOCK(st.st_mode))
+    throw std::runtime_error("control socket: " + path + " exists and is not a socket");
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw sysError("control socket: socket");
   const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   const int err = errno;
   ::close(fd);
-  if (rc == 0) throw std::runtime_error("control socket: " + path + " is in use by another process (is straitd already running?)");
+  if (rc == 0)
+    throw std::runtime_error("control socket: " + path +
+                             " is in use by another process (is straitd already running?)");
   if (err != ECONNREFUSED && err != ENOENT) {
     errno = err;
     throw sysError("control socket: probing " + path);
@@ -90,7 +93,8 @@ struct ControlServer::Client {
   Clock::time_point lastActivity;
 };
 
-ControlServer::ControlServer(Options opts, Handler handler) : opts_(std::move(opts)), handler_(std::move(handler)) {}
+ControlServer::ControlServer(Options opts, Handler handler)
+    : opts_(std::move(opts)), handler_(std::move(handler)) {}
 
 ControlServer::~ControlServer() { stop(); }
 
@@ -165,7 +169,8 @@ std::string ControlServer::handleLine(const std::string& line) {
   } catch (const nlohmann::json::parse_error& e) {
     std::string what = e.what();
     // Drop nlohmann's "[json.exception.parse_error.101] " prefix.
-    if (const auto p = what.find("] "); what.rfind("[json.exception", 0) == 0 && p != std::string::npos) what.erase(0, p + 2);
+    if (const auto p = what.find("] "); what.rfind("[json.exception", 0) == 0 && p != std::string::npos)
+      what.erase(0, p + 2);
     return serialise(errorReply("malformed JSON request: " + what));
   }
   try {
@@ -211,7 +216,8 @@ void ControlServer::run() {
     }
     const std::size_t lineLen = c.in.find('\n') == std::string::npos ? c.in.size() : c.in.find('\n');
     if (lineLen > opts_.maxRequestBytes) {
-      c.out += serialise(errorReply("request larger than " + std::to_string(opts_.maxRequestBytes) + " bytes"));
+      c.out +=
+          serialise(errorReply("request larger than " + std::to_string(opts_.maxRequestBytes) + " bytes"));
       c.in.clear();
       c.closeAfterWrite = true;
       return;
@@ -238,7 +244,8 @@ void ControlServer::run() {
       if (c->out.empty() && !c->eof && !c->closeAfterWrite) ev |= POLLIN;
       if (!c->out.empty()) ev |= POLLOUT;
       fds.push_back({c->fd, ev, 0});
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c->lastActivity + idle - now).count();
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(c->lastActivity + idle - now).count();
       const int leftMs = static_cast<int>(std::max<int64_t>(0, left) + 1);
       if (timeoutMs < 0 || leftMs < timeoutMs) timeoutMs = leftMs;
     }
@@ -306,8 +313,8 @@ void ControlServer::run() {
         uid_t uid = 0;
         if (!peerAllowed(fd, uid)) {
           rejected_.fetch_add(1, std::memory_order_relaxed);
-          const std::string reply =
-              serialise(errorReply("permission denied: uid " + std::to_string(uid) + " may not use the control socket"));
+          const std::string reply = serialise(errorReply("permission denied: uid " + std::to_string(uid) +
+                                                         " may not use the control socket"));
           [[maybe_unused]] ssize_t n = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
           ::close(fd);
           continue;

@@ -21,10 +21,9 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 namespace strait::controlplane {
 

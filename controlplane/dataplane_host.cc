@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -155,6 +156,8 @@ struct DataplaneHost::Impl {
   };
   std::deque<Retired> retired;
   uint64_t lastTickMs = 0;
+  uint64_t announcedGeneration = 0;
+  std::vector<uint32_t> ownedAddresses;
   mutable std::mutex taskMu;
 
   void initEal();
@@ -387,6 +390,26 @@ DataplaneHost::~DataplaneHost() {
     w.ports.reset();
   }
   for (const auto& p : d.ports) stopPort(p);
+  // Everything DPDK-backed goes before rte_eal_cleanup().
+  d.arp.reset();
+  d.routes.reset();
+  auto drain = [](rte_ring* r) {
+    if (!r) return;
+    void* obj;
+    while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
+    rte_ring_free(r);
+  };
+  for (rte_ring* r : d.handoff) drain(r);
+  drain(d.toControl);
+  drain(d.fromControl);
+  rte_ring_free(d.resolve);  // carries IPs, not mbufs
+  for (auto& w : d.workers) {
+    rte_mempool_free(w.pool);
+    rte_free(w.counters);
+  }
+  rte_mempool_free(d.controlPool);
+  rte_free(d.controlCounters);
+  rte_free(d.rcu);
   if (d.ealUp) rte_eal_cleanup();
 }
 
@@ -419,7 +442,6 @@ void DataplaneHost::start() {
     if (rc != 0) throw std::runtime_error("cannot launch worker " + std::to_string(w.id) + " on lcore " + std::to_string(w.lcore));
   }
   d.started = true;
-  d.arp->announce();
   // Resolve the gateways now rather than dropping the first packets of the
   // first flows on a neighbour miss.
   uint64_t now = steadyMs();
@@ -435,6 +457,22 @@ void DataplaneHost::poll() {
   for (unsigned i = 0; i < n; ++i) d.arp->handle(static_cast<rte_mbuf*>(objs[i]), now);
   n = rte_ring_sc_dequeue_burst(d.resolve, objs, 64, nullptr);
   for (unsigned i = 0; i < n; ++i) d.arp->resolve(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(objs[i])), now);
+  const Snapshot* snap = d.current.load(std::memory_order_acquire);
+  if (snap && snap->generation != d.announcedGeneration) {
+    d.announcedGeneration = snap->generation;
+    std::vector<uint32_t> owned;
+    for (const auto& s : snap->services) {
+      owned.push_back(s.vip);
+      owned.insert(owned.end(), s.snatIps.begin(), s.snatIps.end());
+    }
+    std::sort(owned.begin(), owned.end());
+    owned.erase(std::unique(owned.begin(), owned.end()), owned.end());
+    if (owned != d.ownedAddresses) {
+      d.ownedAddresses = owned;
+      d.arp->setOwnedAddresses(owned);
+      d.arp->announce();
+    }
+  }
   if (now - d.lastTickMs >= 1000) {
     d.lastTickMs = now;
     d.arp->tick(now, d.cfg.dataplane.neighbourTimeoutMs);

@@ -110,20 +110,29 @@ class Probe {
 
   Result readMore() {
     char buf[512];
+    bool closed = false;
     for (;;) {
       ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         return fail(std::string("recv: ") + std::strerror(errno));
       }
-      if (n == 0) break;
+      if (n == 0) {
+        closed = true;
+        break;
+      }
       response_.append(buf, static_cast<std::size_t>(n));
       if (response_.size() > 4096) break;
     }
     auto eol = response_.find("\r\n");
     if (eol == std::string::npos) {
       if (response_.size() > 4096) return fail("no HTTP status line in the first 4 KiB");
-      return Result::kPending;  // need more (or EOF handled by timeout)
+      // A socket at EOF stays readable: waiting for more would spin in
+      // poll() until the timeout and report the failure only then.
+      if (closed)
+        return fail(response_.empty() ? "connection closed without an HTTP response"
+                                      : "connection closed in the middle of the HTTP status line");
+      return Result::kPending;
     }
     // "HTTP/1.1 200 OK"
     std::string line = response_.substr(0, eol);

@@ -33,7 +33,7 @@ class SnapshotBuilder {
   struct CacheEntry {
     uint32_t size = 0;
     std::vector<std::tuple<uint32_t, uint16_t, uint32_t>> key;  // (ip, port, weight) per eligible backend
-    std::vector<uint16_t> table;                                  // indices into `key`
+    std::vector<uint16_t> table;                                // indices into `key`
   };
   std::map<uint16_t, CacheEntry> cache_;  // by service slot
   std::size_t lastRebuilds_ = 0;

@@ -21,7 +21,9 @@ std::string q(const std::string& s) { return "\"" + s + "\""; }
 
 std::string backendLabel(const BackendConfig& b) { return b.host + ":" + std::to_string(b.port); }
 
-bool sameEntry(const BackendConfig& a, const BackendConfig& b) { return a.host == b.host && a.port == b.port; }
+bool sameEntry(const BackendConfig& a, const BackendConfig& b) {
+  return a.host == b.host && a.port == b.port;
+}
 
 }  // namespace
 
@@ -98,18 +100,21 @@ Service& LbState::require(const std::string& name) {
 void LbState::checkBackendAddress(const Service& s, const BackendConfig& b) const {
   if (b.port == 0) throw StateError("backend " + q(backendLabel(b)) + ": port must be 1-65535");
   if (b.weight > kMaxBackendWeight)
-    throw StateError("backend " + q(backendLabel(b)) + ": weight " + std::to_string(b.weight) + " out of range 0-" +
-                     std::to_string(kMaxBackendWeight));
+    throw StateError("backend " + q(backendLabel(b)) + ": weight " + std::to_string(b.weight) +
+                     " out of range 0-" + std::to_string(kMaxBackendWeight));
   if (b.isDnsName()) return;
   for (const InterfaceConfig& i : base_.interfaces)
-    if (i.address.addr == b.ip) throw StateError("backend " + q(backendLabel(b)) + " is an interface address of this load balancer");
+    if (i.address.addr == b.ip)
+      throw StateError("backend " + q(backendLabel(b)) + " is an interface address of this load balancer");
   if (b.ip == s.config.vip) throw StateError("backend " + q(backendLabel(b)) + " is the service's own VIP");
   for (const Service& o : services_)
-    if (o.config.vip == b.ip) throw StateError("backend " + q(backendLabel(b)) + " is the VIP of service " + q(o.config.name));
+    if (o.config.vip == b.ip)
+      throw StateError("backend " + q(backendLabel(b)) + " is the VIP of service " + q(o.config.name));
 }
 
 uint16_t LbState::addService(ServiceConfig cfg) {
-  if (std::string why = serviceNameProblem(cfg.name); !why.empty()) throw StateError("service name " + q(cfg.name) + ": " + why);
+  if (std::string why = serviceNameProblem(cfg.name); !why.empty())
+    throw StateError("service name " + q(cfg.name) + ": " + why);
   if (findService(cfg.name)) throw StateError("service " + q(cfg.name) + " already exists");
   if (cfg.proto != IPPROTO_TCP && cfg.proto != IPPROTO_UDP) throw StateError("protocol must be tcp or udp");
   if (cfg.port == 0) throw StateError("listen port must be 1-65535");
@@ -118,8 +123,8 @@ uint16_t LbState::addService(ServiceConfig cfg) {
     throw StateError("listen " + q(listen) + ": " + why);
   for (const Service& o : services_) {
     if (o.config.vip == cfg.vip && o.config.port == cfg.port && o.config.proto == cfg.proto)
-      throw StateError("listen " + q(listen) + (cfg.proto == IPPROTO_UDP ? "/udp" : "/tcp") + " is already used by service " +
-                       q(o.config.name));
+      throw StateError("listen " + q(listen) + (cfg.proto == IPPROTO_UDP ? "/udp" : "/tcp") +
+                       " is already used by service " + q(o.config.name));
     for (const BackendConfig& b : o.config.backends)
       if (!b.isDnsName() && b.ip == cfg.vip)
         throw StateError("listen " + q(listen) + ": address is a backend of service " + q(o.config.name));
@@ -165,7 +170,8 @@ uint16_t LbState::addService(ServiceConfig cfg) {
 }
 
 void LbState::removeService(const std::string& name) {
-  auto it = std::find_if(services_.begin(), services_.end(), [&](const Service& s) { return s.config.name == name; });
+  auto it = std::find_if(services_.begin(), services_.end(),
+                         [&](const Service& s) { return s.config.name == name; });
   if (it == services_.end()) throw StateError("no service named " + q(name));
   RetiredService r;
   r.name = it->config.name;
@@ -189,7 +195,8 @@ uint16_t LbState::takeBackendSlot() {
   return slot;
 }
 
-void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::vector<DnsBackend> dns, bool flush) {
+void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::vector<DnsBackend> dns,
+                        bool flush) {
   struct Want {
     uint32_t ip;
     uint16_t port;
@@ -207,7 +214,8 @@ void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::
   }
   for (const BackendConfig& b : configured) {
     if (!b.isDnsName()) continue;
-    auto d = std::find_if(dns.begin(), dns.end(), [&](const DnsBackend& x) { return x.name == b.host && x.port == b.port; });
+    auto d = std::find_if(dns.begin(), dns.end(),
+                          [&](const DnsBackend& x) { return x.name == b.host && x.port == b.port; });
     if (d == dns.end()) continue;
     d->weight = b.weight;
     for (uint32_t ip : d->addresses) {
@@ -222,13 +230,16 @@ void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::
 
   // Check everything before changing anything.
   if (want.size() >= s.config.maglevSize)
-    throw StateError("service " + q(s.config.name) + ": " + std::to_string(want.size()) + " backends do not fit maglev_size " +
-                     std::to_string(s.config.maglevSize) + " (it must be larger than the number of backends)");
+    throw StateError("service " + q(s.config.name) + ": " + std::to_string(want.size()) +
+                     " backends do not fit maglev_size " + std::to_string(s.config.maglevSize) +
+                     " (it must be larger than the number of backends)");
   std::unordered_map<uint64_t, std::size_t> activeIndex;
-  for (std::size_t i = 0; i < s.backends.size(); ++i) activeIndex.emplace(keyOf(s.backends[i].ip, s.backends[i].port), i);
+  for (std::size_t i = 0; i < s.backends.size(); ++i)
+    activeIndex.emplace(keyOf(s.backends[i].ip, s.backends[i].port), i);
   std::unordered_map<uint64_t, std::size_t> revivable;  // draining (not flushing) entries
   for (std::size_t i = 0; i < s.draining.size(); ++i)
-    if (s.draining[i].phase == BackendPhase::kDraining) revivable.emplace(keyOf(s.draining[i].ip, s.draining[i].port), i);
+    if (s.draining[i].phase == BackendPhase::kDraining)
+      revivable.emplace(keyOf(s.draining[i].ip, s.draining[i].port), i);
   std::size_t newSlots = 0;
   for (const Want& w : want) {
     const uint64_t k = keyOf(w.ip, w.port);
@@ -294,7 +305,8 @@ void LbState::addBackend(const std::string& service, const BackendConfig& backen
   Service& s = require(service);
   checkBackendAddress(s, backend);
   for (const BackendConfig& o : s.config.backends)
-    if (sameEntry(o, backend)) throw StateError("backend " + q(backendLabel(backend)) + " is already in service " + q(service));
+    if (sameEntry(o, backend))
+      throw StateError("backend " + q(backendLabel(backend)) + " is already in service " + q(service));
   std::vector<BackendConfig> configured = s.config.backends;
   configured.push_back(backend);
   std::vector<DnsBackend> dns = s.dns;
@@ -305,20 +317,22 @@ void LbState::addBackend(const std::string& service, const BackendConfig& backen
 void LbState::removeBackend(const std::string& service, const BackendConfig& backend, bool flush) {
   Service& s = require(service);
   std::vector<BackendConfig> configured = s.config.backends;
-  auto it = std::find_if(configured.begin(), configured.end(), [&](const BackendConfig& o) { return sameEntry(o, backend); });
+  auto it = std::find_if(configured.begin(), configured.end(),
+                         [&](const BackendConfig& o) { return sameEntry(o, backend); });
   if (it != configured.end()) {
     configured.erase(it);
     std::vector<DnsBackend> dns = s.dns;
     if (backend.isDnsName())
-      std::erase_if(dns, [&](const DnsBackend& d) { return d.name == backend.host && d.port == backend.port; });
+      std::erase_if(dns,
+                    [&](const DnsBackend& d) { return d.name == backend.host && d.port == backend.port; });
     reconcile(s, std::move(configured), std::move(dns), flush);
     return;
   }
   if (!backend.isDnsName()) {
     for (const Backend& b : s.backends)
       if (b.ip == backend.ip && b.port == backend.port && !b.dnsNames.empty())
-        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) + " comes from DNS name " +
-                         q(b.dnsNames.front()) + ": remove that name instead");
+        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) +
+                         " comes from DNS name " + q(b.dnsNames.front()) + ": remove that name instead");
     for (Backend& b : s.draining) {
       if (b.ip != backend.ip || b.port != backend.port || b.phase != BackendPhase::kDraining) continue;
       if (!flush)
@@ -338,15 +352,19 @@ void LbState::removeBackend(const std::string& service, const BackendConfig& bac
 void LbState::setWeight(const std::string& service, const BackendConfig& backend, uint32_t weight) {
   Service& s = require(service);
   if (weight > kMaxBackendWeight)
-    throw StateError("weight " + std::to_string(weight) + " out of range 0-" + std::to_string(kMaxBackendWeight));
+    throw StateError("weight " + std::to_string(weight) + " out of range 0-" +
+                     std::to_string(kMaxBackendWeight));
   std::vector<BackendConfig> configured = s.config.backends;
-  auto it = std::find_if(configured.begin(), configured.end(), [&](const BackendConfig& o) { return sameEntry(o, backend); });
+  auto it = std::find_if(configured.begin(), configured.end(),
+                         [&](const BackendConfig& o) { return sameEntry(o, backend); });
   if (it == configured.end()) {
     if (const Backend* b = s.findBackend(backend.ip, backend.port); b && !backend.isDnsName()) {
       if (b->phase != BackendPhase::kActive)
-        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) + " was removed");
-      throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) + " comes from DNS name " +
-                       q(b->dnsNames.front()) + ": set the weight of that name instead");
+        throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) +
+                         " was removed");
+      throw StateError("backend " + q(backendLabel(backend)) + " of service " + q(service) +
+                       " comes from DNS name " + q(b->dnsNames.front()) +
+                       ": set the weight of that name instead");
     }
     throw StateError("service " + q(service) + " has no backend " + q(backendLabel(backend)));
   }
@@ -370,7 +388,8 @@ bool LbState::setDnsAddresses(const std::string& service, const std::string& nam
                               std::vector<uint32_t> addresses) {
   Service* s = findMutable(service);
   if (!s) return false;
-  auto it = std::find_if(s->dns.begin(), s->dns.end(), [&](const DnsBackend& d) { return d.name == name && d.port == port; });
+  auto it = std::find_if(s->dns.begin(), s->dns.end(),
+                         [&](const DnsBackend& d) { return d.name == name && d.port == port; });
   if (it == s->dns.end()) return false;
   std::sort(addresses.begin(), addresses.end());
   addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
@@ -400,7 +419,8 @@ std::vector<HealthTarget> LbState::healthTargets() const {
   std::vector<HealthTarget> out;
   for (const Service& s : services_) {
     if (s.config.health.type == "none") continue;
-    for (const Backend& b : s.backends) out.push_back({s.config.name, s.slot, b.slot, b.ip, b.port, s.config.health});
+    for (const Backend& b : s.backends)
+      out.push_back({s.config.name, s.slot, b.slot, b.ip, b.port, s.config.health});
   }
   return out;
 }
@@ -423,7 +443,8 @@ void LbState::notePublished(uint64_t generation) {
   }
 }
 
-std::size_t LbState::reap(const std::function<uint64_t(uint16_t)>& activeFlows, uint64_t minWorkerGeneration) {
+std::size_t LbState::reap(const std::function<uint64_t(uint16_t)>& activeFlows,
+                          uint64_t minWorkerGeneration) {
   std::size_t freed = 0;
   auto done = [&](const Backend& b) {
     return b.releaseGeneration != 0 && minWorkerGeneration >= b.releaseGeneration && activeFlows(b.slot) == 0;

@@ -60,8 +60,8 @@ struct Backend {
   uint32_t weight = 1;  // 0 = drain: listed, takes no new flows
   bool up = true;       // health-check state
   BackendPhase phase = BackendPhase::kActive;
-  bool literal = false;                // configured as IP:PORT
-  std::vector<std::string> dnsNames;   // "name:port" of the DNS-named backends that resolved to it
+  bool literal = false;               // configured as IP:PORT
+  std::vector<std::string> dnsNames;  // "name:port" of the DNS-named backends that resolved to it
   // For removed backends: the first published snapshot generation that no
   // longer offers it to new flows; 0 until that snapshot is published.
   uint64_t releaseGeneration = 0;
@@ -175,7 +175,8 @@ class LbState {
   // generation every worker has picked up (`minWorkerGeneration`) and whose
   // active flow count is zero. Returns how many slots were freed; publish
   // when it is not zero (flush bits and draining lists change).
-  std::size_t reap(const std::function<uint64_t(uint16_t backendSlot)>& activeFlows, uint64_t minWorkerGeneration);
+  std::size_t reap(const std::function<uint64_t(uint16_t backendSlot)>& activeFlows,
+                   uint64_t minWorkerGeneration);
   // Same, reading both from the runtime.
   std::size_t reap(const Runtime& runtime);
 

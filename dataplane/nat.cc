@@ -140,8 +140,14 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
-  for (uint16_t j = 0; j < nc_; ++j)
-    if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
+  // Records are 48 bytes, so half of them straddle two cache lines: fetch
+  // both ends.
+  for (uint16_t j = 0; j < nc_; ++j) {
+    if (idx[j] == kNoFlow) continue;
+    const auto* rec = reinterpret_cast<const uint8_t*>(&ft_.at(idx[j]));
+    rte_prefetch0(rec);
+    rte_prefetch0(rec + sizeof(Flow) - 1);
+  }
 
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];

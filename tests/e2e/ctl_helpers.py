@@ -279,6 +279,49 @@ class ConnPool:
         return out
 
 
+class TinyHttpServer:
+    """A misbehaving HTTP server for health-check tests, in namespace `ns`:
+    in mode "ok" it answers 200 and closes, in mode "close" it reads the
+    request and closes the connection (FIN) without a word."""
+
+    def __init__(self, ns: str, ip: str, port: int) -> None:
+        with in_netns(ns):
+            self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((ip, port))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.2)
+        self.mode = "ok"
+        self.accepts: list[tuple[float, str]] = []  # (monotonic time, mode it met)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                continue
+            self.accepts.append((time.monotonic(), self.mode))
+            try:
+                # Read the request first: closing with unread data would
+                # send a reset, which is a different (and easier) case.
+                c.settimeout(1)
+                c.recv(4096)
+                if self.mode == "ok":
+                    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+        self.lsock.close()
+
+
 # --- wrk -------------------------------------------------------------------
 
 @dataclass
@@ -419,6 +462,7 @@ class Lab:
     dataplane: dict = field(default_factory=dict)
     control: dict = field(default_factory=dict)
     dns_records: dict | None = None  # start a dnsmasq with these records
+    before_start: object = None      # callable(topo), run before straitd starts
     topo: Ec2Topology | None = None
     d: Straitd | None = None
     dns: Dnsmasq | None = None
@@ -430,6 +474,8 @@ class Lab:
             self.topo.start_backends()
             if self.dns_records is not None:
                 self.dns = Dnsmasq(self.topo).up(self.dns_records)
+            if self.before_start is not None:
+                self.before_start(self.topo)
             self.d = Straitd(self.topo.lb, self.topo.workdir, services=self.services(self.topo),
                              workers=self.workers,
                              dataplane={"timeouts": SHORT_TIMEOUTS, **self.dataplane})

@@ -175,8 +175,10 @@ TEST_F(ApiTest, EnvelopeErrors) {
   expectError(api.handle(json{{"version", 1}}), "missing or non-string \"command\"");
   expectError(api.handle(json{{"version", 1}, {"command", 7}}), "missing or non-string \"command\"");
   expectError(api.handle(json{{"version", 1}, {"command", "reboot"}}), "unknown command \"reboot\"");
-  expectError(api.handle(json{{"version", 1}, {"command", "stats"}, {"args", json::array()}}), "\"args\" must be an object");
-  expectError(api.handle(json{{"version", 1}, {"command", "stats"}, {"verbose", true}}), "unknown request field \"verbose\"");
+  expectError(api.handle(json{{"version", 1}, {"command", "stats"}, {"args", json::array()}}),
+              "\"args\" must be an object");
+  expectError(api.handle(json{{"version", 1}, {"command", "stats"}, {"verbose", true}}),
+              "unknown request field \"verbose\"");
   errCall("service list", {{"all", true}}, "unknown argument \"all\" for command \"service list\"");
   // An id is echoed so a client can match replies.
   const json r = api.handle(json{{"version", 1}, {"command", "stats"}, {"id", 17}});
@@ -208,7 +210,9 @@ TEST_F(ApiTest, ServiceList) {
 }
 
 TEST_F(ApiTest, ServiceAddAndRemove) {
-  const json r = okCall("service add", {{"name", "api"}, {"listen", "192.0.2.30:443"}, {"protocol", "tcp"}, {"snat", {"192.0.2.31"}}});
+  const json r =
+      okCall("service add",
+             {{"name", "api"}, {"listen", "192.0.2.30:443"}, {"protocol", "tcp"}, {"snat", {"192.0.2.31"}}});
   EXPECT_EQ(r["service"]["name"], "api");
   EXPECT_EQ(r["service"]["snat"], json::array({"192.0.2.31"}));
   EXPECT_EQ(r["generation"], 2);
@@ -224,14 +228,19 @@ TEST_F(ApiTest, ServiceAddAndRemove) {
 
   errCall("service add", {{"listen", "192.0.2.30:80"}}, "missing argument \"name\"");
   errCall("service add", {{"name", "x"}}, "missing argument \"listen\"");
-  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30"}}, "listen: \"192.0.2.30\": expected IP:PORT");
+  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30"}},
+          "listen: \"192.0.2.30\": expected IP:PORT");
   errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:70000"}}, "port out of range 1-65535");
-  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"protocol", "icmp"}}, "expected tcp or udp");
-  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"snat", "192.0.2.10"}}, "must be an array of strings");
-  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"snat", {"nope"}}}, "snat \"nope\": not an IPv4 address");
+  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"protocol", "icmp"}},
+          "expected tcp or udp");
+  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"snat", "192.0.2.10"}},
+          "must be an array of strings");
+  errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"snat", {"nope"}}},
+          "snat \"nope\": not an IPv4 address");
   errCall("service add", {{"name", "x"}, {"listen", "192.0.2.30:80"}, {"snat", {"198.51.100.1"}}},
           "not an address of this load balancer");
-  errCall("service add", {{"name", "x"}, {"listen", "198.51.100.1:80"}}, "not an address of this load balancer");
+  errCall("service add", {{"name", "x"}, {"listen", "198.51.100.1:80"}},
+          "not an address of this load balancer");
   errCall("service add", {{"name", "web"}, {"listen", "192.0.2.30:81"}}, "service \"web\" already exists");
   errCall("service add", {{"name", "x"}, {"listen", "192.0.2.10:80"}}, "already used by service \"web\"");
   errCall("service add", {{"name", "a b"}, {"listen", "192.0.2.30:81"}}, "may contain only");
@@ -315,7 +324,8 @@ TEST_F(ApiTest, BackendAdd) {
   ASSERT_EQ(v->backends.size(), 3u);
   EXPECT_EQ(v->backends[2].ip, htonl(ip("203.0.113.20")));
   EXPECT_EQ(v->backends[2].weight, 3u);
-  EXPECT_EQ(okCall("backend add", {{"service", "web"}, {"backend", "203.0.113.21:80"}})["backend"]["weight"], 1);
+  EXPECT_EQ(okCall("backend add", {{"service", "web"}, {"backend", "203.0.113.21:80"}})["backend"]["weight"],
+            1);
   okCall("backend add", {{"service", "web"}, {"backend", "api.example.com:443"}});
   EXPECT_EQ(state.dnsTargets().size(), 2u);
 
@@ -325,10 +335,14 @@ TEST_F(ApiTest, BackendAdd) {
   errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.300:80"}}, "bad IPv4 address");
   errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30"}}, "expected IP:PORT or NAME:PORT");
   errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:0"}}, "port out of range");
-  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", -1}}, "out of range 0-10000");
-  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", 10001}}, "out of range 0-10000");
-  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", 1.5}}, "must be an integer");
-  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", "2"}}, "must be an integer");
+  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", -1}},
+          "out of range 0-10000");
+  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", 10001}},
+          "out of range 0-10000");
+  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", 1.5}},
+          "must be an integer");
+  errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.30:80"}, {"weight", "2"}},
+          "must be an integer");
   errCall("backend add", {{"service", "web"}, {"backend", 5}}, "argument \"backend\" must be a string");
   errCall("backend add", {{"service", "web"}, {"backend", "203.0.113.11:80"}}, "already in service \"web\"");
   errCall("backend add", {{"service", "web"}, {"backend", "192.0.2.10:80"}}, "interface address");
@@ -347,9 +361,12 @@ TEST_F(ApiTest, BackendRemoveDrainsOrFlushes) {
   okCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.12:80"}, {"flush", true}});
   EXPECT_TRUE(runtime.current->flushedBackends.test(slot));
   errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.12:80"}}, "already removed");
-  errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.99:80"}}, "has no backend \"203.0.113.99:80\"");
-  errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.11:80"}, {"flush", "yes"}}, "must be true or false");
-  errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.11:80"}, {"weight", 1}}, "unknown argument \"weight\"");
+  errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.99:80"}},
+          "has no backend \"203.0.113.99:80\"");
+  errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.11:80"}, {"flush", "yes"}},
+          "must be true or false");
+  errCall("backend remove", {{"service", "web"}, {"backend", "203.0.113.11:80"}, {"weight", 1}},
+          "unknown argument \"weight\"");
 }
 
 TEST_F(ApiTest, BackendSetWeight) {
@@ -360,8 +377,10 @@ TEST_F(ApiTest, BackendSetWeight) {
   ASSERT_NE(v, nullptr);
   for (uint16_t e : v->maglev) ASSERT_EQ(v->backends[e].ip, htonl(ip("203.0.113.12")));
   errCall("backend set", {{"service", "web"}, {"backend", "203.0.113.11:80"}}, "missing argument \"weight\"");
-  errCall("backend set", {{"service", "web"}, {"backend", "203.0.113.99:80"}, {"weight", 1}}, "has no backend");
-  errCall("backend set", {{"service", "web"}, {"backend", "203.0.113.11:80"}, {"weight", 20000}}, "out of range");
+  errCall("backend set", {{"service", "web"}, {"backend", "203.0.113.99:80"}, {"weight", 1}},
+          "has no backend");
+  errCall("backend set", {{"service", "web"}, {"backend", "203.0.113.11:80"}, {"weight", 20000}},
+          "out of range");
 }
 
 TEST_F(ApiTest, Stats) {
@@ -384,7 +403,8 @@ TEST_F(ApiTest, Stats) {
   EXPECT_DOUBLE_EQ(r["workers"][1]["busy_ratio"].get<double>(), 0.25);
   EXPECT_DOUBLE_EQ(r["workers"][0]["busy_ratio"].get<double>(), 0.0);
   EXPECT_EQ(r["drops"].size(), kDropReasonCount - 1) << "every reason, and not \"none\"";
-  for (std::size_t i = 1; i < kDropReasonCount; ++i) EXPECT_TRUE(r["drops"].contains(std::string(kDropReasonNames[i])));
+  for (std::size_t i = 1; i < kDropReasonCount; ++i)
+    EXPECT_TRUE(r["drops"].contains(std::string(kDropReasonNames[i])));
   EXPECT_EQ(r["drops"]["no_service"], 5);
   EXPECT_EQ(r["drops"]["snat_ports_exhausted"], 2);
   EXPECT_EQ(r["drops_total"], 7);
@@ -508,7 +528,8 @@ class Client {
         buf_.erase(0, nl + 1);
         return l;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return "";
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return "";
@@ -632,7 +653,8 @@ TEST_F(ServerTest, OversizedRequestsAreRefusedAndClosed) {
     c.send(std::string(70 * 1024, 'x'));  // no newline at all
     const json r = c.reply();
     EXPECT_EQ(r["ok"], false);
-    EXPECT_NE(r["error"].get<std::string>().find("request larger than 65536 bytes"), std::string::npos) << r.dump();
+    EXPECT_NE(r["error"].get<std::string>().find("request larger than 65536 bytes"), std::string::npos)
+        << r.dump();
     EXPECT_TRUE(c.closedByPeer());
   }
   {
@@ -674,7 +696,8 @@ TEST_F(ServerTest, SilentClientsTimeOut) {
   Client idle(path);
   const json r = stuck.reply(5000);
   EXPECT_EQ(r["ok"], false);
-  EXPECT_NE(r.value("error", "").find("timed out waiting for the rest of the request"), std::string::npos) << r.dump();
+  EXPECT_NE(r.value("error", "").find("timed out waiting for the rest of the request"), std::string::npos)
+      << r.dump();
   EXPECT_TRUE(stuck.closedByPeer());
   EXPECT_TRUE(idle.closedByPeer(5000)) << "a silent client is disconnected";
   Client after(path);
@@ -780,7 +803,8 @@ TEST_F(ServerTest, PeerCredentials) {
   ASSERT_EQ(WEXITSTATUS(status), 0) << "child could not connect";
   const json r = json::parse(out.substr(0, out.find('\n')));
   EXPECT_EQ(r["ok"], false);
-  EXPECT_NE(r["error"].get<std::string>().find("permission denied: uid 65534"), std::string::npos) << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("permission denied: uid 65534"), std::string::npos)
+      << r.dump();
   EXPECT_EQ(server->rejectedPeers(), 1u);
   Client again(path);
   again.send("{}\n");
@@ -794,8 +818,9 @@ TEST_F(ServerTest, EndToEndWithTheApi) {
   ControlApi api(state, runtime);
   start([&](const json& r) { return api.handle(r); });
   Client c(path);
-  c.send(R"({"version":1,"command":"backend add","args":{"service":"web","backend":"203.0.113.40:80","weight":2}})"
-         "\n");
+  c.send(
+      R"({"version":1,"command":"backend add","args":{"service":"web","backend":"203.0.113.40:80","weight":2}})"
+      "\n");
   json r = c.reply();
   EXPECT_EQ(r["ok"], true) << r.dump();
   c.send(R"({"version":1,"command":"backend list","args":{"service":"web"}})"

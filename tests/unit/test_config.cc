@@ -140,7 +140,8 @@ gateway = "192.0.2.1"
 [[service]]
 name = "web"
 listen = "192.0.2.10:80"
-)" + serviceExtra + "\n";
+)" + serviceExtra +
+         "\n";
 }
 
 TEST(Config, BriefMinimalConfigParses) {
@@ -184,7 +185,7 @@ listen = "192.0.2.30:80"
   const DataplaneConfig d;
   EXPECT_TRUE(c.dataplane.eal.empty());
   EXPECT_EQ(c.dataplane.workers, 1u);
-  EXPECT_EQ(c.dataplane.flowCapacity, 1u << 20);
+  EXPECT_EQ(c.dataplane.flowCapacity, (1u << 20) - 1);
   EXPECT_EQ(c.dataplane.mbufs, 0u);
   EXPECT_EQ(c.dataplane.rxDescriptors, 1024);
   EXPECT_EQ(c.dataplane.txDescriptors, 1024);
@@ -287,7 +288,8 @@ TEST(Config, EveryKeyParsed) {
   const ServiceConfig& u = c.services[1];
   EXPECT_EQ(u.proto, IPPROTO_UDP);
   ASSERT_EQ(u.snat.size(), 1u);
-  EXPECT_EQ(u.snat[0], 0xc633640au) << "default SNAT: the address of the interface whose subnet holds the VIP";
+  EXPECT_EQ(u.snat[0], 0xc633640au)
+      << "default SNAT: the address of the interface whose subnet holds the VIP";
   EXPECT_TRUE(u.backends.empty());
 }
 
@@ -324,16 +326,18 @@ TEST(Config, SyntaxErrorNamesLine) {
 }
 
 TEST(Config, UnknownKeysAreRejectedWithSuggestion) {
-  expectError(minimalWith("", "[dataplane]\nwrokers = 2\n"), "dataplane.wrokers", "unknown key (did you mean \"workers\"?)");
+  expectError(minimalWith("", "[dataplane]\nwrokers = 2\n"), "dataplane.wrokers",
+              "unknown key (did you mean \"workers\"?)");
   expectError(minimalWith("", "[dataplnae]\n"), "dataplnae", "did you mean \"dataplane\"?");
   expectError(minimalWith("", "[dataplane.timeouts]\nestablised = 10\n"), "dataplane.timeouts.establised",
               "did you mean \"established\"?");
   expectError(minimalWith("lsiten = \"x\""), "service[0].lsiten", "did you mean \"listen\"?");
   expectError(minimalWith("[service.health_check]\nintervl_ms = 100"), "service[0].health_check.intervl_ms",
               "did you mean \"interval_ms\"?");
-  expectError(minimalWith("backends = [{ address = \"203.0.113.1:80\", wieght = 2 }]"), "service[0].backends[0].wieght",
-              "did you mean \"weight\"?");
-  expectError(minimalWith("", "[control]\nresolvr = \"1.1.1.1\"\n"), "control.resolvr", "did you mean \"resolver\"?");
+  expectError(minimalWith("backends = [{ address = \"203.0.113.1:80\", wieght = 2 }]"),
+              "service[0].backends[0].wieght", "did you mean \"weight\"?");
+  expectError(minimalWith("", "[control]\nresolvr = \"1.1.1.1\"\n"), "control.resolvr",
+              "did you mean \"resolver\"?");
   expectError(minimalWith("", "completely_different = 1\n"), "completely_different", "unknown key");
 }
 
@@ -360,11 +364,13 @@ TEST(Config, DataplaneRanges) {
   expectError(dp("neighbour_timeout_ms = 0"), "dataplane.neighbour_timeout_ms", "out of range");
   expectError(dp("handoff_ring_size = 1000"), "dataplane.handoff_ring_size", "power of two");
   expectError(dp("timeouts = 3"), "dataplane.timeouts", "expected a table");
-  expectError(dp("[dataplane.timeouts]\nestablished = 0"), "dataplane.timeouts.established", "0: out of range 1-604800");
+  expectError(dp("[dataplane.timeouts]\nestablished = 0"), "dataplane.timeouts.established",
+              "0: out of range 1-604800");
   expectError(dp("[dataplane.timeouts]\nudp = 2.5"), "dataplane.timeouts.udp", "expected an integer");
   expectError("dataplane = 3\n" + minimalWith(""), "dataplane", "expected a table");
   // The limits themselves are accepted.
-  EXPECT_NO_THROW(parse(dp("workers = 64\nsnat_port_min = 1\nsnat_port_max = 65535\nburst = 64\nmbufs = 1024")));
+  EXPECT_NO_THROW(
+      parse(dp("workers = 64\nsnat_port_min = 1\nsnat_port_max = 65535\nburst = 64\nmbufs = 1024")));
   EXPECT_NO_THROW(parse(dp("snat_port_min = 4000\nsnat_port_max = 4000")));
 }
 
@@ -372,43 +378,54 @@ TEST(Config, InterfaceRules) {
   const auto ifc = [](const std::string& body) { return "[[interface]]\n" + body + "\n"; };
   expectError("", "interface", "at least one [[interface]] is required");
   expectError("interface = []", "interface", "at least one [[interface]] is required");
-  expectError("[interface]\nport = \"p0\"\n", "interface", "expected [[interface]] (an array of tables), got a table");
+  expectError("[interface]\nport = \"p0\"\n", "interface",
+              "expected [[interface]] (an array of tables), got a table");
   expectError(ifc("address = \"192.0.2.10/24\""), "interface[0].port", "missing");
   expectError(ifc("port = \"\"\naddress = \"192.0.2.10/24\""), "interface[0].port", "must not be empty");
   expectError(ifc("port = \"p0\""), "interface[0].address", "missing");
   expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10\""), "interface[0].address", "expected A.B.C.D/N");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/33\""), "interface[0].address", "expected A.B.C.D/N");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.256/24\""), "interface[0].address", "expected A.B.C.D/N");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.0/24\""), "interface[0].address", "not a usable host address");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.255/24\""), "interface[0].address", "not a usable host address");
-  expectError(ifc("port = \"p0\"\naddress = \"127.0.0.2/8\""), "interface[0].address", "not a usable host address");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"198.51.100.1\""), "interface[0].gateway",
-              "not inside the interface subnet 192.0.2.10/24");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.10\""), "interface[0].gateway",
-              "the interface's own address");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.255\""), "interface[0].gateway",
-              "network or broadcast");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/33\""), "interface[0].address",
+              "expected A.B.C.D/N");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.256/24\""), "interface[0].address",
+              "expected A.B.C.D/N");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.0/24\""), "interface[0].address",
+              "not a usable host address");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.255/24\""), "interface[0].address",
+              "not a usable host address");
+  expectError(ifc("port = \"p0\"\naddress = \"127.0.0.2/8\""), "interface[0].address",
+              "not a usable host address");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"198.51.100.1\""),
+              "interface[0].gateway", "not inside the interface subnet 192.0.2.10/24");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.10\""),
+              "interface[0].gateway", "the interface's own address");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.255\""),
+              "interface[0].gateway", "network or broadcast");
   expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"gw\""), "interface[0].gateway",
               "not an IPv4 address");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\nmtu = 10"), "interface[0].mtu", "out of range 68-9216");
+  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\nmtu = 10"), "interface[0].mtu",
+              "out of range 68-9216");
   expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"\nrss = \"magic\""), "interface[0].rss",
               "expected one of auto, ena, toeplitz, none");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"") + ifc("port = \"p0\"\naddress = \"198.51.100.1/24\""),
-              "interface[1].port", "already used by interface[0]");
-  expectError(ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"") + ifc("port = \"p1\"\naddress = \"192.0.2.130/25\""),
-              "interface[1].address", "overlaps interface[0] 192.0.2.10/24");
+  expectError(
+      ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"") + ifc("port = \"p0\"\naddress = \"198.51.100.1/24\""),
+      "interface[1].port", "already used by interface[0]");
+  expectError(
+      ifc("port = \"p0\"\naddress = \"192.0.2.10/24\"") + ifc("port = \"p1\"\naddress = \"192.0.2.130/25\""),
+      "interface[1].address", "overlaps interface[0] 192.0.2.10/24");
   // /31 and /32 have no network or broadcast address.
   EXPECT_NO_THROW(parse(ifc("port = \"p0\"\naddress = \"192.0.2.0/31\"\ngateway = \"192.0.2.1\"")));
   EXPECT_NO_THROW(parse(ifc("port = \"p0\"\naddress = \"192.0.2.7/32\"")));
 }
 
 TEST(Config, ServiceRules) {
-  expectError(minimalWith("", "") + "[[service]]\nlisten = \"192.0.2.10:81\"\n", "service[1].name", "missing");
-  expectError(minimalWith("") + "[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:81\"\n", "service[1].name",
-              "\"web\": already used by service[0]");
+  expectError(minimalWith("", "") + "[[service]]\nlisten = \"192.0.2.10:81\"\n", "service[1].name",
+              "missing");
+  expectError(minimalWith("") + "[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:81\"\n",
+              "service[1].name", "\"web\": already used by service[0]");
   expectError(minimalWith("").replace(minimalWith("").find("\"web\""), 5, "\"we b\""), "service[0].name",
               "may contain only letters, digits");
-  expectError(minimalWith("").replace(minimalWith("").find("\"web\""), 5, "\"\""), "service[0].name", "must not be empty");
+  expectError(minimalWith("").replace(minimalWith("").find("\"web\""), 5, "\"\""), "service[0].name",
+              "must not be empty");
   expectError(R"(
 [[interface]]
 port = "p0"
@@ -419,13 +436,14 @@ name = "web"
               "service[0].listen", "missing");
   expectError(minimalWith("protocol = \"sctp\""), "service[0].protocol", "\"sctp\": expected tcp or udp");
   expectError(minimalWith("protocol = 6"), "service[0].protocol", "expected a string, got an integer");
-  expectError(minimalWith("") + "[[service]]\nname = \"web2\"\nlisten = \"192.0.2.10:80\"\n", "service[1].listen",
-              "\"192.0.2.10:80\"/tcp: already used by service[0] (web)");
+  expectError(minimalWith("") + "[[service]]\nname = \"web2\"\nlisten = \"192.0.2.10:80\"\n",
+              "service[1].listen", "\"192.0.2.10:80\"/tcp: already used by service[0] (web)");
   expectError("service = 1\n" + minimalWith("").substr(0, minimalWith("").find("[[service]]")), "service",
               "expected [[service]]");
 
   const auto listen = [](const std::string& l) {
-    return "[[interface]]\nport = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = \"192.0.2.1\"\n[[service]]\nname = "
+    return "[[interface]]\nport = \"p0\"\naddress = \"192.0.2.10/24\"\ngateway = "
+           "\"192.0.2.1\"\n[[service]]\nname = "
            "\"web\"\nlisten = \"" +
            l + "\"\n";
   };
@@ -435,9 +453,10 @@ name = "web"
   expectError(listen("192.0.2.10:http"), "service[0].listen", "bad port \"http\"");
   expectError(listen("192.0.2.300:80"), "service[0].listen", "bad IPv4 address \"192.0.2.300\"");
   expectError(listen("web.example.com:80"), "service[0].listen", "bad IPv4 address");
-  expectError(listen("198.51.100.7:80"), "service[0].listen",
-              "not an address of this load balancer: it must be an interface address or inside an interface subnet "
-              "(192.0.2.10/24)");
+  expectError(
+      listen("198.51.100.7:80"), "service[0].listen",
+      "not an address of this load balancer: it must be an interface address or inside an interface subnet "
+      "(192.0.2.10/24)");
   expectError(listen("192.0.2.1:80"), "service[0].listen", "is the gateway of p0");
   expectError(listen("192.0.2.255:80"), "service[0].listen", "network or broadcast");
   // Any host address on the connected subnet may be a VIP.
@@ -455,8 +474,9 @@ name = "web"
   expectError(minimalWith("mss_clamp = 10000"), "service[0].mss_clamp", "out of range");
   expectError(minimalWith("maglev_size = 65536"), "service[0].maglev_size", "65536: must be a prime number");
   expectError(minimalWith("maglev_size = 1"), "service[0].maglev_size", "out of range");
-  expectError(minimalWith("maglev_size = 3\nbackends = [\"203.0.113.1:80\", \"203.0.113.2:80\", \"203.0.113.3:80\"]"),
-              "service[0].backends", "maglev_size 3 must be larger than the number of backends");
+  expectError(
+      minimalWith("maglev_size = 3\nbackends = [\"203.0.113.1:80\", \"203.0.113.2:80\", \"203.0.113.3:80\"]"),
+      "service[0].backends", "maglev_size 3 must be larger than the number of backends");
   EXPECT_NO_THROW(parse(minimalWith("maglev_size = 5\nbackends = [\"203.0.113.1:80\", \"203.0.113.2:80\"]")));
 }
 
@@ -464,30 +484,40 @@ TEST(Config, BackendRules) {
   const auto be = [](const std::string& list) { return minimalWith("backends = [" + list + "]"); };
   expectError(minimalWith("backends = \"203.0.113.1:80\""), "service[0].backends", "expected an array");
   expectError(be("\"203.0.113.1\""), "service[0].backends[0]", "expected IP:PORT or NAME:PORT");
-  expectError(be("\"203.0.113.1:80\", \"203.0.113.2:0\""), "service[0].backends[1]", "port out of range 1-65535");
+  expectError(be("\"203.0.113.1:80\", \"203.0.113.2:0\""), "service[0].backends[1]",
+              "port out of range 1-65535");
   expectError(be("\"203.0.113.300:80\""), "service[0].backends[0]", "bad IPv4 address \"203.0.113.300\"");
   expectError(be("\"203.0.113.01:80\""), "service[0].backends[0]", "bad IPv4 address");
   expectError(be("\"127.0.0.1:80\""), "service[0].backends[0]", "loopback");
   expectError(be("\"0.0.0.0:80\""), "service[0].backends[0]", "cannot be a backend");
   expectError(be("\"224.0.0.5:80\""), "service[0].backends[0]", "multicast");
   expectError(be("\"bad_name!:80\""), "service[0].backends[0]", "neither an IPv4 address nor a DNS name");
-  expectError(be("\"-bad.example.com:80\""), "service[0].backends[0]", "neither an IPv4 address nor a DNS name");
-  expectError(be("\"203.0.113.1:80\", \"203.0.113.1:80\""), "service[0].backends[1]", "already listed as backends[0]");
+  expectError(be("\"-bad.example.com:80\""), "service[0].backends[0]",
+              "neither an IPv4 address nor a DNS name");
+  expectError(be("\"203.0.113.1:80\", \"203.0.113.1:80\""), "service[0].backends[1]",
+              "already listed as backends[0]");
   expectError(be("\"a.example.com:80\", \"A.example.com:80\""), "service[0].backends[1]", "already listed");
-  expectError(be("3"), "service[0].backends[0]", "expected \"IP:PORT\", \"NAME:PORT\" or {address = ..., weight = N}");
+  expectError(be("3"), "service[0].backends[0]",
+              "expected \"IP:PORT\", \"NAME:PORT\" or {address = ..., weight = N}");
   expectError(be("{ weight = 2 }"), "service[0].backends[0].address", "missing");
   expectError(be("{ address = 5 }"), "service[0].backends[0].address", "expected a string");
-  expectError(be("{ address = \"203.0.113.1:99999\" }"), "service[0].backends[0].address", "port out of range");
+  expectError(be("{ address = \"203.0.113.1:99999\" }"), "service[0].backends[0].address",
+              "port out of range");
   expectError(be("{ address = \"203.0.113.1:80\", weight = 10001 }"), "service[0].backends[0].weight",
               "out of range 0-10000");
-  expectError(be("{ address = \"203.0.113.1:80\", weight = -1 }"), "service[0].backends[0].weight", "out of range");
-  expectError(be("\"192.0.2.10:8080\""), "service[0].backends[0]", "is an interface address of this load balancer");
-  expectError(minimalWith("") + "[[service]]\nname = \"b\"\nlisten = \"192.0.2.10:81\"\nbackends = [\"192.0.2.10:80\"]\n",
+  expectError(be("{ address = \"203.0.113.1:80\", weight = -1 }"), "service[0].backends[0].weight",
+              "out of range");
+  expectError(be("\"192.0.2.10:8080\""), "service[0].backends[0]",
+              "is an interface address of this load balancer");
+  expectError(minimalWith("") +
+                  "[[service]]\nname = \"b\"\nlisten = \"192.0.2.10:81\"\nbackends = [\"192.0.2.10:80\"]\n",
               "service[1].backends[0]", "interface address");
-  expectError(minimalWith("backends = [\"192.0.2.50:80\"]") + "[[service]]\nname = \"b\"\nlisten = \"192.0.2.50:81\"\n",
+  expectError(minimalWith("backends = [\"192.0.2.50:80\"]") +
+                  "[[service]]\nname = \"b\"\nlisten = \"192.0.2.50:81\"\n",
               "service[0].backends[0]", "is the VIP of service \"b\"");
   // Same address, different ports: two backends. Weight 0 is a drained backend.
-  const Config c = parse(be("\"203.0.113.1:80\", \"203.0.113.1:81\", { address = \"203.0.113.2:80\", weight = 0 }"));
+  const Config c =
+      parse(be("\"203.0.113.1:80\", \"203.0.113.1:81\", { address = \"203.0.113.2:80\", weight = 0 }"));
   ASSERT_EQ(c.services[0].backends.size(), 3u);
   EXPECT_EQ(c.services[0].backends[2].weight, 0u);
   // Backends on the connected subnet are fine.
@@ -507,7 +537,8 @@ TEST(Config, HealthCheckRules) {
   expectError(hc("http_path = \"health\""), "service[0].health_check.http_path", "expected an absolute path");
   expectError(hc("http_path = \"/a b\""), "service[0].health_check.http_path", "expected an absolute path");
   expectError(hc("http_status = 99"), "service[0].health_check.http_status", "out of range 100-599");
-  expectError(hc("http_host = \"a\\r\\nX: y\""), "service[0].health_check.http_host", "no spaces or control characters");
+  expectError(hc("http_host = \"a\\r\\nX: y\""), "service[0].health_check.http_host",
+              "no spaces or control characters");
   EXPECT_EQ(parse(hc("type = \"tcp\"")).services[0].health.type, "tcp");
 }
 
@@ -516,7 +547,8 @@ TEST(Config, ControlRules) {
   expectError(ctl("resolver = \"dns.example\""), "control.resolver", "expected IP or IP:PORT");
   expectError(ctl("resolver = \"192.0.2.53:0\""), "control.resolver", "port out of range");
   expectError(ctl("dns_min_ttl_s = 0"), "control.dns_min_ttl_s", "out of range");
-  expectError(ctl("dns_min_ttl_s = 100\ndns_max_ttl_s = 50"), "control.dns_min_ttl_s", "greater than dns_max_ttl_s 50");
+  expectError(ctl("dns_min_ttl_s = 100\ndns_max_ttl_s = 50"), "control.dns_min_ttl_s",
+              "greater than dns_max_ttl_s 50");
   EXPECT_EQ(parse(ctl("resolver = \"192.0.2.53\"")).control.resolver, "192.0.2.53");
 }
 
@@ -544,7 +576,8 @@ TEST(Config, RenderRoundTrip) {
       EXPECT_EQ(b.services[i].health.httpHost, a.services[i].health.httpHost);
     }
     ASSERT_EQ(b.interfaces.size(), a.interfaces.size());
-    for (std::size_t i = 0; i < a.interfaces.size(); ++i) EXPECT_EQ(b.interfaces[i].gateway, a.interfaces[i].gateway);
+    for (std::size_t i = 0; i < a.interfaces.size(); ++i)
+      EXPECT_EQ(b.interfaces[i].gateway, a.interfaces[i].gateway);
   }
 }
 
@@ -561,8 +594,8 @@ TEST(Config, AddressHelpers) {
   EXPECT_EQ(parseIpv4("192.0.2.1"), 0xc0000201u);
   EXPECT_EQ(parseIpv4("0.0.0.0"), 0u);
   EXPECT_EQ(parseIpv4("255.255.255.255"), 0xffffffffu);
-  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "1.2.3.256", "1.2.3.-1", "01.2.3.4", "1.2.3.4 ", " 1.2.3.4", "a.b.c.d",
-                          "1..3.4", "1.2.3.4:80", "1234.1.1.1"})
+  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "1.2.3.256", "1.2.3.-1", "01.2.3.4", "1.2.3.4 ",
+                          " 1.2.3.4", "a.b.c.d", "1..3.4", "1.2.3.4:80", "1234.1.1.1"})
     EXPECT_FALSE(parseIpv4(bad).has_value()) << bad;
   EXPECT_EQ(formatIpv4(0xc0000201u), "192.0.2.1");
   EXPECT_EQ(formatEndpoint(0xcb00710au, 443), "203.0.113.10:443");
@@ -579,8 +612,8 @@ TEST(Config, AddressHelpers) {
   EXPECT_TRUE(b.isDnsName());
   EXPECT_EQ(b.host, "my-nlb.elb.us-east-1.amazonaws.com");
   EXPECT_EQ(b.port, 443);
-  for (const char* bad : {"", ":80", "host", "host:", "host:65536", "host:-1", "a..b:80", "a_b:80", "1.2.3:80",
-                          "127.0.0.1:80", "255.255.255.255:80"})
+  for (const char* bad : {"", ":80", "host", "host:", "host:65536", "host:-1", "a..b:80", "a_b:80",
+                          "1.2.3:80", "127.0.0.1:80", "255.255.255.255:80"})
     EXPECT_THROW(parseBackend(bad), std::invalid_argument) << bad;
   try {
     parseBackend("203.0.113.10:70000");

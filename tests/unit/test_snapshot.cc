@@ -174,7 +174,8 @@ TEST(LbState, SlotExhaustionAndReuseAfterDrain) {
   for (uint32_t i = 0; i < kMaxBackendSlots - 1; ++i)
     backends += "\"" + formatEndpoint(0xcb007100u + (i >> 8 << 16) + (i & 0xff), 80) + "\",";
   LbState st;
-  st.fromConfig(baseConfig("[[service]]\nname = \"big\"\nlisten = \"192.0.2.10:80\"\nbackends = [" + backends + "]\n"));
+  st.fromConfig(
+      baseConfig("[[service]]\nname = \"big\"\nlisten = \"192.0.2.10:80\"\nbackends = [" + backends + "]\n"));
   EXPECT_EQ(st.freeBackendSlots(), 1u);
   st.addBackend("big", be("198.51.100.1:80"));
   EXPECT_EQ(st.freeBackendSlots(), 0u);
@@ -215,7 +216,8 @@ TEST(LbState, ReaddAfterFlushGetsNewSlot) {
   ASSERT_EQ(s.draining.size(), 1u);
   EXPECT_EQ(s.draining[0].slot, 1);
   EXPECT_EQ(s.draining[0].phase, BackendPhase::kFlushing);
-  EXPECT_EQ(s.backends.back().slot, 4) << "its flows are being dropped: the new backend must not share the slot";
+  EXPECT_EQ(s.backends.back().slot, 4)
+      << "its flows are being dropped: the new backend must not share the slot";
   const auto snap = buildSnapshot(st, 1);
   EXPECT_TRUE(snap->flushedBackends.test(1));
   EXPECT_FALSE(snap->flushedBackends.test(4));
@@ -288,7 +290,8 @@ TEST(Snapshot, WeightsShapeTheTableAndZeroDrains) {
   m = shares(w);
   EXPECT_EQ(m.count("203.0.113.12:80"), 0u) << "weight 0 takes no new flows";
   EXPECT_EQ(w.backends.size(), 3u) << "but stays listed";
-  const auto it = std::find_if(w.backends.begin(), w.backends.end(), [](const BackendView& b) { return b.slot == 1; });
+  const auto it =
+      std::find_if(w.backends.begin(), w.backends.end(), [](const BackendView& b) { return b.slot == 1; });
   ASSERT_NE(it, w.backends.end());
   EXPECT_EQ(it->weight, 0u);
   EXPECT_EQ(backend(st, "web", "203.0.113.12:80").phase, BackendPhase::kActive);
@@ -308,7 +311,8 @@ TEST(Snapshot, HealthDownLeavesTheTable) {
   EXPECT_EQ(m.count("none"), 0u);
   EXPECT_GT(m["203.0.113.11:80"], 30000u);
   EXPECT_FALSE(w.failOpen);
-  const auto down = std::find_if(w.backends.begin(), w.backends.end(), [](const BackendView& b) { return b.slot == 2; });
+  const auto down =
+      std::find_if(w.backends.begin(), w.backends.end(), [](const BackendView& b) { return b.slot == 2; });
   ASSERT_NE(down, w.backends.end());
   EXPECT_FALSE(down->up);
 
@@ -388,7 +392,8 @@ TEST(Snapshot, RemovedServiceIsFlushed) {
   EXPECT_EQ(snap->services.size(), 1u);
   for (uint16_t slot : {0, 1, 2}) EXPECT_TRUE(snap->flushedBackends.test(slot)) << slot;
   EXPECT_FALSE(snap->flushedBackends.test(3));
-  EXPECT_EQ(st.freeServiceSlots(), kMaxServiceSlots - 2) << "the service slot is held while flows are flushed";
+  EXPECT_EQ(st.freeServiceSlots(), kMaxServiceSlots - 2)
+      << "the service slot is held while flows are flushed";
 
   // The name is free again at once; the slot only once the flows are gone.
   ServiceConfig again;
@@ -399,10 +404,12 @@ TEST(Snapshot, RemovedServiceIsFlushed) {
   EXPECT_EQ(st.addService(again), 2);
   uint64_t active = 1;
   st.notePublished(5);
-  EXPECT_EQ(st.reap([&](uint16_t s) { return s == 1 ? active : 0; }, 5), 2u) << "two of three backend slots freed";
+  EXPECT_EQ(st.reap([&](uint16_t s) { return s == 1 ? active : 0; }, 5), 2u)
+      << "two of three backend slots freed";
   EXPECT_EQ(st.retired().size(), 1u);
   active = 0;
-  EXPECT_EQ(st.reap([&](uint16_t s) { return s == 1 ? active : 0; }, 5), 2u) << "the last backend, then the service";
+  EXPECT_EQ(st.reap([&](uint16_t s) { return s == 1 ? active : 0; }, 5), 2u)
+      << "the last backend, then the service";
   EXPECT_TRUE(st.retired().empty());
   EXPECT_EQ(st.freeServiceSlots(), kMaxServiceSlots - 2) << "dns and the new web";
   snap = buildSnapshot(st, 6);
@@ -460,7 +467,8 @@ backends = ["203.0.113.5:443", { address = "nlb.example.com:443", weight = 2 }]
   EXPECT_EQ(both.weight, 1u) << "the literal entry's weight wins";
   EXPECT_EQ(both.dnsNames.size(), 1u);
   // Addresses that cannot be backends are ignored.
-  EXPECT_TRUE(st.setDnsAddresses("web", "nlb.example.com", 443, {ip("198.51.100.2"), kIface, ip("127.0.0.1")}));
+  EXPECT_TRUE(
+      st.setDnsAddresses("web", "nlb.example.com", 443, {ip("198.51.100.2"), kIface, ip("127.0.0.1")}));
   EXPECT_EQ(st.findService("web")->backends.size(), 2u);
 
   // Weight of DNS-derived addresses is set on the name.
@@ -543,14 +551,16 @@ TEST(LbState, RejectedChanges) {
   expectError([&] { st.addService(s); }, "not a prime");
   s.maglevSize = 65537;
   EXPECT_NO_THROW(st.addService(s));
-  EXPECT_EQ(st.findService("other")->config.snat, (std::vector<uint32_t>{kIface})) << "default SNAT filled in";
+  EXPECT_EQ(st.findService("other")->config.snat, (std::vector<uint32_t>{kIface}))
+      << "default SNAT filled in";
 
   expectError([&] { st.addBackend("nope", be("203.0.113.1:80")); }, "no service named \"nope\"");
   expectError([&] { st.addBackend("web", be("203.0.113.11:80")); }, "already in service \"web\"");
   expectError([&] { st.addBackend("web", be("192.0.2.10:80")); }, "interface address");
   expectError([&] { st.addBackend("web", be("192.0.2.20:80")); }, "is the VIP of service");
   expectError([&] { st.addBackend("web", be("203.0.113.1:80", 10001)); }, "out of range 0-10000");
-  expectError([&] { st.removeBackend("web", be("203.0.113.99:80"), false); }, "has no backend \"203.0.113.99:80\"");
+  expectError([&] { st.removeBackend("web", be("203.0.113.99:80"), false); },
+              "has no backend \"203.0.113.99:80\"");
   expectError([&] { st.removeBackend("web", be("x.example.com:80"), false); }, "has no backend");
   expectError([&] { st.setWeight("web", be("203.0.113.11:80"), 10001); }, "out of range");
   expectError([&] { st.setWeight("web", be("203.0.113.99:80"), 1); }, "has no backend");
@@ -588,7 +598,8 @@ TEST(LbState, RunningConfigRendersToValidToml) {
   LbState st;
   const Config original = baseConfig(kTwoServices);
   st.fromConfig(original);
-  EXPECT_EQ(renderConfig(st.toConfig()), renderConfig(original)) << "unchanged state renders the loaded config";
+  EXPECT_EQ(renderConfig(st.toConfig()), renderConfig(original))
+      << "unchanged state renders the loaded config";
 
   st.addBackend("web", be("203.0.113.20:80", 4));
   st.addBackend("web", be("nlb.example.com:443", 2));
@@ -637,7 +648,8 @@ TEST(SnapshotBuilder, CachesUnchangedMaglevTables) {
   st.setHealth("web", ip("203.0.113.11"), 80, false);
   auto s3 = b.build(st, 3);
   EXPECT_EQ(b.lastRebuilds(), 1u) << "only the changed service is rebuilt";
-  EXPECT_EQ(view(*s3, "web").maglev, view(*buildSnapshot(st, 3), "web").maglev) << "cache gives the uncached result";
+  EXPECT_EQ(view(*s3, "web").maglev, view(*buildSnapshot(st, 3), "web").maglev)
+      << "cache gives the uncached result";
   // A draining backend does not change the table's key: the cached table
   // must still map to the right indices after the list grew.
   st.setHealth("web", ip("203.0.113.11"), 80, true);
@@ -650,12 +662,14 @@ TEST(SnapshotBuilder, IdenticalBackendSetsGiveIdenticalTables) {
   // Two instances configured in a different order build the same table
   // (up to the index order of their backend lists).
   LbState a, b;
-  a.fromConfig(baseConfig(
-      "[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:80\"\nbackends = [\"203.0.113.1:80\", \"203.0.113.2:80\", "
-      "\"203.0.113.3:80\"]\n"));
-  b.fromConfig(baseConfig(
-      "[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:80\"\nbackends = [\"203.0.113.3:80\", \"203.0.113.1:80\", "
-      "\"203.0.113.2:80\"]\n"));
+  a.fromConfig(
+      baseConfig("[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:80\"\nbackends = [\"203.0.113.1:80\", "
+                 "\"203.0.113.2:80\", "
+                 "\"203.0.113.3:80\"]\n"));
+  b.fromConfig(
+      baseConfig("[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:80\"\nbackends = [\"203.0.113.3:80\", "
+                 "\"203.0.113.1:80\", "
+                 "\"203.0.113.2:80\"]\n"));
   const ServiceView& va = view(*buildSnapshot(a, 1), "web");
   const auto sb = buildSnapshot(b, 1);
   const ServiceView& vb = view(*sb, "web");

@@ -105,7 +105,8 @@ bool isHostname(std::string h) {
 }
 
 std::optional<uint64_t> parseNumber(const std::string& s, uint64_t max) {
-  if (s.empty() || s.size() > 12 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (s.empty() || s.size() > 12 ||
+      !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return std::nullopt;
   const uint64_t v = std::stoull(s);
   if (v > max) return std::nullopt;
@@ -121,7 +122,8 @@ void checkEndpoint(const std::string& what, const std::string& s, bool allowName
   const std::string host = s.substr(0, colon);
   const auto port = parseNumber(s.substr(colon + 1), 65535);
   if (!port || *port == 0) throw UsageError(what + " \"" + s + "\": port must be 1-65535");
-  const bool numeric = std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+  const bool numeric =
+      std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
   if (numeric || !allowName) {
     if (!isIpv4(host)) throw UsageError(what + " \"" + s + "\": bad IPv4 address \"" + host + "\"");
   } else if (!isHostname(host)) {
@@ -131,8 +133,9 @@ void checkEndpoint(const std::string& what, const std::string& s, bool allowName
 
 uint64_t checkWeight(const std::string& s) {
   const auto w = parseNumber(s, strait::controlplane::kMaxBackendWeight);
-  if (!w) throw UsageError("--weight \"" + s + "\": expected an integer 0-" +
-                           std::to_string(strait::controlplane::kMaxBackendWeight));
+  if (!w)
+    throw UsageError("--weight \"" + s + "\": expected an integer 0-" +
+                     std::to_string(strait::controlplane::kMaxBackendWeight));
   return *w;
 }
 
@@ -150,7 +153,8 @@ std::vector<std::string> splitComma(const std::string& s) {
 json roundTrip(const std::string& path, const json& request) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) throw RequestFailed("cannot connect to " + path + ": path too long");
+  if (path.size() >= sizeof addr.sun_path)
+    throw RequestFailed("cannot connect to " + path + ": path too long");
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw RequestFailed(std::string("socket: ") + std::strerror(errno));
@@ -174,7 +178,9 @@ json roundTrip(const std::string& path, const json& request) {
   for (;;) {
     pollfd p{fd, POLLIN, 0};
     const int rc = ::poll(&p, 1, kReplyTimeoutMs);
-    if (rc == 0) throw RequestFailed("no reply from straitd on " + path + " within " + std::to_string(kReplyTimeoutMs / 1000) + " s");
+    if (rc == 0)
+      throw RequestFailed("no reply from straitd on " + path + " within " +
+                          std::to_string(kReplyTimeoutMs / 1000) + " s");
     if (rc < 0) {
       if (errno == EINTR) continue;
       throw RequestFailed(std::string("poll: ") + std::strerror(errno));
@@ -240,14 +246,15 @@ void printServices(const json& r) {
     std::string backends = str(s.at("backends_available")) + "/" + str(s.at("backends")) + " up";
     if (s.value("backends_draining", 0) > 0) backends += ", " + str(s.at("backends_draining")) + " draining";
     if (s.value("fail_open", false)) backends += " (FAIL OPEN)";
-    t.add({str(s.at("name")), str(s.at("listen")), str(s.at("protocol")), snat, backends, str(s.at("active_flows")),
-           str(s.at("flows_total")), str(s.at("packets")), str(s.at("bytes"))});
+    t.add({str(s.at("name")), str(s.at("listen")), str(s.at("protocol")), snat, backends,
+           str(s.at("active_flows")), str(s.at("flows_total")), str(s.at("packets")), str(s.at("bytes"))});
   }
   t.print(std::cout);
 }
 
 void printBackends(const json& r) {
-  std::cout << "service " << str(r.at("service")) << " " << str(r.at("listen")) << "/" << str(r.at("protocol")) << "\n";
+  std::cout << "service " << str(r.at("service")) << " " << str(r.at("listen")) << "/"
+            << str(r.at("protocol")) << "\n";
   if (r.value("fail_open", false))
     std::cout << "warning: every backend is down: failing open (new flows spread over all of them)\n";
   Table t({"ADDRESS", "WEIGHT", "HEALTH", "STATE", "ACTIVE", "FLOWS", "PACKETS", "BYTES", "DNS"});
@@ -255,8 +262,9 @@ void printBackends(const json& r) {
     std::string dns;
     if (b.contains("dns_names"))
       for (const json& n : b.at("dns_names")) dns += (dns.empty() ? "" : ",") + str(n);
-    t.add({str(b.at("address")), str(b.at("weight")), str(b.at("health")), str(b.at("state")), str(b.at("active_flows")),
-           str(b.at("flows_total")), str(b.at("packets")), str(b.at("bytes")), dns.empty() ? "-" : dns});
+    t.add({str(b.at("address")), str(b.at("weight")), str(b.at("health")), str(b.at("state")),
+           str(b.at("active_flows")), str(b.at("flows_total")), str(b.at("packets")), str(b.at("bytes")),
+           dns.empty() ? "-" : dns});
   }
   t.print(std::cout);
   if (r.contains("dns") && !r.at("dns").empty()) {
@@ -287,8 +295,8 @@ void printStats(const json& r) {
   for (const json& x : r.at("workers")) {
     std::ostringstream busy;
     busy << std::fixed << std::setprecision(1) << x.at("busy_ratio").get<double>() * 100.0 << "%";
-    w.add({str(x.at("worker")), str(x.at("rx_packets")), str(x.at("tx_packets")), str(x.at("flows_created")), busy.str(),
-           str(x.at("snapshot_generation"))});
+    w.add({str(x.at("worker")), str(x.at("rx_packets")), str(x.at("tx_packets")), str(x.at("flows_created")),
+           busy.str(), str(x.at("snapshot_generation"))});
   }
   w.print(std::cout);
   std::cout << "\n";
@@ -297,7 +305,8 @@ void printStats(const json& r) {
   d.print(std::cout);
   std::cout << "\n";
   Table s({"SNAT ADDRESS", "PORTS IN USE", "CAPACITY"});
-  for (const json& x : r.at("snat")) s.add({str(x.at("address")), str(x.at("ports_in_use")), str(x.at("ports_capacity"))});
+  for (const json& x : r.at("snat"))
+    s.add({str(x.at("address")), str(x.at("ports_in_use")), str(x.at("ports_capacity"))});
   s.print(std::cout);
 }
 
@@ -306,12 +315,12 @@ void printFlows(const json& r) {
   for (const json& f : r.at("flows")) {
     std::ostringstream idle;
     idle << std::fixed << std::setprecision(1) << f.at("idle_ms").get<double>() / 1000.0 << "s";
-    t.add({str(f.at("worker")), str(f.at("protocol")), str(f.at("client")), str(f.at("vip")), str(f.at("snat")),
-           str(f.at("backend")), str(f.at("service")), str(f.at("state")), idle.str()});
+    t.add({str(f.at("worker")), str(f.at("protocol")), str(f.at("client")), str(f.at("vip")),
+           str(f.at("snat")), str(f.at("backend")), str(f.at("service")), str(f.at("state")), idle.str()});
   }
   t.print(std::cout);
-  std::cout << r.at("flows").size() << " flows shown (limit " << str(r.at("limit")) << ", " << str(r.at("active"))
-            << " active)\n";
+  std::cout << r.at("flows").size() << " flows shown (limit " << str(r.at("limit")) << ", "
+            << str(r.at("active")) << " active)\n";
 }
 
 // --- command line ---------------------------------------------------------
@@ -323,7 +332,8 @@ struct Command {
 
 // Picks the command words out of argv (skipping the global options and the
 // value of --socket) and returns the remaining tokens for Boost.
-std::vector<std::string> splitCommandWords(const std::vector<std::string>& tokens, std::vector<std::string>& words) {
+std::vector<std::string> splitCommandWords(const std::vector<std::string>& tokens,
+                                           std::vector<std::string>& words) {
   std::vector<std::string> rest;
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     const std::string& t = tokens[i];
@@ -332,7 +342,8 @@ std::vector<std::string> splitCommandWords(const std::vector<std::string>& token
       if (i + 1 < tokens.size()) rest.push_back(tokens[++i]);
       continue;
     }
-    const bool needVerb = words.size() == 1 && (words[0] == "service" || words[0] == "backend" || words[0] == "config");
+    const bool needVerb =
+        words.size() == 1 && (words[0] == "service" || words[0] == "backend" || words[0] == "config");
     if ((words.empty() || needVerb) && !t.empty() && t[0] != '-') {
       words.push_back(t);
       continue;
@@ -353,7 +364,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> words;
     const std::vector<std::string> rest = splitCommandWords(tokens, words);
     if (words.empty()) {
-      if (std::any_of(tokens.begin(), tokens.end(), [](const std::string& t) { return t == "-h" || t == "--help"; })) {
+      if (std::any_of(tokens.begin(), tokens.end(),
+                      [](const std::string& t) { return t == "-h" || t == "--help"; })) {
         std::cout << kUsage;
         return kExitOk;
       }
@@ -362,14 +374,16 @@ int main(int argc, char** argv) {
     cmd.name = words[0] + (words.size() > 1 ? " " + words[1] : "");
 
     po::options_description opts;
-    opts.add_options()("socket", po::value(&socketPath))("json", po::bool_switch(&jsonOut))("help,h", po::bool_switch());
+    opts.add_options()("socket", po::value(&socketPath))("json", po::bool_switch(&jsonOut))(
+        "help,h", po::bool_switch());
     std::string listen, protocol, snat, weight, service, limit;
     bool flush = false;
     std::size_t operandsWanted = 0;
     if (cmd.name == "service list" || cmd.name == "stats" || cmd.name == "config show") {
       operandsWanted = 0;
     } else if (cmd.name == "service add") {
-      opts.add_options()("listen", po::value(&listen))("protocol", po::value(&protocol))("snat", po::value(&snat));
+      opts.add_options()("listen", po::value(&listen))("protocol", po::value(&protocol))("snat",
+                                                                                         po::value(&snat));
       operandsWanted = 1;
     } else if (cmd.name == "service remove" || cmd.name == "backend list") {
       operandsWanted = 1;
@@ -382,7 +396,8 @@ int main(int argc, char** argv) {
     } else if (cmd.name == "flows") {
       opts.add_options()("service", po::value(&service))("limit", po::value(&limit));
       operandsWanted = 0;
-    } else if (words.size() == 1 && (words[0] == "service" || words[0] == "backend" || words[0] == "config")) {
+    } else if (words.size() == 1 &&
+               (words[0] == "service" || words[0] == "backend" || words[0] == "config")) {
       throw UsageError("missing subcommand for \"" + words[0] + "\"");
     } else {
       throw UsageError("unknown command \"" + cmd.name + "\"");
@@ -400,12 +415,14 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return kExitOk;
     }
-    const auto operands = vm.count("operand") ? vm["operand"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    const auto operands =
+        vm.count("operand") ? vm["operand"].as<std::vector<std::string>>() : std::vector<std::string>{};
     if (operands.size() != operandsWanted) {
-      if (operands.size() > operandsWanted) throw UsageError("unexpected argument \"" + operands[operandsWanted] + "\"");
+      if (operands.size() > operandsWanted)
+        throw UsageError("unexpected argument \"" + operands[operandsWanted] + "\"");
       throw UsageError(cmd.name == "service add" || cmd.name == "service remove" ? "missing service NAME"
-                       : operands.empty()                                          ? "missing SERVICE"
-                                                                                   : "missing backend IP:PORT");
+                       : operands.empty()                                        ? "missing SERVICE"
+                                                                                 : "missing backend IP:PORT");
     }
     if (socketPath.empty()) throw UsageError("--socket: empty path");
 
@@ -416,7 +433,8 @@ int main(int argc, char** argv) {
       checkEndpoint("--listen", listen, false);
       a["listen"] = listen;
       if (protocol.empty()) throw UsageError("service add: --protocol tcp|udp is required");
-      if (protocol != "tcp" && protocol != "udp") throw UsageError("--protocol \"" + protocol + "\": expected tcp or udp");
+      if (protocol != "tcp" && protocol != "udp")
+        throw UsageError("--protocol \"" + protocol + "\": expected tcp or udp");
       a["protocol"] = protocol;
       if (vm.count("snat")) {
         json list = json::array();
@@ -435,7 +453,8 @@ int main(int argc, char** argv) {
       a["service"] = operands[0];
       checkEndpoint("backend", operands[1], true);
       a["backend"] = operands[1];
-      if (cmd.name == "backend set" && !vm.count("weight")) throw UsageError("backend set: --weight N is required");
+      if (cmd.name == "backend set" && !vm.count("weight"))
+        throw UsageError("backend set: --weight N is required");
       if (vm.count("weight")) a["weight"] = checkWeight(weight);
       if (cmd.name == "backend remove" && flush) a["flush"] = true;
     } else if (cmd.name == "flows") {
@@ -445,7 +464,9 @@ int main(int argc, char** argv) {
       }
       if (vm.count("limit")) {
         const auto n = parseNumber(limit, kMaxFlowsLimit);
-        if (!n || *n == 0) throw UsageError("--limit \"" + limit + "\": expected an integer 1-" + std::to_string(kMaxFlowsLimit));
+        if (!n || *n == 0)
+          throw UsageError("--limit \"" + limit + "\": expected an integer 1-" +
+                           std::to_string(kMaxFlowsLimit));
         a["limit"] = *n;
       }
     }
@@ -459,13 +480,15 @@ int main(int argc, char** argv) {
 
   json reply;
   try {
-    reply = roundTrip(socketPath, json{{"version", kProtocolVersion}, {"command", cmd.name}, {"args", cmd.args}});
+    reply =
+        roundTrip(socketPath, json{{"version", kProtocolVersion}, {"command", cmd.name}, {"args", cmd.args}});
   } catch (const RequestFailed& e) {
     std::cerr << "lbctl: " << e.what() << "\n";
     return kExitFailed;
   }
   if (!reply.is_object() || !reply.value("ok", false)) {
-    const std::string err = reply.is_object() && reply.contains("error") ? str(reply["error"]) : "malformed reply from straitd";
+    const std::string err =
+        reply.is_object() && reply.contains("error") ? str(reply["error"]) : "malformed reply from straitd";
     std::cerr << "lbctl: " << err << "\n";
     return kExitFailed;
   }
@@ -492,8 +515,8 @@ int main(int argc, char** argv) {
       std::cout << "backend " << str(a["backend"]) << " removed from " << str(a["service"])
                 << (a.contains("flush") ? "; its flows are dropped\n" : "; its flows drain\n");
     } else if (cmd.name == "backend set") {
-      std::cout << "backend " << str(a["backend"]) << " of " << str(a["service"]) << ": weight " << str(a["weight"])
-                << (a["weight"] == 0 ? " (draining: no new flows)\n" : "\n");
+      std::cout << "backend " << str(a["backend"]) << " of " << str(a["service"]) << ": weight "
+                << str(a["weight"]) << (a["weight"] == 0 ? " (draining: no new flows)\n" : "\n");
     } else if (cmd.name == "stats") {
       printStats(r);
     } else if (cmd.name == "flows") {
