@@ -59,11 +59,13 @@ inline uint32_t snatSpread(uint32_t h) {
 // element types are aggregates, hence implicit-lifetime types, and a byte
 // array implicitly creates such objects in its storage (C++20
 // [intro.object]); every entry is fully written before it is read.
+// Aligned to 16 so each 16-byte FlowKey sits in one cache line and the
+// hash function's 8-byte loads are aligned.
 template <class T, std::size_t N>
 struct Scratch {
   static_assert(std::is_aggregate_v<T> && std::is_trivially_destructible_v<T>);
   T* data() { return std::launder(reinterpret_cast<T*>(raw)); }
-  alignas(T) std::byte raw[sizeof(T) * N];
+  alignas(alignof(T) > 16 ? alignof(T) : 16) std::byte raw[sizeof(T) * N];
 };
 
 class Burst {

@@ -85,6 +85,20 @@ def backends_by_address(sock_path: Path, service: str) -> dict[str, dict]:
     return {b["address"]: b for b in r["backends"]}
 
 
+def wait_picked_up(sock_path: Path, timeout: float = 10.0) -> float:
+    """Waits until every worker runs the snapshot generation published
+    last, and returns how long that took. A change is in force for new
+    flows from the moment each worker picks its snapshot up at the top of
+    its loop; on this overloaded two-core machine a descheduled worker may
+    take a while to get there, so tests that check "no new flow goes there"
+    wait for it instead of racing it."""
+    t0 = time.monotonic()
+    gen = control(sock_path, "stats")["snapshot_generation"]
+    wait_for(lambda: all(w["snapshot_generation"] >= gen for w in control(sock_path, "stats")["workers"]),
+             f"every worker to pick up snapshot generation {gen}", timeout, every=0.01)
+    return time.monotonic() - t0
+
+
 # --- HTTP through the VIP ---------------------------------------------------
 
 _BACKEND_HDR = re.compile(rb"\r\nX-Backend: *([0-9.]+)", re.I)

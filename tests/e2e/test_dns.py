@@ -25,7 +25,8 @@ import time
 import pytest
 
 from tests.e2e.ctl_helpers import (DNS_IP, ConnPool, Lab, backends_by_address, control,
-                                   lab_fixture_body, sample_new_connections, svc, wait_for)
+                                   lab_fixture_body, sample_new_connections, svc, wait_for,
+                                   wait_picked_up)
 from tests.lib.require import require_lbctl, require_straitd
 from tests.lib.topology import VIP, backend_ip
 
@@ -66,6 +67,7 @@ def answer_b1_b2(lab):
     set_answer(lab, {NAME: [B1, B2], OTHER: [B3]})
     wait_for(lambda: set(backends_by_address(lab.sock, SERVICE)) == {f"{B1}:80", f"{B2}:80"},
              "backends B1, B2 only", 20, every=0.2)
+    wait_picked_up(lab.sock)
     return lab
 
 
@@ -90,6 +92,7 @@ def test_answer_change_is_followed_and_old_address_drains(answer_b1_b2, record_p
         wait_for(lambda: set(active(lab)) == {f"{B2}:80", f"{B3}:80"},
                  "backends to follow the new answer", FOLLOW_BOUND_S + 5, every=0.05)
         follow_s = time.monotonic() - t0
+        wait_picked_up(lab.sock)
         listed = backends_by_address(lab.sock, SERVICE)
         s = sample_new_connections(lab.topo.client, 60)
         wait_for(lambda: all(c.ok_after(t0 + follow_s) >= 3 or c.failure for c in pool.on(B1)),
@@ -149,6 +152,7 @@ def test_lbctl_manages_dns_named_backends(answer_b1_b2):
     # A name that does not resolve is listed as such and changes nothing.
     lab.lbctl("backend", "add", SERVICE, "nosuch.strait.test:80")
     time.sleep(MAX_TTL_S)
+    wait_picked_up(lab.sock)
     table = lab.lbctl("backend", "list", SERVICE).stdout.decode()
     assert "nosuch.strait.test:80" in table and "(not resolved)" in table, table
     assert set(active(lab)) == {f"{B1}:80", f"{B2}:80", f"{B3}:80"}
@@ -173,6 +177,7 @@ def test_answer_with_our_own_address_is_not_used(answer_b1_b2):
     wait_for(lambda: set(active(lab)) == {f"{B1}:80"}, "the answer's usable address only",
              FOLLOW_BOUND_S + 5, every=0.1)
     time.sleep(MAX_TTL_S)   # a few more lookups: still only B1
+    wait_picked_up(lab.sock)
     assert set(backends_by_address(lab.sock, SERVICE)) <= {f"{B1}:80", f"{B2}:80"}
     s = sample_new_connections(lab.topo.client, 20)
     assert not s.failures and set(s.counts) == {B1}, (s.counts, s.failures[:3])

@@ -27,7 +27,7 @@ import time
 import pytest
 
 from tests.e2e.ctl_helpers import (Lab, TinyHttpServer, backends_by_address, lab_fixture_body,
-                                   sample_new_connections, svc, wait_for)
+                                   sample_new_connections, svc, wait_for, wait_picked_up)
 from tests.lib.require import require_lbctl, require_straitd
 from tests.lib.topology import VIP, VIP2
 
@@ -134,6 +134,7 @@ def test_dead_backend_marked_down_gets_no_flows_and_comes_back(healthy, record_p
         time.sleep(0.05)
     assert len(down) == 2, f"{b2} not marked down in {set((HTTP_SVC, TCP_SVC)) - set(down)} " \
                            f"within {DOWN_BOUND_S + 5:.1f}s; log:\n{lab.log_tail()}"
+    wait_picked_up(lab.sock)
     flows_at_down = lab.d.metrics().value("strait_backend_flows_total", service=HTTP_SVC, backend=f"{b2}:80")
     assert health(lab, HTTP_SVC, b1) == "up" and health(lab, TCP_SVC, b1) == "up"
 
@@ -173,6 +174,7 @@ def test_dead_backend_marked_down_gets_no_flows_and_comes_back(healthy, record_p
     # Down needs FALL failed probes INTERVAL_MS apart: never faster than that.
     assert min(down.values()) >= (FALL - 1) * INTERVAL_MS / 1000 - 0.05, text
 
+    wait_picked_up(lab.sock)
     s = sample_new_connections(lab.topo.client, 40)
     assert not s.failures and set(s.counts) == {b1, b2}, (s.counts, s.failures[:3])
 
@@ -188,6 +190,7 @@ def test_http_status_check_is_per_service(healthy):
     listed = lab.lbctl("backend", "list", HTTP_SVC).stdout.decode()
     assert any(line.startswith(f"{b2}:80") and " down " in line for line in listed.splitlines()), listed
     served = lab.topo.nginx[1].requests_served()
+    wait_picked_up(lab.sock)
     s_http = sample_new_connections(lab.topo.client, 30, host=VIP)
     assert not s_http.failures and set(s_http.counts) == {b1}, (s_http.counts, s_http.failures[:3])
     s_tcp = sample_new_connections(lab.topo.client, 40, host=VIP2)
@@ -206,6 +209,7 @@ def test_all_backends_down_fails_open(healthy, record_property):
         healthz(lab.topo, i).unlink()
     wait_for(lambda: all(health(lab, HTTP_SVC, ip) == "down" for ip in (b1, b2)),
              "both backends down", DOWN_BOUND_S + 2)
+    wait_picked_up(lab.sock)
     m = lab.d.metrics()
     assert m.value("strait_service_fail_open", service=HTTP_SVC) == 1
     assert m.value("strait_service_fail_open", service=TCP_SVC) == 0
@@ -225,6 +229,7 @@ def test_all_backends_down_fails_open(healthy, record_property):
 
     healthz(lab.topo, 0).write_text("ok\n")
     wait_for(lambda: health(lab, HTTP_SVC, b1) == "up", f"{b1} up again", UP_BOUND_S + 2)
+    wait_picked_up(lab.sock)
     m = lab.d.metrics()
     assert m.value("strait_service_fail_open", service=HTTP_SVC) == 0
     assert lab.d.lbctl_json("backend", "list", HTTP_SVC)["result"]["fail_open"] is False
@@ -271,6 +276,7 @@ def test_backend_added_at_runtime_is_checked(healthy, record_property):
         print(text)
         record_property("health_added", text)
         assert took <= DOWN_BOUND_S, text
+        wait_picked_up(lab.sock)
         s = sample_new_connections(lab.topo.client, 30)
         assert not s.failures and set(s.counts) == {b1, b2}, (s.counts, s.failures[:3])
     finally:

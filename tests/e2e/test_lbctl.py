@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 from tests.e2e.ctl_helpers import (KeepAliveConn, Lab, backends_by_address, lab_fixture_body,
-                                   one_request, sample_new_connections, svc, wait_for)
+                                   one_request, sample_new_connections, svc, wait_for,
+                                   wait_picked_up)
 from tests.lib.require import require_lbctl, require_straitd
 from tests.lib.straitd import lbctl_path, straitd_path
 from tests.lib.topology import LB_IP, SNAT2, VIP, VIP2, backend_ip
@@ -219,6 +220,7 @@ def test_backend_add_set_remove(lab):
     assert out == f"backend {b3}:80 added to {SERVICE} (weight 0)\n", out
     listed = backends_by_address(lab.sock, SERVICE)
     assert listed[f"{b3}:80"]["weight"] == 0 and listed[f"{b3}:80"]["state"] == "drained"
+    wait_picked_up(lab.sock)
     s = sample_new_connections(lab.topo.client, 20)
     assert not s.failures and set(s.counts) <= {B1, B2}, (s.counts, s.failures[:3])
 
@@ -226,6 +228,7 @@ def test_backend_add_set_remove(lab):
     assert res["backend"]["weight"] == 10000 and res["generation"] > 0, res
     out = ok(lab, "backend", "set", SERVICE, f"{B2}:80", "--weight", "0")
     assert out == f"backend {B2}:80 of {SERVICE}: weight 0 (draining: no new flows)\n", out
+    wait_picked_up(lab.sock)
     s = sample_new_connections(lab.topo.client, 20)
     assert not s.failures and set(s.counts) == {B1}, (s.counts, s.failures[:3])
     assert ok(lab, "backend", "set", SERVICE, f"{B2}:80", "--weight", "1") == \

@@ -30,7 +30,7 @@ import time
 import pytest
 
 from tests.e2e.ctl_helpers import (ConnPool, Lab, Wrk, backends_by_address, lab_fixture_body,
-                                   sample_new_connections, svc, wait_for)
+                                   sample_new_connections, svc, wait_for, wait_picked_up)
 from tests.lib.require import require_lbctl, require_straitd
 from tests.lib.topology import VIP
 
@@ -39,6 +39,7 @@ URL = f"http://{VIP}/"
 TOLERANCE_SIGMAS = 4.0
 MAGLEV_SLACK = 0.02
 WRK_SECONDS = 4
+PICKUP: list[float] = []   # seconds from lbctl's answer to every worker running the change
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def reset(lab: Lab, weights: dict[str, int]) -> None:
             now[ep(ip)]["weight"] == w and now[ep(ip)]["state"] in ("active", "drained")
             for ip, w in weights.items())
     wait_for(settled, f"service {SERVICE} settled at {weights}", 20, every=0.2)
+    wait_picked_up(lab.sock)
 
 
 def check_shares(sample, weights: dict[str, int], what: str) -> list[str]:
@@ -117,6 +119,7 @@ def change_under_wrk(lab: Lab, argv: list[str], seconds: int = WRK_SECONDS):
         t = time.monotonic()
         lab.lbctl(*argv)
         assert w.proc.poll() is None, "wrk ended before the change: the run did not cover it"
+        PICKUP.append(wait_picked_up(lab.sock))
         return t, w
     except BaseException:
         w.kill()
@@ -171,6 +174,7 @@ def test_add_reweight_remove_under_load(lab, record_property):
     finally:
         pool.close()
     rep = pool.report()
+    out.append(f"workers running each change {max(PICKUP[-3:]) * 1000:.0f} ms or less after lbctl answered")
     out.append("keep-alive pool (per backend: connections, requests answered, connections failed):")
     out += [f"  {b}: {v['connections']} conns, {v['requests_ok']} requests, {v['failed']} failed"
             for b, v in sorted(rep.items())]
@@ -247,6 +251,7 @@ def test_weight_zero_drains_then_restores(lab, record_property):
         wait_for(lambda: all(c.ok_after(t0) >= 3 or c.failure for c in pool.on(b2)),
                  "drained backend's connections to be served", 10)
         lab.lbctl("backend", "set", SERVICE, ep(b2), "--weight", "1")
+        wait_picked_up(lab.sock)
         s2 = sample_new_connections(lab.topo.client, 60)
     finally:
         pool.close()
@@ -270,10 +275,12 @@ def test_readd_while_draining_keeps_flows_and_slot(lab, record_property):
         pool.fill([b1, b2], per_backend=3)
         lab.lbctl("backend", "remove", SERVICE, ep(b2))
         t_rm = time.monotonic()
+        wait_picked_up(lab.sock)
         s = sample_new_connections(lab.topo.client, 30)
         assert set(s.counts) == {b1} and not s.failures, (dict(s.counts), s.failures[:3])
         lab.lbctl("backend", "add", SERVICE, ep(b2))
         t_add = time.monotonic()
+        wait_picked_up(lab.sock)
         listed = backends_by_address(lab.sock, SERVICE)
         s2 = sample_new_connections(lab.topo.client, 60)
         wait_for(lambda: all(c.ok_after(t_add) >= 3 or c.failure for c in pool.on(b2)),
