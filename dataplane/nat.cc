@@ -78,7 +78,6 @@ class Burst {
  private:
   void classify(rte_mbuf* mb, uint16_t i, Verdict& v);
   FlowKey& addCandidate(uint16_t i, Cand kind, const ServiceView* svc);
-  void handle(rte_mbuf** pkts, uint16_t j, Verdict* verdicts);
   uint32_t createFlow(uint16_t j, Verdict& v);
   void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
                Verdict& v);
@@ -255,8 +254,8 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
       drop(v, DropReason::kIcmpUnhandled);
       return;
     }
-    const ServiceView* svc = (roles & kRoleVip) ? snap_.findService(m.innerSrcIp, m.innerSrcPort, m.innerProto)
-                                                : nullptr;
+    const ServiceView* svc =
+        (roles & kRoleVip) ? snap_.findService(m.innerSrcIp, m.innerSrcPort, m.innerProto) : nullptr;
     Cand kind;
     if (svc != nullptr) {
       kind = Cand::kIcmpToBackend;

@@ -74,7 +74,7 @@ inline uint16_t fullChecksum(const uint8_t* p, std::size_t len) {
 }
 
 // IPv4 header field offsets.
-inline constexpr unsigned kIpTtl = 8;    // TTL, then protocol: one checksum word
+inline constexpr unsigned kIpTtl = 8;  // TTL, then protocol: one checksum word
 inline constexpr unsigned kIpCheck = 10;
 inline constexpr unsigned kIpSrc = 12;
 inline constexpr unsigned kIpDst = 16;
@@ -101,8 +101,8 @@ inline uint32_t decrementTtl(uint8_t* l3) {
 // the TTL (the caller has checked it is > 1) and fixes the IPv4 and L4
 // checksums incrementally. `l3`/`l4` point at the IPv4 and L4 headers; all
 // values are in network order.
-inline void rewriteV4(uint8_t* l3, uint8_t* l4, bool tcp, uint32_t newSrc, uint32_t newDst,
-                      uint16_t newSport, uint16_t newDport) {
+inline void rewriteV4(uint8_t* l3, uint8_t* l4, bool tcp, uint32_t newSrc, uint32_t newDst, uint16_t newSport,
+                      uint16_t newDport) {
   const uint32_t addrDelta = delta32(load32(l3 + kIpSrc), newSrc) + delta32(load32(l3 + kIpDst), newDst);
   store32(l3 + kIpSrc, newSrc);
   store32(l3 + kIpDst, newDst);
@@ -110,8 +110,8 @@ inline void rewriteV4(uint8_t* l3, uint8_t* l4, bool tcp, uint32_t newSrc, uint3
   const uint32_t ttlDelta = decrementTtl(l3);
   store16(l3 + kIpCheck, applyDelta(load16(l3 + kIpCheck), addrDelta + ttlDelta));
 
-  const uint32_t l4Delta = addrDelta + delta16(load16(l4 + kL4SrcPort), newSport) +
-                           delta16(load16(l4 + kL4DstPort), newDport);
+  const uint32_t l4Delta =
+      addrDelta + delta16(load16(l4 + kL4SrcPort), newSport) + delta16(load16(l4 + kL4DstPort), newDport);
   store16(l4 + kL4SrcPort, newSport);
   store16(l4 + kL4DstPort, newDport);
   if (tcp)

@@ -264,7 +264,7 @@ def test_weight_zero_drains_then_restores(lab, record_property):
     check_shares(s2, {b1: 1, b2: 1}, "after weight back to 1")
 
 
-def test_readd_while_draining_keeps_flows_and_slot(lab, record_property):
+def test_readd_while_draining_keeps_flows_and_slot(lab):
     """A backend removed (no flush) and added back while its flows drain
     keeps its slot, so its connections and counters carry on."""
     b1, b2, _ = lab.topo.backend_ips

@@ -50,7 +50,8 @@ Bytes readHex(const std::string& file) {
     if (!std::isspace(static_cast<unsigned char>(c))) hex.push_back(c);
   if (hex.size() % 2) throw std::runtime_error(file + ": odd number of hex digits");
   Bytes out;
-  for (std::size_t i = 0; i < hex.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  for (std::size_t i = 0; i < hex.size(); i += 2)
+    out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 

@@ -37,9 +37,9 @@ constexpr uint32_t ip4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
 uint32_t net(uint32_t hostIp) { return htonl(hostIp); }
 uint16_t net16(uint16_t p) { return htons(p); }
 
-const uint32_t kVip = ip4(192, 0, 2, 10);      // VIP, SNAT and interface address
-const uint32_t kVip2 = ip4(192, 0, 2, 20);     // VIP only
-const uint32_t kSnat2 = ip4(192, 0, 2, 30);    // second SNAT address
+const uint32_t kVip = ip4(192, 0, 2, 10);    // VIP, SNAT and interface address
+const uint32_t kVip2 = ip4(192, 0, 2, 20);   // VIP only
+const uint32_t kSnat2 = ip4(192, 0, 2, 30);  // second SNAT address
 const uint32_t kClient = ip4(198, 51, 100, 20);
 const uint32_t kClient2 = ip4(198, 51, 100, 21);
 const uint32_t kBackend1 = ip4(203, 0, 113, 11);
@@ -61,7 +61,9 @@ uint16_t foldInv(uint32_t s) {
   return static_cast<uint16_t>(~s & 0xffff);
 }
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t rd32(const uint8_t* p) { return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3]; }
+uint32_t rd32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
 void wr16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
   p[1] = static_cast<uint8_t>(v);
@@ -217,7 +219,12 @@ struct Seen {
 Seen seen(const Bytes& f) {
   const uint8_t* ip = f.data() + kEth;
   const uint8_t* l4 = ip + (ip[0] & 0xf) * 4;
-  return Seen{rd32(ip + 12), rd32(ip + 16), rd16(l4), rd16(l4 + 2), ip[8], ip[9],
+  return Seen{rd32(ip + 12),
+              rd32(ip + 16),
+              rd16(l4),
+              rd16(l4 + 2),
+              ip[8],
+              ip[9],
               ip[9] == IPPROTO_TCP ? l4[13] : uint8_t{0}};
 }
 
@@ -253,7 +260,9 @@ Seen seen(const Bytes& f) {
   return ::testing::AssertionSuccess();
 }
 
-Bytes tcpMssOpt(uint16_t mss) { return Bytes{2, 4, static_cast<uint8_t>(mss >> 8), static_cast<uint8_t>(mss)}; }
+Bytes tcpMssOpt(uint16_t mss) {
+  return Bytes{2, 4, static_cast<uint8_t>(mss >> 8), static_cast<uint8_t>(mss)};
+}
 
 // ---- fixture ----
 
@@ -376,7 +385,9 @@ class NatTest : public ::testing::Test {
   }
 
   // Runs one burst; frames are replaced by what the core left in the mbufs.
-  std::vector<Verdict> burst(std::vector<Bytes>& frames, uint32_t now) { return burstWith(frames, now, snap_); }
+  std::vector<Verdict> burst(std::vector<Bytes>& frames, uint32_t now) {
+    return burstWith(frames, now, snap_);
+  }
   std::vector<Verdict> burstWith(std::vector<Bytes>& frames, uint32_t now, const Snapshot& snap) {
     std::vector<rte_mbuf*> ms;
     for (const auto& f : frames) ms.push_back(toMbuf(f));
@@ -441,16 +452,16 @@ rte_mempool* NatTest::mp_ = nullptr;
 int NatTest::seq_ = 0;
 
 // Each macro evaluates its verdict expression once (it often runs a burst).
-#define EXPECT_FORWARD(expr)                                                        \
-  do {                                                                              \
-    const Verdict v_ = (expr);                                                      \
+#define EXPECT_FORWARD(expr)                                                          \
+  do {                                                                                \
+    const Verdict v_ = (expr);                                                        \
     EXPECT_EQ(v_.action, Action::kForward) << "reason " << dropReasonName(v_.reason); \
   } while (0)
-#define EXPECT_DROP(expr, r)                                      \
-  do {                                                            \
-    const Verdict v_ = (expr);                                    \
-    EXPECT_EQ(v_.action, Action::kDrop);                          \
-    EXPECT_EQ(v_.reason, (r)) << dropReasonName(v_.reason);       \
+#define EXPECT_DROP(expr, r)                                \
+  do {                                                      \
+    const Verdict v_ = (expr);                              \
+    EXPECT_EQ(v_.action, Action::kDrop);                    \
+    EXPECT_EQ(v_.reason, (r)) << dropReasonName(v_.reason); \
   } while (0)
 
 // ---- TCP through the VIP ----
@@ -604,8 +615,8 @@ TEST_F(NatTest, RetransmittedSynInOneBurstCreatesNoDuplicate) {
 }
 
 TEST_F(NatTest, NonSynWithoutFlowIsDropped) {
-  for (uint8_t flags : {uint8_t(kAck), uint8_t(kSyn | kAck), uint8_t(kRst), uint8_t(kFin | kAck),
-                        uint8_t(kSyn | kFin)}) {
+  for (uint8_t flags :
+       {uint8_t(kAck), uint8_t(kSyn | kAck), uint8_t(kRst), uint8_t(kFin | kAck), uint8_t(kSyn | kFin)}) {
     Bytes f = frame(tcp(kClient, 33000, kVip, 80, flags));
     EXPECT_DROP(one(f), DropReason::kNoFlow);
   }
@@ -1007,7 +1018,8 @@ TEST_F(NatTest, TwoPacketsOfAFlushedFlowInOneBurst) {
   flushed.flushedBackends.set(10);
   // The flow is freed by the first packet; the second must not use the
   // stale bulk-lookup result for the freed record.
-  std::vector<Bytes> fs{frame(tcp(kClient, 33000, kVip, 80, kAck)), frame(tcp(kClient, 33000, kVip, 80, kAck))};
+  std::vector<Bytes> fs{frame(tcp(kClient, 33000, kVip, 80, kAck)),
+                        frame(tcp(kClient, 33000, kVip, 80, kAck))};
   auto v = burstWith(fs, 2000, flushed);
   EXPECT_DROP(v[0], DropReason::kFlowFlushed);
   EXPECT_DROP(v[1], DropReason::kNoFlow);
@@ -1291,12 +1303,12 @@ TEST_F(NatTest, MixedBurstKeepsOrderAndVerdicts) {
   ASSERT_EQ(one(syn).action, Action::kForward);
   const uint16_t port = seen(syn).sport;
   std::vector<Bytes> fs{
-      frame(tcp(kClient, 33000, kVip, 80, kAck)),                  // hit, original
-      icmpEcho(kClient, kVip, 1, 1, Bytes{}),                      // local
-      frame(tcp(kBackend1, 80, kVip, port, kAck)),                 // hit, reply
-      frame(tcp(kClient, 1, ip4(192, 0, 2, 99), 80, kSyn)),        // not local
-      frame(udp(kClient, 7, kVip, 53, Bytes{1})),                  // new UDP flow
-      frame(tcp(kClient, 33001, kVip, 80, kAck)),                  // no flow
+      frame(tcp(kClient, 33000, kVip, 80, kAck)),            // hit, original
+      icmpEcho(kClient, kVip, 1, 1, Bytes{}),                // local
+      frame(tcp(kBackend1, 80, kVip, port, kAck)),           // hit, reply
+      frame(tcp(kClient, 1, ip4(192, 0, 2, 99), 80, kSyn)),  // not local
+      frame(udp(kClient, 7, kVip, 53, Bytes{1})),            // new UDP flow
+      frame(tcp(kClient, 33001, kVip, 80, kAck)),            // no flow
   };
   auto v = burst(fs, 2000);
   EXPECT_FORWARD(v[0]);
@@ -1313,7 +1325,8 @@ TEST_F(NatTest, MixedBurstKeepsOrderAndVerdicts) {
 
 TEST_F(NatTest, FullBurstOfNewFlows) {
   std::vector<Bytes> fs;
-  for (uint16_t p = 0; p < kMaxBurst; ++p) fs.push_back(frame(tcp(kClient, static_cast<uint16_t>(10000 + p), kVip, 80, kSyn)));
+  for (uint16_t p = 0; p < kMaxBurst; ++p)
+    fs.push_back(frame(tcp(kClient, static_cast<uint16_t>(10000 + p), kVip, 80, kSyn)));
   auto v = burst(fs, 1000);
   std::set<uint16_t> ports;
   for (std::size_t i = 0; i < fs.size(); ++i) {

@@ -363,7 +363,17 @@ def _sum(dicts) -> dict:
     return out
 
 
-def render(results: dict, args: argparse.Namespace) -> str:
+def round_ratios(per: dict, get) -> str:
+    """Each round's straitd / iptables, the two measured minutes apart."""
+    vals = []
+    for a, b in zip(per[STRAITD], per[IPTABLES]):
+        x, y = get(a), get(b)
+        vals.append(f"{x / y:.2f}" if x is not None and y else "-")
+    return "[" + ", ".join(vals) + "]"
+
+
+def render(results: dict) -> str:
+    args = argparse.Namespace(**results["args"])
     rounds = results["rounds"]
     relays = [STRAITD, IPTABLES]
     per = {r: [x[r] for x in rounds] for r in relays}
@@ -375,6 +385,10 @@ def render(results: dict, args: argparse.Namespace) -> str:
       f"page) and a UDP sink on each; every hop a veth with offloads off "
       f"(docs/test-topology.md). {len(rounds)} round(s), the order of the two relays "
       f"alternating; figures are medians over rounds, per-round values in brackets.")
+    w("")
+    w("The ratio rows give straitd / iptables of the medians and, in brackets, of each round "
+      "(the two relays measured back to back). Above 1 is better for straitd in requests/s "
+      "and packets/s, below 1 in latency.")
     w("")
     w(f"- **straitd**: {results['relays'][STRAITD]}.")
     w(f"- **iptables**: {results['relays'][IPTABLES]}.")
@@ -406,7 +420,8 @@ def render(results: dict, args: argparse.Namespace) -> str:
             w(f"| {RELAY_TITLE[r]} | {fmt(m['rps'], '.0f')} [{spread}] | {fmt(m['p50_ms'], '.3f')} | "
               f"{fmt(m['p90_ms'], '.3f')} | {fmt(m['p99_ms'], '.3f')} | {errs} | {non2xx} |")
         a, b = meds[STRAITD], meds[IPTABLES]
-        w(f"| **straitd / iptables** | **{ratio(a['rps'], b['rps'])}** | {ratio(a['p50_ms'], b['p50_ms'])} | "
+        rr = round_ratios(per, lambda x, k=key: x[k]["rps"])
+        w(f"| **straitd / iptables** | **{ratio(a['rps'], b['rps'])}** {rr} | {ratio(a['p50_ms'], b['p50_ms'])} | "
           f"{ratio(a['p90_ms'], b['p90_ms'])} | {ratio(a['p99_ms'], b['p99_ms'])} | | |")
         w("")
 
@@ -434,7 +449,8 @@ def render(results: dict, args: argparse.Namespace) -> str:
           f"{fmt(m['delivered_pps'], '.0f')} [{spread}] |")
     a, b = meds[STRAITD], meds[IPTABLES]
     w(f"| **straitd / iptables** | | {ratio(a['offered_pps'], b['offered_pps'])} | "
-      f"{ratio(a['delivered'], b['delivered'])} | | **{ratio(a['delivered_pps'], b['delivered_pps'])}** |")
+      f"{ratio(a['delivered'], b['delivered'])} | | **{ratio(a['delivered_pps'], b['delivered_pps'])}** "
+      f"{round_ratios(per, lambda x: x['udp']['delivered_pps'])} |")
     w("")
     udp_c = _sum(x["udp"]["relay_counters"] for x in per[STRAITD])
     shown = {k: v for k, v in udp_c.items()
@@ -482,7 +498,15 @@ def main() -> int:
     ap.add_argument("--flow-capacity", type=int, default=262143)
     ap.add_argument("--markdown", type=Path, help="write the tables here too")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="only print the tables of an earlier run's raw figures")
     args = ap.parse_args()
+    if args.render:
+        text = render(json.loads(args.render.read_text()))
+        if args.markdown:
+            args.markdown.write_text(text)
+        print(text, end="")
+        return 0
     quick = args.quick
     args.rounds = args.rounds or (1 if quick else 3)
     args.seconds = args.seconds or (5 if quick else 10)
@@ -559,7 +583,7 @@ def main() -> int:
         for e in errors:
             log(f"teardown: {e}")
 
-    text = render(results, args)
+    text = render(results)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     if args.markdown:
