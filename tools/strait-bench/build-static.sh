@@ -1,13 +1,13 @@
 #!/bin/bash
 # Builds strait-bench with DPDK and libnuma linked statically, so the binary
 # runs on another x86-64 Linux machine (for multi-core scaling runs) with
-# only glibc >= 2.36 there. Usage: tools/bench/build-static.sh [OUTDIR]
+# only glibc >= 2.36 there. Usage: tools/strait-bench/build-static.sh [OUTDIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/build-static}"
 mkdir -p "$out"
 cflags="$(pkg-config --cflags libdpdk | sed 's/-I/-isystem /g')"
-srcs=(tools/bench/bench.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
+srcs=(tools/strait-bench/bench.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
       dataplane/maglev.cc dataplane/toeplitz.cc dataplane/port_alloc.cc dataplane/tcp_state.cc
       dataplane/flow_table.cc dataplane/nat.cc dataplane/icmp.cc dataplane/mss_clamp.cc)
 lib=/usr/lib/x86_64-linux-gnu
