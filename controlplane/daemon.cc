@@ -42,6 +42,12 @@ struct Daemon::Impl : public Runtime {
     ++generation;
     host->publish(buildSnapshot(state, generation));
     state.notePublished(generation);
+    // A change is in force when lbctl returns: wait (bounded) until every
+    // worker runs the new snapshot, so "no new flows to a removed backend"
+    // holds from the moment the command answers.
+    if (!host->waitPickup(generation, 500))
+      logf(LogLevel::kWarn, "snapshot %llu not picked up by every worker within 500 ms",
+           static_cast<unsigned long long>(generation));
     if (health) health->setTargets(state.healthTargets());
     if (dns) dns->setTargets(state.dnsTargets());
     logf(LogLevel::kDebug, "published snapshot generation %llu", static_cast<unsigned long long>(generation));

@@ -420,6 +420,23 @@ void DataplaneHost::publish(std::unique_ptr<Snapshot> snap) {
   if (old) d.retired.push_back({old, rte_rcu_qsbr_start(d.rcu)});
 }
 
+bool DataplaneHost::waitPickup(uint64_t generation, uint32_t timeoutMs) const {
+  const auto& d = *impl_;
+  if (!d.started) return true;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  for (;;) {
+    bool all = true;
+    for (const auto& w : d.workers) {
+      // Single writer (the worker); an aligned 64-bit load is not torn.
+      const volatile uint64_t* g = &w.counters->snapshotGeneration;
+      if (*g < generation) all = false;
+    }
+    if (all) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
 void DataplaneHost::Impl::reclaim(bool force) {
   std::lock_guard lk(retireMu);
   while (!retired.empty()) {

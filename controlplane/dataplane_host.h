@@ -31,6 +31,9 @@ class DataplaneHost {
   // Publishes `snap` to the workers; the previous one is retired and freed
   // after a grace period. Thread-safe.
   void publish(std::unique_ptr<Snapshot> snap);
+  // Waits (at most timeoutMs) until every running worker has picked up
+  // snapshot `generation`. True when they all have (or none runs yet).
+  bool waitPickup(uint64_t generation, uint32_t timeoutMs) const;
   // Launches the workers (call once, after the first publish).
   void start();
   // One iteration of control-thread dataplane work: ARP frames, next-hop
