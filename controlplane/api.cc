@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 
 #include "strait/drop_reason.h"
 
@@ -30,7 +31,7 @@ std::string q(const std::string& s) { return "\"" + s + "\""; }
 // Typed access to a command's "args" object.
 class Args {
  public:
-  Args(const json& j, const std::string& command) : j_(j), command_(command) {}
+  Args(const json& j, std::string command) : j_(j), command_(std::move(command)) {}
 
   void allowOnly(std::initializer_list<const char*> keys) const {
     for (const auto& [k, v] : j_.items()) {
@@ -87,7 +88,7 @@ class Args {
 
  private:
   const json& j_;
-  const std::string& command_;
+  std::string command_;
 };
 
 BackendConfig backendArg(const Args& a) {

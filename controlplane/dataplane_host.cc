@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "controlplane/clock.h"
 #include "controlplane/log.h"
 #include "dataplane/arp.h"
 #include "dataplane/flow_table.h"
@@ -41,11 +42,6 @@ using namespace strait::dataplane;
 
 namespace {
 
-uint64_t steadyMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 bool hasLcoreArg(const std::vector<std::string>& eal) {
   for (const auto& a : eal)
@@ -461,14 +457,14 @@ void DataplaneHost::start() {
   d.started = true;
   // Resolve the gateways now rather than dropping the first packets of the
   // first flows on a neighbour miss.
-  uint64_t now = steadyMs();
+  uint64_t now = steadyNowMs();
   for (const auto& ifc : d.cfg.interfaces)
     if (ifc.gateway) d.arp->resolve(htonl(*ifc.gateway), now);
 }
 
 void DataplaneHost::poll() {
   auto& d = *impl_;
-  uint64_t now = steadyMs();
+  uint64_t now = steadyNowMs();
   void* objs[64];
   unsigned n = rte_ring_sc_dequeue_burst(d.toControl, objs, 64, nullptr);
   for (unsigned i = 0; i < n; ++i) d.arp->handle(static_cast<rte_mbuf*>(objs[i]), now);

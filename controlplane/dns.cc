@@ -13,17 +13,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "controlplane/clock.h"
 #include "controlplane/log.h"
 
 namespace strait::controlplane {
-
-namespace {
-uint64_t nowMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-}  // namespace
 
 sockaddr_in parseResolver(const std::string& s) {
   std::string host = s;
@@ -123,7 +116,7 @@ void DnsWatcher::stop() {
 void DnsWatcher::loop() {
   std::unique_lock lk(mu_);
   while (!stop_) {
-    uint64_t now = nowMs();
+    uint64_t now = steadyNowMs();
     uint64_t nextDue = now + 1000;
     std::vector<Key> due;
     for (auto& [k, s] : states_) {
@@ -148,7 +141,7 @@ void DnsWatcher::loop() {
       it = states_.find(k);
       if (it == states_.end()) continue;
       State& s = it->second;
-      now = nowMs();
+      now = steadyNowMs();
       if (!ans) {
         logf(LogLevel::kWarn, "dns: service %s: %s; keeping %zu known addresses, retry in %u s", t.service.c_str(),
              err.c_str(), s.addresses.size(), minTtlS_);
@@ -168,7 +161,7 @@ void DnsWatcher::loop() {
         lk.lock();
       }
     }
-    now = nowMs();
+    now = steadyNowMs();
     for (auto& [k, s] : states_) nextDue = std::min(nextDue, std::max(s.nextMs, now));
     cv_.wait_for(lk, std::chrono::milliseconds(nextDue > now ? nextDue - now : 0), [this] { return stop_.load(); });
   }

@@ -14,17 +14,13 @@
 #include <cstring>
 #include <memory>
 
+#include "controlplane/clock.h"
 #include "controlplane/log.h"
 
 namespace strait::controlplane {
 
 namespace {
 
-uint64_t nowMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 // One probe in flight: a small state machine driven by poll() events.
 class Probe {
@@ -168,9 +164,9 @@ std::string describe(const HealthTarget& t) {
 
 bool probeOnce(const HealthTarget& t, std::string* detail) {
   Probe p(t);
-  Probe::Result r = p.start(nowMs());
+  Probe::Result r = p.start(steadyNowMs());
   while (r == Probe::Result::kPending) {
-    uint64_t now = nowMs();
+    uint64_t now = steadyNowMs();
     if (now >= p.deadline()) {
       r = p.timeout();
       break;
@@ -190,7 +186,7 @@ HealthChecker::~HealthChecker() { stop(); }
 void HealthChecker::setTargets(std::vector<HealthTarget> targets) {
   std::lock_guard lk(mu_);
   std::map<Key, State> next;
-  uint64_t now = nowMs();
+  uint64_t now = steadyNowMs();
   for (auto& t : targets) {
     if (t.check.type == "none") continue;
     Key k{t.service, t.ip, t.port};
@@ -261,7 +257,7 @@ void HealthChecker::loop() {
       }
     };
 
-    uint64_t now = nowMs();
+    uint64_t now = steadyNowMs();
     uint64_t nextDue = now + 200;
     {
       std::lock_guard lk(mu_);
@@ -296,7 +292,7 @@ void HealthChecker::loop() {
       ::poll(pfds.data(), pfds.size(), waitMs);
     }
 
-    now = nowMs();
+    now = steadyNowMs();
     {
       std::lock_guard lk(mu_);
       for (std::size_t i = 0; i < inflight.size();) {

@@ -5,6 +5,8 @@
 // algorithm and its guarantees are written up in docs/maglev.md.
 #include "dataplane/maglev.h"
 
+#include "dataplane/mix.h"
+
 #include <algorithm>
 #include <bit>
 #include <stdexcept>
@@ -19,16 +21,6 @@ constexpr uint64_t kOffsetSeed = 0x2f8a6c0d5b1e4937ull;
 constexpr uint64_t kSkipSeed = 0xc3d19e7a40b6f285ull;
 constexpr uint64_t kFlowSeed = 0x8e5f03a7d9c2416bull;
 
-// murmur3's 64-bit finaliser: a bijection with full avalanche, cheap enough
-// for the per-flow hash.
-constexpr uint64_t fmix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
 
 // Addresses and ports arrive in network order; hashing their numeric host
 // values keeps tables identical across instances of either endianness.

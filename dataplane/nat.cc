@@ -70,8 +70,9 @@ struct Scratch {
 
 class Burst {
  public:
-  Burst(const NatCore::Deps& d, const Snapshot& snap, uint32_t nowMs)
-      : ft_(*d.flows), pa_(*d.ports), c_(*d.counters), d_(d), snap_(snap), now_(nowMs) {}
+  Burst(const NatCore::Deps& d, const Snapshot& snap, uint32_t nowMs, bool fromHandoff)
+      : ft_(*d.flows), pa_(*d.ports), c_(*d.counters), d_(d), snap_(snap), now_(nowMs),
+        fromHandoff_(fromHandoff) {}
 
   void run(rte_mbuf** pkts, uint16_t n, Verdict* v);
 
@@ -88,7 +89,9 @@ class Burst {
     return true;
   }
   void dropFlushed(uint32_t fi, Verdict& v);
-  void missToOwner(uint16_t snatPort, Verdict& v);
+  void missToOwner(rte_mbuf* mb, uint16_t snatPort, Verdict& v);
+  void missToNext(rte_mbuf* mb, Verdict& v);
+  bool handoff(rte_mbuf* mb, uint16_t worker, Verdict& v);
   void count(const Flow& f, uint32_t bytes) {
     if (f.serviceSlot < kMaxServiceSlots) {
       c_.services[f.serviceSlot].packets++;
@@ -111,6 +114,7 @@ class Burst {
   const NatCore::Deps& d_;
   const Snapshot& snap_;
   const uint32_t now_;
+  const bool fromHandoff_;
 
   Scratch<PacketMeta, kMaxBurst> metaStore_;
   PacketMeta* const meta_ = metaStore_.data();
@@ -164,7 +168,7 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
       case Cand::kReply:
         if (fi == kNoFlow) {
           if (kind_[j] == Cand::kReply) {
-            missToOwner(m.dstPort, v);
+            missToOwner(mb, m.dstPort, v);
             continue;
           }
           fi = createFlow(j, v);
@@ -201,9 +205,9 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
         // miss means.
         if (fi == kNoFlow) {
           if (kind_[j] == Cand::kIcmpToClient)
-            missToOwner(m.innerSrcPort, v);
+            missToOwner(mb, m.innerSrcPort, v);
           else
-            drop(v, DropReason::kNoFlow);
+            missToNext(mb, v);
           continue;
         }
         if (flushedDrop(fi, v)) continue;
@@ -317,16 +321,36 @@ void Burst::dropFlushed(uint32_t fi, Verdict& v) {
   drop(v, DropReason::kFlowFlushed);
 }
 
-void Burst::missToOwner(uint16_t snatPort, Verdict& v) {
+void Burst::missToOwner(rte_mbuf* mb, uint16_t snatPort, Verdict& v) {
   if (d_.ownerMode == OwnerMode::kPortModulo && d_.numWorkers > 1) {
     const uint16_t owner = static_cast<uint16_t>(rte_be_to_cpu_16(snatPort) % d_.numWorkers);
-    if (owner != d_.workerId) {
-      v = Verdict{Action::kHandoff, DropReason::kNone, owner};
-      c_.handoffOut++;
-      return;
-    }
+    if (owner != d_.workerId && handoff(mb, owner, v)) return;
   }
   drop(v, DropReason::kNoFlow);
+}
+
+// A client-side ICMP error (to a VIP, quoting vip -> client) that missed:
+// the NIC hashed it without regard to the flow's owner and the quote holds
+// no SNAT port to compute the owner from, so it goes round the workers,
+// each trying its own table, until one hits or all N have missed.
+void Burst::missToNext(rte_mbuf* mb, Verdict& v) {
+  if (d_.ownerMode != OwnerMode::kSingle && d_.numWorkers > 1 &&
+      handoff(mb, static_cast<uint16_t>((d_.workerId + 1) % d_.numWorkers), v))
+    return;
+  drop(v, DropReason::kNoFlow);
+}
+
+// Every handoff carries the count of hops the frame has made, and none
+// makes more than N-1: even a frame whose classification changes between
+// workers (a snapshot swap) ends as a miss instead of circling. Returns
+// false when the frame has used its hops up (the caller drops it).
+bool Burst::handoff(rte_mbuf* mb, uint16_t worker, Verdict& v) {
+  const uint32_t hops = fromHandoff_ ? mb->hash.usr : 0;
+  if (hops + 1 >= d_.numWorkers) return false;
+  mb->hash.usr = hops + 1;
+  v = Verdict{Action::kHandoff, DropReason::kNone, worker};
+  c_.handoffOut++;
+  return true;
 }
 
 uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
@@ -442,12 +466,13 @@ void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direct
 
 NatCore::NatCore(const Deps& d) : d_(d) {}
 
-void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts) {
+void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts,
+                      bool fromHandoff) {
   // Callers pass at most kMaxBurst; a longer array is taken in chunks
   // rather than left partly without verdicts.
   for (uint16_t done = 0; done < n;) {
     const uint16_t k = static_cast<uint16_t>(n - done < kMaxBurst ? n - done : kMaxBurst);
-    Burst b(d_, snap, nowMs);
+    Burst b(d_, snap, nowMs, fromHandoff);
     b.run(pkts + done, k, verdicts + done);
     done = static_cast<uint16_t>(done + k);
   }

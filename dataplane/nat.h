@@ -50,7 +50,15 @@ class NatCore {
   // and bytes. Frames with kForward have their IPv4/L4 rewritten and TTL
   // decremented; Ethernet is left for the output stage. Frames with kLocal
   // were turned into replies in place (addresses and MACs swapped).
-  void process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts);
+  //
+  // `fromHandoff` says the frames came from this worker's handoff ring
+  // rather than a NIC queue: a client-side ICMP error that misses (its
+  // quote has no SNAT port to find the owner by) is passed round the
+  // workers, and the number of workers it has already visited travels in
+  // the mbuf's hash.usr, which is only meaningful on handed-off frames (on
+  // received ones it still holds the NIC's RSS hash).
+  void process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts,
+               bool fromHandoff = false);
 
   // Expires idle flows (at most `budget`), releasing their ports and
   // counting them. Call once per poll loop.

@@ -7,6 +7,8 @@
 // here; a client cannot observe another pool's sequence).
 #include "dataplane/port_alloc.h"
 
+#include "dataplane/mix.h"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -25,13 +27,7 @@ uint64_t hashKey(const PoolKey& k) {
   std::memcpy(&a, &k, sizeof(a));
   std::memcpy(&b, reinterpret_cast<const uint8_t*>(&k) + sizeof(a), sizeof(b));
   // murmur3 finaliser over the key folded into 64 bits.
-  uint64_t x = a ^ (uint64_t{b} * 0x9e3779b97f4a7c15ull);
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
+  return fmix64(a ^ (uint64_t{b} * 0x9e3779b97f4a7c15ull));
 }
 
 }  // namespace

@@ -103,7 +103,7 @@ class Loop {
       if (n != 0) {
         work += n;
         c_.handoffIn += n;
-        processBurst(pkts, static_cast<uint16_t>(n), snap, now);
+        processBurst(pkts, static_cast<uint16_t>(n), snap, now, true);
       }
     }
 
@@ -124,9 +124,11 @@ class Loop {
     return work;
   }
 
-  void processBurst(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t now) {
+  // `fromHandoff`: the frames came from this worker's handoff ring (NatCore
+  // reads their hop count; see nat.h).
+  void processBurst(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t now, bool fromHandoff = false) {
     Verdict verdicts[kMaxBurst];
-    ctx_.nat->process(pkts, n, snap, now, verdicts);
+    ctx_.nat->process(pkts, n, snap, now, verdicts, fromHandoff);
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = pkts[i];
       const Verdict& v = verdicts[i];

@@ -11,6 +11,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include <array>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -962,6 +963,106 @@ TEST_F(NatTest, IcmpErrorMissHandedToPortOwner) {
   Verdict v = one(e);
   EXPECT_EQ(v.action, Action::kHandoff);
   EXPECT_EQ(v.worker, 1);
+}
+
+// Client-side errors (to the VIP, quoting vip -> client) carry no SNAT
+// port to find the owner by: a worker that misses passes them on round the
+// workers, (w + 1) % N, each trying its own table, for at most N - 1 hops.
+TEST_F(NatTest, ClientSideIcmpErrorGoesRoundTheWorkers) {
+  for (OwnerMode mode : {OwnerMode::kPortModulo, OwnerMode::kRssHash}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    Setup s;
+    s.workerId = 0;
+    s.numWorkers = 3;
+    s.mode = mode;
+    build(s);  // the fixture's core is worker 0
+    // Workers 1 and 2: their own tables, ports and counters.
+    struct Other {
+      std::string name;
+      std::unique_ptr<FlowTable> ft;
+      std::unique_ptr<PortAllocator> pa;
+      std::unique_ptr<WorkerCounters> c;
+      std::unique_ptr<NatCore> nat;
+    };
+    std::array<Other, 3> w;
+    for (uint16_t id = 1; id < 3; ++id) {
+      FlowTable::Params fp;
+      fp.capacity = 64;
+      w[id].name = "nat_test_w" + std::to_string(seq_++);
+      fp.name = w[id].name.c_str();
+      w[id].ft = std::make_unique<FlowTable>(fp);
+      w[id].pa = std::make_unique<PortAllocator>(PortAllocator::Params{});
+      w[id].c = std::make_unique<WorkerCounters>();
+      NatCore::Deps d;
+      d.flows = w[id].ft.get();
+      d.ports = w[id].pa.get();
+      d.counters = w[id].c.get();
+      d.workerId = id;
+      d.numWorkers = 3;
+      d.ownerMode = mode;
+      w[id].nat = std::make_unique<NatCore>(d);
+    }
+    auto core = [&](uint16_t id) -> NatCore& { return id == 0 ? *nat_ : *w[id].nat; };
+    auto step = [&](uint16_t id, rte_mbuf* m, bool fromHandoff) {
+      Verdict v;
+      core(id).process(&m, 1, snap_, 1000, &v, fromHandoff);
+      return v;
+    };
+
+    // A UDP flow created on worker 0, answered by the backend.
+    Bytes q = frame(udp(kClient, 33000, kVip, 53, {1, 2, 3}));
+    ASSERT_EQ(one(q).action, Action::kForward);
+    const uint16_t snatPort = seen(q).sport;
+    Bytes a = frame(udp(kBackendUdp, 53, kVip, snatPort, {4, 5}));
+    ASSERT_EQ(one(a).action, Action::kForward);
+    Bytes answer(a.begin() + kEth, a.end());
+
+    // The client's port-unreachable arrives on worker 1, with an RSS hash
+    // in the mbuf that must not be taken for a hop count.
+    rte_mbuf* m = toMbuf(icmpError(kClient, kVip, 3, 3, 0, answer));
+    m->hash.rss = 0xdeadbeef;
+    Verdict v = step(1, m, false);
+    ASSERT_EQ(v.action, Action::kHandoff);
+    EXPECT_EQ(v.worker, 2);
+    EXPECT_EQ(w[1].c->handoffOut, 1u);
+    v = step(2, m, true);
+    ASSERT_EQ(v.action, Action::kHandoff);
+    EXPECT_EQ(v.worker, 0);
+    EXPECT_EQ(w[2].c->handoffOut, 1u);
+    v = step(0, m, true);
+    ASSERT_EQ(v.action, Action::kForward) << dropReasonName(v.reason);
+    EXPECT_EQ(counters_->icmpErrorsTranslated, 1u);
+    Bytes out(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_mtod(m, const uint8_t*) + rte_pktmbuf_data_len(m));
+    rte_pktmbuf_free(m);
+    EXPECT_TRUE(checksumsOk(out));
+    const uint8_t* ip = out.data() + kEth;
+    EXPECT_EQ(rd32(ip + 12), kVip);
+    EXPECT_EQ(rd32(ip + 16), kBackendUdp);
+    EXPECT_EQ(rd32(ip + 28 + 12), kBackendUdp);  // the backend's own datagram
+    EXPECT_EQ(rd32(ip + 28 + 16), kVip);
+    EXPECT_EQ(rd16(ip + 48), 53);
+    EXPECT_EQ(rd16(ip + 50), snatPort);
+
+    // On the owner itself it is translated at once, whatever the hash.
+    Bytes direct = icmpError(kClient, kVip, 3, 3, 0, answer);
+    EXPECT_FORWARD(one(direct));
+
+    // An error of no flow visits each worker once, then is a miss.
+    Bytes stray = ipPacket(udp(kVip, 53, kClient, 33999, {9}));
+    m = toMbuf(icmpError(kClient, kVip, 3, 3, 0, stray));
+    m->hash.rss = 0;
+    v = step(2, m, false);
+    ASSERT_EQ(v.action, Action::kHandoff);
+    EXPECT_EQ(v.worker, 0);
+    v = step(0, m, true);
+    ASSERT_EQ(v.action, Action::kHandoff);
+    EXPECT_EQ(v.worker, 1);
+    v = step(1, m, true);
+    EXPECT_EQ(v.action, Action::kDrop);
+    EXPECT_EQ(v.reason, DropReason::kNoFlow);
+    EXPECT_EQ(w[1].c->drops[static_cast<std::size_t>(DropReason::kNoFlow)], 1u);
+    rte_pktmbuf_free(m);
+  }
 }
 
 // ---- flush, expiry, exhaustion ----

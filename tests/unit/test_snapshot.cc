@@ -670,7 +670,8 @@ TEST(SnapshotBuilder, IdenticalBackendSetsGiveIdenticalTables) {
       baseConfig("[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:80\"\nbackends = [\"203.0.113.3:80\", "
                  "\"203.0.113.1:80\", "
                  "\"203.0.113.2:80\"]\n"));
-  const ServiceView& va = view(*buildSnapshot(a, 1), "web");
+  const auto sa = buildSnapshot(a, 1);
+  const ServiceView& va = view(*sa, "web");
   const auto sb = buildSnapshot(b, 1);
   const ServiceView& vb = view(*sb, "web");
   ASSERT_EQ(va.maglev.size(), vb.maglev.size());
