@@ -31,6 +31,9 @@ struct Daemon::Impl : public Runtime {
   std::unique_ptr<DataplaneHost> host;
   LbState state;
   uint64_t generation = 0;
+  // Reuses a service's Maglev table while its backend set is unchanged, so
+  // a health flap in one service rebuilds one table, not all of them.
+  SnapshotBuilder builder;
   std::unique_ptr<HealthChecker> health;
   std::unique_ptr<DnsWatcher> dns;
   std::unique_ptr<MetricsExporter> metrics;
@@ -40,7 +43,7 @@ struct Daemon::Impl : public Runtime {
   // Runtime. publish() is called with state.mutex() held.
   uint64_t publish() override {
     ++generation;
-    host->publish(buildSnapshot(state, generation));
+    host->publish(builder.build(state, generation));
     state.notePublished(generation);
     // A change is in force when lbctl returns: wait (bounded) until every
     // worker runs the new snapshot, so "no new flows to a removed backend"
