@@ -112,6 +112,7 @@ class FlowTable {
   };
   List lists_[kFlowStateCount];
   std::size_t hashBytes_ = 0;
+  uint32_t hashSeed_ = 0;  // lookups hash their keys themselves (see lookupBulk)
 };
 
 }  // namespace strait::dataplane

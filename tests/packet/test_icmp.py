@@ -120,7 +120,7 @@ def test_frag_needed_from_router_keeps_router_source(lb):
 CLIENT_ERROR_FLOWS = 16
 
 
-def test_port_unreachable_from_client_translated_to_backend(lb, request):
+def test_port_unreachable_from_client_translated_to_backend(lb):
     """The client's kernel refuses UDP answers: the backend gets each error
     from the SNAT address, quoting its own datagram to the SNAT port.
 
@@ -128,13 +128,6 @@ def test_port_unreachable_from_client_translated_to_backend(lb, request):
     its first datagram hashed to, while the errors (same addresses, no
     ports) all hash to one worker: with 16 flows, some error meets a worker
     that does not own its flow, except with probability 2^-16."""
-    if lb.workers > 1:
-        # Known gap: a worker that does not own the flow drops such an
-        # error as no_flow instead of handing it over (the quote has no
-        # SNAT port to find the owner by). Strict: once the dataplane
-        # hands these errors over, this marker must go.
-        request.applymarker(pytest.mark.xfail(
-            reason="client-side ICMP errors are not handed to the owning worker", strict=True))
     w = lb.wire
     c = lb.counters()
     bip, bport = DNS_BACKEND
