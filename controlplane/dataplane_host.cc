@@ -317,18 +317,30 @@ void DataplaneHost::Impl::initWorkers() {
     pp.maxPools = dp.snatPoolsPerWorker;
     const uint16_t w = wk.id;
     const uint16_t nw = numWorkers;
+    // Which ports this worker's replies can arrive on.
+    std::function<bool(const PoolKey&, uint16_t)> owns;
     if (ownerMode == OwnerMode::kPortModulo) {
-      pp.eligible = [w, nw](const PoolKey&, uint16_t port) { return port % nw == w; };
+      owns = [w, nw](const PoolKey&, uint16_t port) { return port % nw == w; };
     } else if (ownerMode == OwnerMode::kRssHash) {
       const Toeplitz* t = toeplitz.get();
       std::vector<uint16_t> reta = ports[0].reta;
-      pp.eligible = [w, t, reta](const PoolKey& k, uint16_t port) {
+      owns = [w, t, reta](const PoolKey& k, uint16_t port) {
         // The reply travels backend -> SNAT address: that is the tuple the
         // NIC hashes when it arrives.
         uint32_t h = t->hashV4(k.backendIp, k.snatIp, k.backendPort, htons(port));
         return rssQueue(h, reta) == w;
       };
     }
+    // Never hand out a port that is also a service's listen port on the same
+    // address and protocol: a reply to it would look like a client packet.
+    // Pools are created by the worker in the middle of a burst, so the
+    // snapshot it loads here cannot be freed under it (RCU).
+    const std::atomic<const Snapshot*>* cur = &current;
+    pp.eligible = [owns, cur](const PoolKey& k, uint16_t port) {
+      if (owns && !owns(k, port)) return false;
+      const Snapshot* s = cur->load(std::memory_order_acquire);
+      return s == nullptr || s->findService(k.snatIp, htons(port), k.proto) == nullptr;
+    };
     wk.ports = std::make_unique<PortAllocator>(pp);
 
     NatCore::Deps d;
