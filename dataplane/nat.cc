@@ -71,7 +71,12 @@ struct Scratch {
 class Burst {
  public:
   Burst(const NatCore::Deps& d, const Snapshot& snap, uint32_t nowMs, bool fromHandoff)
-      : ft_(*d.flows), pa_(*d.ports), c_(*d.counters), d_(d), snap_(snap), now_(nowMs),
+      : ft_(*d.flows),
+        pa_(*d.ports),
+        c_(*d.counters),
+        d_(d),
+        snap_(snap),
+        now_(nowMs),
         fromHandoff_(fromHandoff) {}
 
   void run(rte_mbuf** pkts, uint16_t n, Verdict* v);

@@ -126,7 +126,8 @@ class Loop {
 
   // `fromHandoff`: the frames came from this worker's handoff ring (NatCore
   // reads their hop count; see nat.h).
-  void processBurst(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t now, bool fromHandoff = false) {
+  void processBurst(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t now,
+                    bool fromHandoff = false) {
     Verdict verdicts[kMaxBurst];
     ctx_.nat->process(pkts, n, snap, now, verdicts, fromHandoff);
     for (uint16_t i = 0; i < n; ++i) {

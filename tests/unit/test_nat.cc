@@ -1032,7 +1032,8 @@ TEST_F(NatTest, ClientSideIcmpErrorGoesRoundTheWorkers) {
     v = step(0, m, true);
     ASSERT_EQ(v.action, Action::kForward) << dropReasonName(v.reason);
     EXPECT_EQ(counters_->icmpErrorsTranslated, 1u);
-    Bytes out(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_mtod(m, const uint8_t*) + rte_pktmbuf_data_len(m));
+    const uint8_t* outData = rte_pktmbuf_mtod(m, const uint8_t*);
+    Bytes out(outData, outData + rte_pktmbuf_data_len(m));
     rte_pktmbuf_free(m);
     EXPECT_TRUE(checksumsOk(out));
     const uint8_t* ip = out.data() + kEth;
