@@ -91,6 +91,24 @@ class Args {
   std::string command_;
 };
 
+// A service's health check from its JSON form (the keys of
+// [service.health_check] in the configuration file).
+HealthCheckConfig healthCheckArg(const json& j) {
+  const Args h(j, "service add health_check");
+  h.allowOnly({"type", "interval_ms", "timeout_ms", "rise", "fall", "http_path", "http_status", "http_host"});
+  HealthCheckConfig c;
+  c.type = h.optString("type").value_or(c.type);
+  c.intervalMs = static_cast<uint32_t>(h.optUint("interval_ms", kHealthIntervalMinMs, kHealthIntervalMaxMs).value_or(c.intervalMs));
+  c.timeoutMs = static_cast<uint32_t>(h.optUint("timeout_ms", kHealthTimeoutMinMs, kHealthIntervalMaxMs).value_or(c.timeoutMs));
+  c.rise = static_cast<uint32_t>(h.optUint("rise", 1, kHealthRiseFallMax).value_or(c.rise));
+  c.fall = static_cast<uint32_t>(h.optUint("fall", 1, kHealthRiseFallMax).value_or(c.fall));
+  c.httpPath = h.optString("http_path").value_or(c.httpPath);
+  c.httpStatus = static_cast<uint16_t>(h.optUint("http_status", 100, 599).value_or(c.httpStatus));
+  c.httpHost = h.optString("http_host").value_or(c.httpHost);
+  if (std::string why = healthCheckProblem(c); !why.empty()) throw RequestError("health_check." + why);
+  return c;
+}
+
 BackendConfig backendArg(const Args& a) {
   const std::string text = a.string("backend");
   try {
@@ -204,7 +222,7 @@ json ControlApi::dispatch(const std::string& command, const json& argsJson) {
     return serviceList();
   }
   if (command == "service add") {
-    a.allowOnly({"name", "listen", "protocol", "snat"});
+    a.allowOnly({"name", "listen", "protocol", "snat", "health_check"});
     return serviceAdd(argsJson);
   }
   if (command == "service remove") {
@@ -289,6 +307,10 @@ json ControlApi::serviceAdd(const json& argsJson) {
     const auto ip = parseIpv4(s);
     if (!ip) throw RequestError("snat " + q(s) + ": not an IPv4 address");
     cfg.snat.push_back(*ip);
+  }
+  if (const auto it = argsJson.find("health_check"); it != argsJson.end() && !it->is_null()) {
+    if (!it->is_object()) throw RequestError("argument \"health_check\" must be an object");
+    cfg.health = healthCheckArg(*it);
   }
   const auto totals = std::make_unique<WorkerCounters>(runtime_.totals());
   std::lock_guard lock(state_.mutex());

@@ -441,25 +441,17 @@ class Loader {
     checkKeys(t, p,
               {"type", "interval_ms", "timeout_ms", "rise", "fall", "http_path", "http_status", "http_host"});
     optString(t, p, "type", h.type);
-    if (h.type != "none" && h.type != "tcp" && h.type != "http")
-      fail(p + ".type", quoted(h.type) + ": expected one of none, tcp, http");
-    optInt(t, p, "interval_ms", h.intervalMs, 100, 3'600'000);
-    optInt(t, p, "timeout_ms", h.timeoutMs, 10, 3'600'000);
-    if (h.timeoutMs > h.intervalMs)
-      fail(p + ".timeout_ms",
-           std::to_string(h.timeoutMs) + ": greater than interval_ms " + std::to_string(h.intervalMs));
-    optInt(t, p, "rise", h.rise, 1, 100);
-    optInt(t, p, "fall", h.fall, 1, 100);
+    optInt(t, p, "interval_ms", h.intervalMs, kHealthIntervalMinMs, kHealthIntervalMaxMs);
+    optInt(t, p, "timeout_ms", h.timeoutMs, kHealthTimeoutMinMs, kHealthIntervalMaxMs);
+    optInt(t, p, "rise", h.rise, 1, kHealthRiseFallMax);
+    optInt(t, p, "fall", h.fall, 1, kHealthRiseFallMax);
     optString(t, p, "http_path", h.httpPath);
-    auto printable = [](const std::string& s) {
-      return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-    };
-    if (h.httpPath.empty() || h.httpPath.front() != '/' || !printable(h.httpPath) || h.httpPath.size() > 1024)
-      fail(p + ".http_path", quoted(h.httpPath) + ": expected an absolute path (starting with /, no spaces)");
     optInt(t, p, "http_status", h.httpStatus, 100, 599);
     optString(t, p, "http_host", h.httpHost);
-    if (!printable(h.httpHost) || h.httpHost.size() > 255)
-      fail(p + ".http_host", quoted(h.httpHost) + ": expected a host name (no spaces or control characters)");
+    if (std::string why = healthCheckProblem(h); !why.empty()) {
+      const auto colon = why.find(':');
+      fail(p + "." + why.substr(0, colon), why.substr(colon + 2));
+    }
   }
 
   void loadServices(const toml::table& root, Config& c) const {
@@ -774,6 +766,22 @@ std::string renderConfig(const Config& c) {
       << "http_host = " << tomlString(h.httpHost) << "\n";
   }
   return o.str();
+}
+
+std::string healthCheckProblem(const HealthCheckConfig& h) {
+  auto quoted = [](const std::string& v) { return "\"" + v + "\""; };
+  auto printable = [](const std::string& v) {
+    return std::all_of(v.begin(), v.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  };
+  if (h.type != "none" && h.type != "tcp" && h.type != "http")
+    return "type: " + quoted(h.type) + ": expected one of none, tcp, http";
+  if (h.timeoutMs > h.intervalMs)
+    return "timeout_ms: " + std::to_string(h.timeoutMs) + ": greater than interval_ms " + std::to_string(h.intervalMs);
+  if (h.httpPath.empty() || h.httpPath.front() != '/' || !printable(h.httpPath) || h.httpPath.size() > 1024)
+    return "http_path: " + quoted(h.httpPath) + ": expected an absolute path (starting with /, no spaces)";
+  if (!printable(h.httpHost) || h.httpHost.size() > 255)
+    return "http_host: " + quoted(h.httpHost) + ": expected a host name (no spaces or control characters)";
+  return "";
 }
 
 }  // namespace strait::controlplane

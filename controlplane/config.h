@@ -105,6 +105,15 @@ struct Config {
   ControlConfig control;
 };
 
+// Health-check limits, shared by the TOML loader and the control API.
+inline constexpr uint32_t kHealthIntervalMinMs = 100;
+inline constexpr uint32_t kHealthIntervalMaxMs = 3'600'000;
+inline constexpr uint32_t kHealthTimeoutMinMs = 10;
+inline constexpr uint32_t kHealthRiseFallMax = 100;
+// Checks what the integer ranges cannot: the type, timeout <= interval, the
+// HTTP path and host. Returns "" or "field: problem" (field as in TOML).
+std::string healthCheckProblem(const HealthCheckConfig& h);
+
 // Loads and validates `path`. Throws ConfigError.
 Config loadConfig(const std::string& path);
 // Parses and validates TOML text; `name` is used in error messages.

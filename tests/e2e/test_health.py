@@ -282,3 +282,37 @@ def test_backend_added_at_runtime_is_checked(healthy, record_property):
     finally:
         lab.lbctl("backend", "remove", HTTP_SVC, f"{dead}:80", "--flush")
     wait_for(lambda: f"{dead}:80" not in backends_by_address(lab.sock, HTTP_SVC), "dead backend gone", 15)
+
+
+def test_service_added_by_lbctl_carries_its_health_check(healthy, record_property):
+    """`lbctl service add ... --health tcp ...` gives a service added at
+    runtime its own check: a dead backend of it goes down, a live one stays
+    up, and `config show` renders the check back."""
+    lab = healthy
+    b1, _ = lab.topo.backend_ips
+    dead = "203.0.113.78"   # nothing there: connects time out
+    svc = "runtime"
+    lab.lbctl("service", "add", svc, "--listen", f"{VIP}:81", "--protocol", "tcp",
+              "--health", "tcp", "--health-interval", str(INTERVAL_MS), "--health-timeout", str(TIMEOUT_MS),
+              "--health-rise", str(RISE), "--health-fall", str(FALL))
+    try:
+        t0 = time.monotonic()
+        lab.lbctl("backend", "add", svc, f"{b1}:80")
+        lab.lbctl("backend", "add", svc, f"{dead}:80")
+        wait_for(lambda: health(lab, svc, dead) == "down", f"{dead} down", DOWN_BOUND_S + 3)
+        took = time.monotonic() - t0
+        text = f"service added by lbctl: dead backend marked down {took:.2f}s after it was added"
+        print(text)
+        record_property("health_lbctl_service", text)
+        assert took <= DOWN_BOUND_S, text
+        assert health(lab, svc, b1) == "up"
+        shown = lab.lbctl("config", "show").stdout.decode()
+        block = shown[shown.index(f'name = "{svc}"'):]
+        assert 'type = "tcp"' in block and f"interval_ms = {INTERVAL_MS}" in block, block[:600]
+        bad = lab.lbctl("service", "add", "bad", "--listen", f"{VIP}:82", "--protocol", "tcp",
+                        "--health", "tcp", "--health-interval", "200", "--health-timeout", "500", check=False)
+        err = bad.stderr.decode() if isinstance(bad.stderr, bytes) else (bad.stderr or "")
+        out = bad.stdout.decode() if isinstance(bad.stdout, bytes) else (bad.stdout or "")
+        assert bad.returncode == 1 and "timeout_ms" in err + out, (bad.returncode, err, out)
+    finally:
+        lab.lbctl("service", "remove", svc)

@@ -45,6 +45,9 @@ const char* const kUsage =
     "Commands:\n"
     "  service list\n"
     "  service add NAME --listen IP:PORT --protocol tcp|udp [--snat IP[,IP...]]\n"
+    "              [--health tcp|http] [--health-interval MS] [--health-timeout MS]\n"
+    "              [--health-rise N] [--health-fall N] [--health-path PATH]\n"
+    "              [--health-status N] [--health-host HOST]\n"
     "  service remove NAME\n"
     "  backend list SERVICE\n"
     "  backend add SERVICE IP:PORT [--weight N]\n"
@@ -377,6 +380,7 @@ int main(int argc, char** argv) {
     opts.add_options()("socket", po::value(&socketPath))("json", po::bool_switch(&jsonOut))(
         "help,h", po::bool_switch());
     std::string listen, protocol, snat, weight, service, limit;
+    std::string health, healthInterval, healthTimeout, healthRise, healthFall, healthPath, healthStatus, healthHost;
     bool flush = false;
     std::size_t operandsWanted = 0;
     if (cmd.name == "service list" || cmd.name == "stats" || cmd.name == "config show") {
@@ -384,6 +388,10 @@ int main(int argc, char** argv) {
     } else if (cmd.name == "service add") {
       opts.add_options()("listen", po::value(&listen))("protocol", po::value(&protocol))("snat",
                                                                                          po::value(&snat));
+      opts.add_options()("health", po::value(&health))("health-interval", po::value(&healthInterval))(
+          "health-timeout", po::value(&healthTimeout))("health-rise", po::value(&healthRise))(
+          "health-fall", po::value(&healthFall))("health-path", po::value(&healthPath))(
+          "health-status", po::value(&healthStatus))("health-host", po::value(&healthHost));
       operandsWanted = 1;
     } else if (cmd.name == "service remove" || cmd.name == "backend list") {
       operandsWanted = 1;
@@ -444,6 +452,31 @@ int main(int argc, char** argv) {
         }
         if (list.empty()) throw UsageError("--snat: expected IP[,IP...]");
         a["snat"] = list;
+      }
+      // Health check: the same keys as [service.health_check]; the daemon
+      // checks ranges and consistency, lbctl only the syntax.
+      json hc = json::object();
+      if (vm.count("health")) {
+        if (health != "none" && health != "tcp" && health != "http")
+          throw UsageError("--health \"" + health + "\": expected none, tcp or http");
+        hc["type"] = health;
+      }
+      auto number = [&](const char* flag, const std::string& v, const char* key, uint64_t max) {
+        if (!vm.count(flag)) return;
+        const auto n = parseNumber(v, max);
+        if (!n) throw UsageError(std::string("--") + flag + " \"" + v + "\": expected a number 0-" + std::to_string(max));
+        hc[key] = *n;
+      };
+      number("health-interval", healthInterval, "interval_ms", 3'600'000);
+      number("health-timeout", healthTimeout, "timeout_ms", 3'600'000);
+      number("health-rise", healthRise, "rise", 100);
+      number("health-fall", healthFall, "fall", 100);
+      number("health-status", healthStatus, "http_status", 599);
+      if (vm.count("health-path")) hc["http_path"] = healthPath;
+      if (vm.count("health-host")) hc["http_host"] = healthHost;
+      if (!hc.empty()) {
+        if (!hc.contains("type")) throw UsageError("service add: --health tcp|http is required with --health-* options");
+        a["health_check"] = hc;
       }
     } else if (cmd.name == "service remove") {
       a["name"] = operands[0];
