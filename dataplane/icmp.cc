@@ -5,6 +5,7 @@
 // the quoted L4 data is truncated and cannot be summed again.
 #include "dataplane/icmp.h"
 
+#include "dataplane/checksum.h"
 #include "dataplane/nat_rewrite.h"
 
 namespace strait::dataplane {
@@ -86,7 +87,7 @@ void icmpTranslateError(uint8_t* frame, const PacketMeta& m, const Flow& f, Dire
   // ICMP checksum over the whole message (type, code, MTU field untouched).
   uint8_t* icmp = frame + m.l4Off;
   rw::store16(icmp + rw::kIcmpCheck, 0);
-  rw::store16(icmp + rw::kIcmpCheck, rw::fullChecksum(icmp, m.l4Len));
+  rw::store16(icmp + rw::kIcmpCheck, checksumFold(checksumPartial(icmp, m.l4Len)));
 
   // Outer header: new destination, source translated when it is the peer
   // itself (an intermediate router keeps its own address), TTL decremented.

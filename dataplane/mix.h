@@ -16,4 +16,14 @@ constexpr uint64_t fmix64(uint64_t x) {
   return x;
 }
 
+// murmur3's 32-bit finaliser.
+constexpr uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
 }  // namespace strait::dataplane

@@ -20,6 +20,7 @@
 
 #include "dataplane/icmp.h"
 #include "dataplane/maglev.h"
+#include "dataplane/mix.h"
 #include "dataplane/mss_clamp.h"
 #include "dataplane/nat_rewrite.h"
 #include "dataplane/parse.h"
@@ -45,14 +46,7 @@ enum class Cand : uint8_t {
 
 // Spreads new flows over a service's SNAT addresses. Mixed again so the
 // address choice is independent of the Maglev slot the same hash picks.
-inline uint32_t snatSpread(uint32_t h) {
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
+inline uint32_t snatSpread(uint32_t h) { return fmix32(h); }
 
 // Uninitialised stack storage for per-burst scratch arrays, instead of
 // value-initialising all kMaxBurst entries (several KiB) on every call. The

@@ -58,21 +58,6 @@ inline uint16_t applyDeltaUdp(uint16_t check, uint32_t delta) {
   return c == 0 ? 0xffff : c;
 }
 
-// Full checksum of `len` bytes as stored (odd tail padded with zero), for
-// the rare messages that are rewritten beyond what deltas can track.
-inline uint16_t fullChecksum(const uint8_t* p, std::size_t len) {
-  uint64_t sum = 0;
-  std::size_t i = 0;
-  for (; i + 1 < len; i += 2) sum += load16(p + i);
-  if (i < len) {
-    const uint8_t tail[2] = {p[i], 0};
-    sum += load16(tail);
-  }
-  sum = (sum & 0xffffffffu) + (sum >> 32);
-  sum = (sum & 0xffffffffu) + (sum >> 32);
-  return static_cast<uint16_t>(~fold(static_cast<uint32_t>(sum)));
-}
-
 // IPv4 header field offsets.
 inline constexpr unsigned kIpTtl = 8;  // TTL, then protocol: one checksum word
 inline constexpr unsigned kIpCheck = 10;
