@@ -296,7 +296,9 @@ void DataplaneHost::Impl::initRouting() {
 }
 
 void DataplaneHost::Impl::initWorkers() {
-  std::random_device rd;
+  // One flow hash key for the process (see dataplane/siphash.h): random, so
+  // colliding flow keys cannot be prepared in advance.
+  const SipKey flowHashKey = randomSipKey();
   const auto& dp = cfg.dataplane;
   std::vector<rte_ether_addr> macs(RTE_MAX_ETHPORTS);
   for (const auto& p : ports) macs[p.portId] = p.mac;
@@ -305,7 +307,7 @@ void DataplaneHost::Impl::initWorkers() {
     FlowTable::Params fp;
     fp.capacity = dp.flowCapacity;
     fp.socketId = socket;
-    fp.hashSeed = rd();
+    fp.hashKey = flowHashKey;
     fp.timeouts = dp.timeouts;
     std::string fname = "strait_flows" + std::to_string(wk.id);
     fp.name = fname.c_str();

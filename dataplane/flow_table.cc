@@ -37,7 +37,7 @@
 
 #include <rte_errno.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
+#include <rte_debug.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_ring.h>
@@ -75,18 +75,13 @@ bool reached(uint32_t now, uint32_t since, uint32_t span) {
   return d >= 0 && static_cast<uint32_t>(d) >= span;
 }
 
-// The table's hash: what rte_hash_crc computes for a 16-byte key (two
-// 8-byte CRC32C steps, so the values are the same), without its generic
-// length loop. rte_hash calls it through a pointer for every key of every
-// lookup and insert, and the generic function costs several times the two
-// CRC instructions it boils down to.
-inline uint32_t flowKeyHash(const void* key, uint32_t /*keyLen*/, uint32_t init) {
-  static_assert(sizeof(FlowKey) == 16, "flowKeyHash hashes exactly two 8-byte words");
-  uint64_t lo;
-  uint64_t hi;
-  std::memcpy(&lo, key, sizeof lo);
-  std::memcpy(&hi, static_cast<const uint8_t*>(key) + sizeof lo, sizeof hi);
-  return rte_hash_crc_8byte(hi, rte_hash_crc_8byte(lo, init));
+// rte_hash wants a hash function, but it only needs one for the calls that
+// are not given the hash: this table hashes every key itself (SipHash-1-3
+// under its own key, which rte_hash's 32-bit init value could not carry)
+// and uses only the *_with_hash calls. Reaching this would mean a call that
+// hashes with the wrong function and silently misses: stop loudly instead.
+uint32_t unkeyedHashNotUsed(const void* /*key*/, uint32_t /*keyLen*/, uint32_t /*init*/) {
+  rte_panic("flow table: rte_hash asked to hash a key itself; every call must pass the keyed hash\n");
 }
 
 void* packData(uint32_t idx, Direction dir) {
@@ -144,7 +139,7 @@ FlowKey replyKey(const Flow& f) {
   return k;
 }
 
-FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts), hashSeed_(p.hashSeed) {
+FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts), hashKey_(p.hashKey) {
   const std::string name = p.name ? p.name : "";
   if (name.empty() || name.size() > kMaxNameLength)
     throw std::invalid_argument("flow table name '" + name + "' must be 1.." + std::to_string(kMaxNameLength) +
@@ -165,8 +160,8 @@ FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeo
   hp.name = p.name;
   hp.entries = entries;
   hp.key_len = sizeof(FlowKey);
-  hp.hash_func = flowKeyHash;
-  hp.hash_func_init_val = p.hashSeed;
+  hp.hash_func = unkeyedHashNotUsed;
+  hp.hash_func_init_val = 0;
   hp.socket_id = p.socketId;
   // Extendable buckets: inserts succeed until every key slot is used, so
   // the table refuses flows only at `capacity`, never earlier by bad luck.
@@ -203,12 +198,11 @@ FlowTable::~FlowTable() {
 
 uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
   void* data = nullptr;
-  if (rte_hash_lookup_data(hash_, &key, &data) < 0) return kNoFlow;
+  if (rte_hash_lookup_with_hash_data(hash_, &key, hashOf(key), &data) < 0) return kNoFlow;
   return unpackData(data, dir);
 }
 
-// The signatures are computed here, inline, and handed to rte_hash, which
-// would otherwise call the hash function through a pointer for every key.
+// The signatures are computed here, inline, and handed to rte_hash.
 void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
   const void* batch[RTE_HASH_LOOKUP_BULK_MAX];
   hash_sig_t sig[RTE_HASH_LOOKUP_BULK_MAX];
@@ -219,7 +213,7 @@ void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx
     const uint32_t m = std::min<uint32_t>(n - base, RTE_HASH_LOOKUP_BULK_MAX);
     for (uint32_t i = 0; i < m; ++i) {
       batch[i] = keys[base + i];
-      sig[i] = flowKeyHash(keys[base + i], sizeof(FlowKey), hashSeed_);
+      sig[i] = hashOf(*keys[base + i]);
     }
     uint64_t hits = 0;
     if (rte_hash_lookup_with_hash_bulk_data(hash_, batch, sig, m, &hits, data) < 0) hits = 0;
@@ -234,8 +228,8 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
   const FlowKey kr = replyKey(f);
   // One key cannot lead to both directions of the same flow.
   if (ko == kr) return kNoFlow;
-  const hash_sig_t ho = rte_hash_hash(hash_, &ko);
-  const hash_sig_t hr = rte_hash_hash(hash_, &kr);
+  const hash_sig_t ho = hashOf(ko);
+  const hash_sig_t hr = hashOf(kr);
   // rte_hash_add_key_* overwrites an existing key's data: check first so a
   // clash never hijacks another flow.
   if (rte_hash_lookup_with_hash(hash_, &ko, ho) >= 0 || rte_hash_lookup_with_hash(hash_, &kr, hr) >= 0)
@@ -275,8 +269,8 @@ void FlowTable::remove(uint32_t idx) {
   if (rec.state >= FlowState::kCount) return;
   const FlowKey ko = originalKey(rec);
   const FlowKey kr = replyKey(rec);
-  rte_hash_del_key(hash_, &ko);
-  rte_hash_del_key(hash_, &kr);
+  rte_hash_del_key_with_hash(hash_, &ko, hashOf(ko));
+  rte_hash_del_key_with_hash(hash_, &kr, hashOf(kr));
   listUnlink(rec.state, idx);
   rec.state = FlowState::kCount;
   rec.prev = kNoFlow;

@@ -1,7 +1,8 @@
 // Per-worker flow table. Flow records live in a preallocated array; an
-// rte_hash (random seed per process, against hash flooding) maps both keys
-// of a flow (client->VIP and backend->SNAT) to the record index and the
-// direction. Expiry is O(1) amortised: one FIFO list per state, all members
+// rte_hash maps both keys of a flow (client->VIP and backend->SNAT) to the
+// record index and the direction. Keys are hashed with SipHash-1-3 under a
+// 128-bit key random per process, so that nobody outside the process can
+// choose flow keys that pile into one bucket (hash flooding). Expiry is O(1) amortised: one FIFO list per state, all members
 // of a list share a timeout, touching a flow only writes its timestamp, and
 // expire() pops list heads, freeing the idle ones and re-queuing the rest.
 // A full table refuses new flows; nothing established is ever evicted.
@@ -12,6 +13,7 @@
 #include <functional>
 #include <memory>
 
+#include "dataplane/siphash.h"
 #include "strait/flow_key.h"
 #include "strait/flow_state.h"
 
@@ -52,7 +54,7 @@ class FlowTable {
   struct Params {
     uint32_t capacity = 1 << 20;  // flows (the hash holds 2x keys)
     int socketId = -1;            // NUMA socket, -1 = any
-    uint32_t hashSeed = 0;        // random per process in production
+    SipKey hashKey;               // random per process in production (randomSipKey)
     FlowTimeouts timeouts;
     const char* name = "strait_flows";  // unique per worker (rte_hash names are global)
   };
@@ -91,6 +93,13 @@ class FlowTable {
   uint32_t size() const { return size_; }
   uint32_t capacity() const { return capacity_; }
   const FlowTimeouts& timeouts() const { return timeouts_; }
+  // The table's hash of a flow key: the low 32 bits of SipHash-1-3 (rte_hash
+  // takes its bucket index from the low bits and its short signature from
+  // the high 16).
+  uint32_t hashOf(const FlowKey& key) const {
+    static_assert(sizeof(FlowKey) == 16, "the flow hash takes exactly two 8-byte words");
+    return static_cast<uint32_t>(sipHash13x16(hashKey_, &key));
+  }
   // Visits every live flow (control path / tests / flush sweeps).
   void forEach(const std::function<void(uint32_t idx, const Flow&)>& fn) const;
   // Bytes reserved for records and hash (for the memory-per-flow figure).
@@ -112,7 +121,7 @@ class FlowTable {
   };
   List lists_[kFlowStateCount];
   std::size_t hashBytes_ = 0;
-  uint32_t hashSeed_ = 0;  // lookups hash their keys themselves (see lookupBulk)
+  SipKey hashKey_;  // every hash of a key is computed here and handed to rte_hash
 };
 
 }  // namespace strait::dataplane

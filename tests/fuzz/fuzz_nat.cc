@@ -262,7 +262,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Fresh state per input so that every crash reproduces from its input alone.
   FlowTable::Params fp;
   fp.capacity = kFlowCapacity;
-  fp.hashSeed = 0x5eed;
+  fp.hashKey = {0x5eed, 0x5eed};
   fp.name = "fuzz_nat_flows";
   FlowTable flows(fp);
   PortAllocator::Params pp;

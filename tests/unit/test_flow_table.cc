@@ -16,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include <rte_hash_crc.h>
+
 #include "dataplane/flow_table.h"
+#include "tools/lib/crc32c_collisions.h"
 
 namespace sd = strait::dataplane;
 using strait::Direction;
@@ -37,12 +40,12 @@ std::string uniqueName() {
 struct TableHolder {
   std::string name = uniqueName();
   sd::FlowTable table;
-  explicit TableHolder(uint32_t capacity, uint32_t seed = 0x5eed, FlowTimeouts t = {})
-      : table(params(capacity, seed, t)) {}
-  sd::FlowTable::Params params(uint32_t capacity, uint32_t seed, FlowTimeouts t) const {
+  explicit TableHolder(uint32_t capacity, sd::SipKey key = {0x5eed, 0x5eed}, FlowTimeouts t = {})
+      : table(params(capacity, key, t)) {}
+  sd::FlowTable::Params params(uint32_t capacity, sd::SipKey key, FlowTimeouts t) const {
     sd::FlowTable::Params p;
     p.capacity = capacity;
-    p.hashSeed = seed;
+    p.hashKey = key;
     p.timeouts = t;
     p.name = name.c_str();
     return p;
@@ -296,7 +299,7 @@ TEST(FlowTable, EachStateExpiresAtItsTimeout) {
   const FlowTimeouts to;
   for (uint32_t t0 : {1000u, 0xffffffffu - 5000u}) {  // the second start wraps the clock
     for (FlowState s : allStates()) {
-      TableHolder h(8, 0x5eed, to);
+      TableHolder h(8, {0x5eed, 0x5eed}, to);
       auto& t = h.table;
       const sd::Flow f = makeFlow(3, s);
       const uint32_t idx = t.insert(f, t0);
@@ -485,14 +488,15 @@ TEST(FlowTable, ClockWrapAround) {
   EXPECT_EQ(t.at(c).lastSeenMs, 5000u);
 }
 
-TEST(FlowTable, DifferentHashSeedsBothWork) {
-  for (uint32_t seed : {0u, 1u, 0xdeadbeefu, 0xffffffffu}) {
-    TableHolder h(2048, seed);
+TEST(FlowTable, DifferentHashKeysAllWork) {
+  for (sd::SipKey key : {sd::SipKey{0, 0}, sd::SipKey{1, 0}, sd::SipKey{0xdeadbeef, 0x0123456789abcdefull},
+                         sd::SipKey{~0ull, ~0ull}}) {
+    TableHolder h(2048, key);
     auto& t = h.table;
     std::vector<uint32_t> idx;
     for (uint32_t i = 0; i < 2048; ++i) {
       idx.push_back(t.insert(makeFlow(i), 0));
-      ASSERT_NE(idx.back(), sd::kNoFlow) << "seed=" << seed << " i=" << i;
+      ASSERT_NE(idx.back(), sd::kNoFlow) << "key=" << key.k0 << "," << key.k1 << " i=" << i;
     }
     Direction d;
     for (uint32_t i = 0; i < 2048; ++i) {
@@ -502,6 +506,103 @@ TEST(FlowTable, DifferentHashSeedsBothWork) {
       ASSERT_EQ(d, Direction::kReply);
     }
     EXPECT_EQ(t.lookup(missKey(9), d), sd::kNoFlow);
+  }
+}
+
+namespace {
+
+// Pearson's chi-square of the keys' hashes over `buckets` buckets (the low
+// bits, as rte_hash picks its bucket), and the fullest bucket.
+struct Spread {
+  double chiSquare = 0;
+  uint32_t maxBucket = 0;
+};
+template <class Hash>
+Spread spreadOf(const std::vector<FlowKey>& keys, uint32_t buckets, Hash&& hash) {
+  std::vector<uint32_t> n(buckets, 0);
+  for (const FlowKey& k : keys) ++n[hash(k) & (buckets - 1)];
+  const double expected = double(keys.size()) / buckets;
+  Spread s;
+  for (uint32_t c : n) {
+    s.chiSquare += (c - expected) * (c - expected) / expected;
+    s.maxBucket = std::max(s.maxBucket, c);
+  }
+  return s;
+}
+
+FlowKey clientKey() {
+  FlowKey k;
+  k.srcIp = 0x01643364;  // 198.51.100.1 in network order on a little-endian host
+  k.dstIp = 0x0a0200c0;  // 192.0.2.10
+  k.srcPort = 0x0004;    // 1024
+  k.dstPort = 0x5000;    // 80
+  k.proto = 6;
+  return k;
+}
+
+}  // namespace
+
+// 16,384 keys crafted so that CRC32C (the previous flow hash) gives all of
+// them one value under every seed: first that premise, then that the keyed
+// hash spreads them like random keys over 1024 buckets (chi-square with
+// 1023 degrees of freedom: mean 1023, standard deviation 45; the bound is
+// six deviations out) with no bucket past three times its share, and that a
+// table holding them all as flows finds every one.
+TEST(FlowTable, Crc32cCollidingKeysSpreadUnderTheKeyedHash) {
+  constexpr uint32_t kKeys = 16384;
+  constexpr uint32_t kBuckets = 1024;
+  constexpr double kChiSquareBound = 1023 + 6 * 45.2;
+  const std::vector<FlowKey> keys = strait::tools::crc32cCollidingKeys(clientKey(), kKeys);
+  ASSERT_EQ(keys.size(), kKeys);
+  {
+    std::set<std::vector<uint8_t>> distinct;
+    for (const FlowKey& k : keys) {
+      const auto* b = reinterpret_cast<const uint8_t*>(&k);
+      distinct.insert(std::vector<uint8_t>(b, b + sizeof k));
+    }
+    ASSERT_EQ(distinct.size(), kKeys);
+  }
+
+  // The premise: one CRC32C value per seed, as the hardware computes it.
+  for (uint32_t seed : {0u, 0x5eedu, 0xdeadbeefu}) {
+    auto crc = [seed](const FlowKey& k) {
+      uint64_t w[2];
+      std::memcpy(w, &k, sizeof w);
+      return rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], seed));
+    };
+    const uint32_t first = crc(keys[0]);
+    for (const FlowKey& k : keys) ASSERT_EQ(crc(k), first) << "seed " << seed;
+    EXPECT_EQ(strait::tools::crc32cFlowHash(keys[0], seed), first);
+    const Spread s = spreadOf(keys, kBuckets, crc);
+    EXPECT_EQ(s.maxBucket, kKeys);
+    EXPECT_GT(s.chiSquare, kChiSquareBound);  // the bound below can fail
+  }
+
+  for (sd::SipKey key : {sd::SipKey{0x5eed, 0x5eed}, sd::SipKey{0, 0},
+                         sd::SipKey{0x0123456789abcdefull, 0xfedcba9876543210ull}}) {
+    TableHolder h(kKeys, key);
+    auto& t = h.table;
+    const Spread s = spreadOf(keys, kBuckets, [&t](const FlowKey& k) { return t.hashOf(k); });
+    EXPECT_LT(s.chiSquare, kChiSquareBound) << "key " << key.k0;
+    EXPECT_LE(s.maxBucket, 3 * kKeys / kBuckets) << "key " << key.k0;
+    std::set<uint32_t> sigs;
+    for (const FlowKey& k : keys) sigs.insert(t.hashOf(k));
+    // 16,384 random 32-bit values collide about 0.03 times.
+    EXPECT_GE(sigs.size(), kKeys - 4);
+
+    for (uint32_t i = 0; i < kKeys; ++i) {
+      sd::Flow f = makeFlow(i);
+      f.clientIp = keys[i].srcIp;
+      f.vip = keys[i].dstIp;
+      f.clientPort = keys[i].srcPort;
+      f.vipPort = keys[i].dstPort;
+      ASSERT_NE(t.insert(f, 0), sd::kNoFlow) << i;
+    }
+    Direction d;
+    for (uint32_t i = 0; i < kKeys; ++i) {
+      ASSERT_EQ(t.lookup(keys[i], d), i) << i;
+      ASSERT_EQ(d, Direction::kOriginal);
+    }
   }
 }
 
@@ -545,7 +646,7 @@ TEST(FlowTable, RandomizedAgainstModel) {
   FlowTimeouts to;
   for (std::size_t i = 0; i < kFlowStateCount; ++i) to.ms[i] = 200 + 150 * static_cast<uint32_t>(i);
   for (uint32_t startClock : {0u, 0xffffffffu - 20000u}) {
-    TableHolder h(100, 0xabcdef, to);
+    TableHolder h(100, {0xabcdef, 0}, to);
     auto& t = h.table;
     std::mt19937 rng(startClock + 7);
     struct M {

@@ -295,7 +295,7 @@ class NatTest : public ::testing::Test {
     fp.capacity = s.capacity;
     name_ = "nat_test_" + std::to_string(seq_++);
     fp.name = name_.c_str();
-    fp.hashSeed = 0x1234;
+    fp.hashKey = {0x1234, 0x5678};
     ft_ = std::make_unique<FlowTable>(fp);
     PortAllocator::Params pp;
     pp.portMin = s.portMin;

@@ -38,7 +38,9 @@
 #include "dataplane/maglev.h"
 #include "dataplane/nat.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/siphash.h"
 #include "strait/snapshot.h"
+#include "tools/lib/crc32c_collisions.h"
 
 using namespace strait;
 using namespace strait::dataplane;
@@ -145,7 +147,7 @@ struct Core {
     FlowTable::Params fp;
     fp.capacity = capacity;
     fp.socketId = socket;
-    fp.hashSeed = 0x5eed + id;
+    fp.hashKey = {0x5eed + id, 0x0123456789abcdefull};
     std::string name = "bench_flows" + std::to_string(id) + "_" + std::to_string(capacity);
     fp.name = name.c_str();
     flows = std::make_unique<FlowTable>(fp);
@@ -370,6 +372,111 @@ double nullPmdFloor(int runs, uint32_t packets) {
   return median(meds);
 }
 
+// Hash flooding: 16,384 flow keys crafted so that CRC32C (the flow table's
+// hash before SipHash) gives them all one value whatever the seed (see
+// tools/lib/crc32c_collisions.h), against as many random keys, with each
+// hash driving an rte_hash the way FlowTable does (extendable buckets, the
+// signature computed by the caller and passed in). Inserts are timed per
+// key; lookups per key in bursts of 32 with the hashing inside the timed
+// region, median of runs.
+struct CollisionRow {
+  double insertCycles = 0;
+  double lookupCycles = 0;
+};
+
+uint32_t unusedHash(const void*, uint32_t, uint32_t) {
+  std::fprintf(stderr, "collision bench: rte_hash hashed a key itself\n");
+  std::abort();
+}
+
+template <class Hash>
+CollisionRow collisionCase(const std::vector<FlowKey>& keys, Hash&& hash, int runs, const char* name) {
+  rte_hash_parameters hp{};
+  hp.name = name;
+  hp.entries = 2 * static_cast<uint32_t>(keys.size());
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = unusedHash;
+  hp.socket_id = static_cast<int>(rte_socket_id());
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  rte_hash* h = rte_hash_create(&hp);
+  if (!h) return {-1, -1};
+  CollisionRow row;
+  uint64_t t0 = rte_rdtsc_precise();
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    rte_hash_add_key_with_hash_data(h, &keys[i], hash(keys[i]), reinterpret_cast<void*>(uintptr_t(i)));
+  row.insertCycles = double(rte_rdtsc_precise() - t0) / double(keys.size());
+
+  constexpr uint32_t kLookups = 65536;
+  std::mt19937_64 rng(3);
+  std::vector<uint32_t> order(kLookups);
+  for (auto& x : order) x = static_cast<uint32_t>(rng() % keys.size());
+  const void* kp[kBurst];
+  hash_sig_t sig[kBurst];
+  void* data[kBurst];
+  std::vector<double> meds;
+  uint64_t found = 0;
+  for (int r = 0; r < runs; ++r) {
+    t0 = rte_rdtsc_precise();
+    for (uint32_t b = 0; b < kLookups; b += kBurst) {
+      for (uint32_t i = 0; i < kBurst; ++i) {
+        kp[i] = &keys[order[b + i]];
+        sig[i] = hash(keys[order[b + i]]);
+      }
+      uint64_t hits = 0;
+      rte_hash_lookup_with_hash_bulk_data(h, kp, sig, kBurst, &hits, data);
+      found += static_cast<uint64_t>(__builtin_popcountll(hits));
+    }
+    meds.push_back(double(rte_rdtsc_precise() - t0) / kLookups);
+  }
+  rte_hash_free(h);
+  if (found != uint64_t{kLookups} * static_cast<uint64_t>(runs)) return {-1, -1};
+  row.lookupCycles = median(meds);
+  return row;
+}
+
+void collisionBench(int runs) {
+  constexpr uint32_t kKeys = 16384;
+  FlowKey base{};
+  base.srcIp = htonl(0xC6336401);  // 198.51.100.1
+  base.dstIp = htonl(kVip);
+  base.srcPort = htons(1024);
+  base.dstPort = htons(kVipPort);
+  base.proto = IPPROTO_TCP;
+  const std::vector<FlowKey> crafted = strait::tools::crc32cCollidingKeys(base, kKeys);
+  std::vector<FlowKey> random(kKeys, base);
+  std::mt19937_64 rng(11);
+  for (auto& k : random) {
+    k.srcIp = static_cast<uint32_t>(rng());
+    k.srcPort = static_cast<uint16_t>(rng());
+  }
+  const uint32_t crcSeed = 0x5eed;
+  const SipKey sipKey{0x0123456789abcdefull, 0xfedcba9876543210ull};
+  auto crcHw = [crcSeed](const FlowKey& k) {
+    uint64_t w[2];
+    std::memcpy(w, &k, sizeof w);
+    return rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], crcSeed));
+  };
+  auto sip = [&sipKey](const FlowKey& k) { return static_cast<uint32_t>(sipHash13x16(sipKey, &k)); };
+  std::printf("\n### Hash flooding: %u keys crafted to collide under CRC32C vs %u random keys\n\n", kKeys, kKeys);
+  std::printf("| flow hash | keys | insert cycles/key | lookup cycles/key (bursts of 32) |\n|---|---|---|---|\n");
+  struct Case {
+    const char* hash;
+    const char* keys;
+    CollisionRow row;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"CRC32C, seeded (before)", "random", collisionCase(random, crcHw, runs, "bench_coll_cr")});
+  cases.push_back({"CRC32C, seeded (before)", "crafted", collisionCase(crafted, crcHw, runs, "bench_coll_cc")});
+  cases.push_back({"SipHash-1-3, keyed (now)", "random", collisionCase(random, sip, runs, "bench_coll_sr")});
+  cases.push_back({"SipHash-1-3, keyed (now)", "crafted", collisionCase(crafted, sip, runs, "bench_coll_sc")});
+  for (const Case& c : cases) {
+    if (c.row.lookupCycles < 0)
+      std::printf("| %s | %s | failed | failed |\n", c.hash, c.keys);
+    else
+      std::printf("| %s | %s | %.1f | %.1f |\n", c.hash, c.keys, c.row.insertCycles, c.row.lookupCycles);
+  }
+}
+
 void portAllocBench() {
   PortAllocator::Params pp;
   pp.maxPools = 4;
@@ -557,6 +664,7 @@ int main(int argc, char** argv) {
     std::printf("| net_null PMD rx_burst + tx_burst | - | not available (start with --vdev=net_null0) |\n");
   std::printf("\n### Memory per flow (flow record + both hash keys, measured from DPDK heap use)\n\n| flows | bytes per flow |\n|---|---|\n");
   for (auto& [n, b] : memPerFlow) std::printf("| %u | %.1f |\n", n, b);
+  collisionBench(o.runs);
   portAllocBench();
   maglevBench();
   if (o.scaling && rte_lcore_count() > 1) scaling(*snap, o);
