@@ -52,6 +52,7 @@ CORE_SOURCES=(
   dataplane/toeplitz.cc
   dataplane/port_alloc.cc
   dataplane/tcp_state.cc
+  dataplane/siphash.cc
   dataplane/flow_table.cc
   dataplane/nat.cc
   dataplane/icmp.cc
