@@ -340,6 +340,17 @@ class Loader {
       if (!portNode) fail(p + ".port", "missing (the DPDK device name or PCI address)");
       ifc.port = asString(*portNode, p + ".port");
       if (ifc.port.empty()) fail(p + ".port", "must not be empty");
+      if (ifc.port.rfind(kXdpPortPrefix, 0) == 0) {
+        // Linux interface names: 1-15 bytes, no '/', ':' or whitespace.
+        const std::string name = ifc.xdpInterface();
+        const bool bad = name.empty() || name.size() >= 16 || name == "." || name == ".." ||
+                         std::any_of(name.begin(), name.end(), [](unsigned char ch) {
+                           return ch == '/' || ch == ':' || std::isspace(ch) || ch < 0x20 || ch == 0x7f;
+                         });
+        if (bad)
+          fail(p + ".port", quoted(ifc.port) + ": expected xdp:IFNAME with a Linux interface name (1-15 "
+                                               "characters, no '/', ':' or spaces)");
+      }
       const toml::node* addrNode = t.get("address");
       if (!addrNode) fail(p + ".address", "missing (the dataplane's address on this link, A.B.C.D/N)");
       const std::string addrText = asString(*addrNode, p + ".address");

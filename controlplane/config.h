@@ -33,8 +33,15 @@ struct Ipv4Prefix {
   uint8_t len = 32;
 };
 
+// `port = "xdp:IFNAME"`: the shared-NIC mode (AF_XDP on a kernel interface).
+inline constexpr const char* kXdpPortPrefix = "xdp:";
+
 struct InterfaceConfig {
-  std::string port;          // DPDK device name or PCI address
+  std::string port;          // DPDK device name, PCI address, or "xdp:IFNAME"
+  // The kernel interface of a shared-NIC port, or "" for a DPDK device.
+  std::string xdpInterface() const {
+    return port.rfind(kXdpPortPrefix, 0) == 0 ? port.substr(4) : std::string();
+  }
   Ipv4Prefix address;        // our address and the connected subnet
   std::optional<uint32_t> gateway;  // host order
   uint16_t mtu = 1500;

@@ -3,6 +3,8 @@
 #include "controlplane/dataplane_host.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
@@ -19,6 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -35,6 +38,7 @@
 #include "dataplane/route.h"
 #include "dataplane/toeplitz.h"
 #include "dataplane/worker.h"
+#include "dataplane/xdp_program.h"
 
 namespace strait::controlplane {
 
@@ -122,6 +126,24 @@ struct Worker {
   std::unique_ptr<WorkerContext> ctx;
 };
 
+// A shared-NIC interface (`port = "xdp:IFNAME"`): the net_af_xdp vdev
+// straitd creates on it and, once the PMD attached the program, the handles
+// to its maps.
+struct XdpPort {
+  std::size_t iface = 0;  // index into cfg.interfaces
+  std::string ifname;
+  std::unique_ptr<XdpObjectFile> object;
+  std::unique_ptr<XdpAttachment> attachment;
+  XdpPort() = default;
+  XdpPort(XdpPort&&) = default;
+  XdpPort& operator=(XdpPort&&) = default;
+  // Whatever path leaves straitd, the program does not stay behind.
+  ~XdpPort() {
+    attachment.reset();
+    if (!ifname.empty()) detachProgram(ifname);
+  }
+};
+
 struct DataplaneHost::Impl {
   Config cfg;
   std::vector<std::string> ealArgs;
@@ -155,7 +177,12 @@ struct DataplaneHost::Impl {
   uint64_t announcedGeneration = 0;
   std::vector<uint32_t> ownedAddresses;
   mutable std::mutex taskMu;
+  std::vector<std::string> deviceNames;  // per interface: what setupPort opens
+  std::vector<XdpPort> xdpPorts;
 
+  void initXdp();
+  void attachXdp();
+  void updateXdpAddresses(const Snapshot& snap);
   void initEal();
   void initMemory();
   void initPorts();
@@ -169,6 +196,11 @@ void DataplaneHost::Impl::initEal() {
   numWorkers = static_cast<uint16_t>(cfg.dataplane.workers);
   ealArgs.push_back("straitd");
   for (const auto& a : cfg.dataplane.eal) ealArgs.push_back(a);
+  // Shared-NIC ports: straitd writes the vdev itself, one AF_XDP queue per
+  // worker from queue 0, with its own program (see docs/dataplane.md).
+  for (const auto& x : xdpPorts)
+    ealArgs.push_back("--vdev=" + deviceNames[x.iface] + ",iface=" + x.ifname +
+                      ",start_queue=0,queue_count=" + std::to_string(numWorkers) + ",xdp_prog=" + x.object->path());
   if (!hasLcoreArg(cfg.dataplane.eal)) ealArgs.push_back(defaultLcores(numWorkers));
   std::string joined;
   for (const auto& a : ealArgs) joined += " " + a;
@@ -183,6 +215,86 @@ void DataplaneHost::Impl::initEal() {
     throw std::runtime_error("dataplane.workers = " + std::to_string(numWorkers) + " needs " +
                              std::to_string(numWorkers + 1) + " lcores (one control + one per worker), EAL has " +
                              std::to_string(rte_lcore_count()));
+}
+
+// Before EAL: checks each shared-NIC interface (present, up, not holding the
+// dataplane's own address in the kernel), removes a program a crashed
+// straitd left attached, and puts the program where the PMD can load it.
+void DataplaneHost::Impl::initXdp() {
+  for (std::size_t i = 0; i < cfg.interfaces.size(); ++i) {
+    const auto& ifc = cfg.interfaces[i];
+    const std::string ifname = ifc.xdpInterface();
+    if (ifname.empty()) {
+      deviceNames.push_back(ifc.port);
+      continue;
+    }
+    deviceNames.push_back("net_af_xdp" + std::to_string(i));
+    const std::string key = "interface[" + std::to_string(i) + "]";
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) throw std::runtime_error(key + ": getifaddrs failed");
+    bool found = false, up = false, clash = false;
+    for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+      if (a->ifa_name == nullptr || ifname != a->ifa_name) continue;
+      found = true;
+      up = up || (a->ifa_flags & IFF_UP) != 0;
+      if (a->ifa_addr != nullptr && a->ifa_addr->sa_family == AF_INET &&
+          reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr == htonl(ifc.address.addr))
+        clash = true;
+    }
+    freeifaddrs(list);
+    if (!found)
+      throw std::runtime_error(key + ".port: \"" + ifc.port + "\": no interface " + ifname +
+                               " in this network namespace");
+    if (!up) throw std::runtime_error(key + ".port: \"" + ifc.port + "\": interface " + ifname + " is down");
+    if (clash)
+      throw std::runtime_error(key + ".address: " + formatIpv4(ifc.address.addr) + " is " + ifname +
+                               "'s kernel address; in xdp mode the kernel keeps its address and straitd "
+                               "needs one of its own on the link (on EC2, a secondary private IP)");
+    if (const int limit = xdpQueueLimit(ifname); limit < static_cast<int>(cfg.dataplane.workers))
+      throw std::runtime_error(
+          key + ".port: \"" + ifc.port + "\": dataplane.workers = " + std::to_string(cfg.dataplane.workers) +
+          " needs one AF_XDP queue per worker but " + ifname + " offers " + std::to_string(limit) +
+          " combined channel(s) (a device without combined channels, such as veth, counts as one); raise "
+          "them with `ethtool -L " + ifname + " combined N` or run fewer workers");
+    if (clearStaleProgram(ifname))
+      logf(LogLevel::kWarn, "%s: removed the Strait XDP program a previous straitd left attached", ifname.c_str());
+    XdpPort x;
+    x.iface = i;
+    x.ifname = ifname;
+    x.object = std::make_unique<XdpObjectFile>();
+    xdpPorts.push_back(std::move(x));
+  }
+}
+
+// After the ports started: the PMD has loaded and attached the program;
+// adopt its maps and steer the dataplane's own address at once (ARP
+// replies to straitd's first requests must reach it).
+void DataplaneHost::Impl::attachXdp() {
+  for (auto& x : xdpPorts) {
+    x.attachment = std::make_unique<XdpAttachment>(x.ifname);
+    logf(LogLevel::kInfo, "%s: Strait XDP program id %u attached, %u queue(s) steered to AF_XDP", x.ifname.c_str(),
+         x.attachment->programId(), numWorkers);
+  }
+  std::map<uint32_t, uint32_t> roles;
+  for (const auto& ifc : cfg.interfaces) roles[htonl(ifc.address.addr)] |= STRAIT_XDP_ROLE_LOCAL;
+  for (auto& x : xdpPorts)
+    if (!x.attachment->setAddresses(roles))
+      throw std::runtime_error(x.ifname + ": cannot fill the XDP address map");
+}
+
+// Keeps every shared-NIC program's address map equal to what straitd owns.
+void DataplaneHost::Impl::updateXdpAddresses(const Snapshot& snap) {
+  if (xdpPorts.empty()) return;
+  std::map<uint32_t, uint32_t> roles;
+  for (const auto& ifc : cfg.interfaces) roles[htonl(ifc.address.addr)] |= STRAIT_XDP_ROLE_LOCAL;
+  for (const auto& sv : snap.services) {
+    roles[sv.vip] |= STRAIT_XDP_ROLE_VIP;
+    for (uint32_t a : sv.snatIps) roles[a] |= STRAIT_XDP_ROLE_SNAT;
+  }
+  for (auto& x : xdpPorts)
+    if (x.attachment && !x.attachment->setAddresses(roles))
+      logf(LogLevel::kError, "%s: XDP address map update failed; some owned addresses are not steered",
+           x.ifname.c_str());
 }
 
 void DataplaneHost::Impl::initMemory() {
@@ -236,7 +348,7 @@ void DataplaneHost::Impl::initMemory() {
 void DataplaneHost::Impl::initPorts() {
   for (const auto& ifc : cfg.interfaces) {
     PortParams p;
-    p.device = ifc.port;
+    p.device = deviceNames[&ifc - cfg.interfaces.data()];
     p.queues = numWorkers;
     p.rxDescriptors = cfg.dataplane.rxDescriptors;
     p.txDescriptors = cfg.dataplane.txDescriptors;
@@ -380,9 +492,11 @@ void DataplaneHost::Impl::initWorkers() {
 
 DataplaneHost::DataplaneHost(const Config& cfg) : impl_(std::make_unique<Impl>()) {
   impl_->cfg = cfg;
+  impl_->initXdp();
   impl_->initEal();
   impl_->initMemory();
   impl_->initPorts();
+  impl_->attachXdp();
   impl_->initRouting();
   impl_->initWorkers();
   logf(LogLevel::kInfo, "SNAT reply ownership: %s", ownerMode().c_str());
@@ -399,7 +513,8 @@ DataplaneHost::~DataplaneHost() {
     w.flows.reset();
     w.ports.reset();
   }
-  for (const auto& p : d.ports) stopPort(p);
+  for (const auto& p : d.ports) stopPort(p);  // net_af_xdp detaches its program here
+  d.xdpPorts.clear();                         // and this, if it did not
   // Everything DPDK-backed goes before rte_eal_cleanup().
   d.arp.reset();
   d.routes.reset();
@@ -487,6 +602,7 @@ void DataplaneHost::poll() {
   const Snapshot* snap = d.current.load(std::memory_order_acquire);
   if (snap && snap->generation != d.announcedGeneration) {
     d.announcedGeneration = snap->generation;
+    d.updateXdpAddresses(*snap);
     std::vector<uint32_t> owned;
     for (const auto& s : snap->services) {
       owned.push_back(s.vip);
@@ -639,6 +755,12 @@ std::vector<PortInfo> DataplaneHost::ports() const {
     pi.name = p.device;
     pi.portId = p.portId;
     pi.xstats = readXstats(p.portId);
+    for (const auto& x : impl_->xdpPorts) {
+      if (!x.attachment || impl_->deviceNames[x.iface] != p.device) continue;
+      pi.xdpInterface = x.ifname;
+      const XdpVerdictCounts c = x.attachment->counters();
+      for (unsigned v = 0; v < c.size(); ++v) pi.xdpVerdicts.emplace_back(xdpVerdictName(v), c[v]);
+    }
     out.push_back(std::move(pi));
   }
   return out;

@@ -436,17 +436,29 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
   });
 
   buildSection(out, "NIC xstats", errors_, [&](Families& s) {
+    const auto ports = rt_.ports();
     auto& f = addFamily(s, "strait_port_xstat",
                         "The NIC's extended statistics as the PMD names them (rte_eth_xstats_get); on ENA "
                         "these include the *_allowance_exceeded counters.",
                         MetricType::Untyped);
-    for (const auto& p : rt_.ports()) {
+    for (const auto& p : ports) {
       std::set<std::string> seen;
       for (const auto& [name, value] : p.xstats) {
         if (!seen.insert(name).second) continue;
         addSample(f, {{"name", name}, {"port", p.name}}, num(value));
       }
     }
+    // Shared-NIC ports only: no family at all without one.
+    if (std::none_of(ports.begin(), ports.end(), [](const PortInfo& p) { return !p.xdpInterface.empty(); }))
+      return;
+    auto& x = addFamily(s, "strait_xdp_verdicts_total",
+                        "Frames Strait's XDP program classified on a shared-NIC (xdp:IFNAME) interface, by "
+                        "verdict: steer_* went to straitd, pass_* to the kernel, drop_no_socket found no "
+                        "straitd socket on its queue (docs/dataplane.md has the table).",
+                        MetricType::Counter);
+    for (const auto& p : ports)
+      for (const auto& [verdict, value] : p.xdpVerdicts)
+        addSample(x, {{"interface", p.xdpInterface}, {"verdict", verdict}}, num(value));
   });
 
   addSample(addFamily(out, "strait_metrics_errors_total",

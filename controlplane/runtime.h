@@ -45,6 +45,10 @@ struct PortInfo {
   std::string name;   // DPDK device name
   uint16_t portId = 0;
   std::vector<std::pair<std::string, uint64_t>> xstats;  // as the PMD names them
+  // Shared-NIC ports (xdp:IFNAME): the kernel interface and the XDP
+  // program's verdict counters by name; empty otherwise.
+  std::string xdpInterface;
+  std::vector<std::pair<std::string, uint64_t>> xdpVerdicts;
 };
 
 class Runtime {

@@ -199,8 +199,15 @@ def test_service_backend_and_nic_series_carry_labels(prom, e2e):
     assert all(v == 1 for _, v in up), up
     assert prom.value('strait_service_backends{service="web"}') == len(backends)
     assert prom.value(f'strait_service_info{{service="web",listen="{VIP}:80",protocol="tcp"}}') == 1
-    xstats = {m["name"] for m, _ in prom.query('strait_port_xstat{port="net_af_packet0"}')}
+    port = "net_af_xdp0" if e2e.io == "xdp" else "net_af_packet0"
+    xstats = {m["name"] for m, _ in prom.query(f'strait_port_xstat{{port="{port}"}}')}
     assert {"rx_good_packets", "tx_good_packets"} <= xstats, sorted(xstats)
+    if e2e.io == "xdp":
+        # Strait's XDP program: every verdict a series, traffic steered to
+        # straitd and (health checks' replies) passed to the kernel.
+        verdicts = {m["verdict"]: v for m, v in prom.query('strait_xdp_verdicts_total{interface="lb0"}')}
+        assert len(verdicts) == 11, sorted(verdicts)
+        assert verdicts["steer_tcp"] > 0 and verdicts["pass_ipv4"] > 0, verdicts
 
 
 def served_via_straitd(nginx) -> int:

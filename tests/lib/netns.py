@@ -132,17 +132,20 @@ def make_netns(name: str, cleanup: Cleanup, *, forwarding: bool = False) -> str:
 
 def make_veth(ns_a: str, if_a: str, ns_b: str, if_b: str, *,
               mac_a: str | None = None, mac_b: str | None = None,
-              mtu: int = 1500) -> None:
+              mtu: int = 1500, queues: int = 1) -> None:
     """A veth pair created directly between two namespaces, so interface
     names only need to be unique inside each namespace (and never touch the
-    root namespace). Both ends come up with offloads off."""
+    root namespace). Both ends come up with offloads off. `queues` RX/TX
+    queues on each end: an AF_XDP port binds one queue per worker, and the
+    peer's TX queue picks the queue a frame arrives on."""
+    qargs = ["numtxqueues", str(queues), "numrxqueues", str(queues)] if queues > 1 else []
     args = ["ip", "-n", ns_a, "link", "add", if_a]
     if mac_a:
         args += ["address", mac_a]
-    args += ["mtu", str(mtu), "type", "veth", "peer", "name", if_b, "netns", ns_b]
+    args += ["mtu", str(mtu)] + qargs + ["type", "veth", "peer", "name", if_b, "netns", ns_b]
     if mac_b:
         args += ["address", mac_b]
-    args += ["mtu", str(mtu)]
+    args += ["mtu", str(mtu)] + qargs
     sh(args)
     for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
         disable_offloads(ns, ifname)

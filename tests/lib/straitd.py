@@ -159,8 +159,9 @@ class Straitd:
                  address: str = "192.0.2.10/24", gateway: str = "192.0.2.1",
                  iface: str = "lb0", extra_eal: list[str] | None = None,
                  dataplane: dict | None = None, interface: dict | None = None,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", io: str = "af_packet") -> None:
         self.ns = ns
+        self.io = io
         self.workdir = Path(workdir)
         self.workers = workers
         self.name = f"straitd-{ns}"
@@ -168,14 +169,19 @@ class Straitd:
         self.socket = self.workdir / f"{self.name}.sock"
         self.log_path = self.workdir / f"{self.name}.log"
         self.metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
-        eal = ["--no-pci", "--in-memory", f"--file-prefix={ns}",
-               f"--vdev=net_af_packet0,iface={iface},qpairs={workers}"]
+        eal = ["--no-pci", "--in-memory", f"--file-prefix={ns}"]
+        if io == "xdp":
+            # Shared-NIC mode: straitd sets up AF_XDP on the interface itself.
+            port = f"xdp:{iface}"
+        else:
+            eal.append(f"--vdev=net_af_packet0,iface={iface},qpairs={workers}")
+            port = "net_af_packet0"
         # straitd adds --lcores itself (control + one per worker, over the
         # CPUs it may use) when the config has none.
         eal += eal_memory_args() + list(extra_eal or [])
         self.config_text = render_config(
             eal=eal, workers=workers, address=address, gateway=gateway, services=services,
-            dataplane={**TEST_DATAPLANE, **(dataplane or {})}, interface=interface)
+            dataplane={**TEST_DATAPLANE, **(dataplane or {})}, interface=interface, port=port)
         self.log_level = log_level
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None

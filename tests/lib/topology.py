@@ -16,6 +16,13 @@ they create themselves (see docs/test-topology.md for the diagram):
   `tap0` plays the gateway (192.0.2.1, answered by the tester's kernel) and
   every host behind it; the tests write and read raw frames there.
 
+Both come in two I/O modes (`io`): "af_packet", where straitd's port is
+DPDK's af_packet PMD on `lb0` and lb0 has no kernel address, and "xdp", the
+shared-NIC mode (`port = "xdp:lb0"`), where lb0 keeps a kernel address of
+its own (LB_KERNEL_IP, management) next to straitd's, lb0 and its peer have
+one queue per worker, and in the EC2 shape the kernel reaches the backends
+over lb0 itself rather than over a management veth.
+
 Names are unique per process and per topology (the pid and a counter), so
 concurrent runs do not collide; every object is undone by `down()` in
 reverse order, also after a partial `up()`.
@@ -23,6 +30,7 @@ reverse order, also after a partial `up()`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +47,8 @@ LB_IP = "192.0.2.10"
 VIP = LB_IP
 VIP2 = "192.0.2.11"
 SNAT2 = "192.0.2.20"
+# The kernel's own address on lb0 in the xdp I/O mode (never straitd's).
+LB_KERNEL_IP = "192.0.2.5"
 LB_MAC = "02:53:00:00:00:0a"   # lb0 (the DPDK port)
 GW_MAC = "02:53:00:00:00:01"   # its peer: the router, or the tester
 # Clients and the management link share 198.51.100.0/24.
@@ -53,13 +63,32 @@ BACKEND_NET = "203.0.113.0/24"
 BACKEND_ROUTER_IP = "203.0.113.1"
 
 
+IO_MODES = ("af_packet", "xdp")
+
+
+def io_modes() -> list[str]:
+    """The I/O modes the shared fixtures run in: both, unless STRAIT_TEST_IO
+    names one (af_packet or xdp) for a quicker run."""
+    want = os.environ.get("STRAIT_TEST_IO", "").strip()
+    if not want:
+        return list(IO_MODES)
+    if want not in IO_MODES:
+        raise ValueError(f"STRAIT_TEST_IO={want!r}: expected one of {', '.join(IO_MODES)}")
+    return [want]
+
+
 def backend_ip(i: int) -> str:
     """Address of backend i (0-based): 203.0.113.11, .12, ..."""
     return f"203.0.113.{11 + i}"
 
 
 class _Base:
-    def __init__(self, workdir: Path | None, prefix: str | None = None) -> None:
+    def __init__(self, workdir: Path | None, prefix: str | None = None, *,
+                 io: str = "af_packet", queues: int = 1) -> None:
+        if io not in IO_MODES:
+            raise ValueError(f"io={io!r}: expected one of {IO_MODES}")
+        self.io = io
+        self.queues = queues
         self.tag = netns.unique_tag()
         # Tests name namespaces after their pid (stale ones can be found and
         # cleared); the demo gives fixed, typeable names.
@@ -71,6 +100,14 @@ class _Base:
         self.workdir.chmod(0o755)
         self.namespaces: list[str] = []
         self.is_up = False
+
+    def _lb_link(self, peer_ns: str, peer_if: str) -> None:
+        """lb0 in the lb namespace facing `peer_if`; in the xdp mode with one
+        queue per worker on both ends and the kernel's own address on lb0."""
+        make_veth(self.lb, "lb0", peer_ns, peer_if, mac_a=LB_MAC, mac_b=GW_MAC,
+                  queues=self.queues if self.io == "xdp" else 1)
+        if self.io == "xdp":
+            add_addr(self.lb, "lb0", f"{LB_KERNEL_IP}/24")
 
     def ns_name(self, role: str) -> str:
         return f"{self.prefix}-{role}"
@@ -108,8 +145,9 @@ class Ec2Topology(_Base):
 
     def __init__(self, backends: int = 2, *, mgmt: bool = False,
                  workdir: Path | None = None, backend_port: int = 80,
-                 payload_size: int = 8 << 20, prefix: str | None = None) -> None:
-        super().__init__(workdir, prefix)
+                 payload_size: int = 8 << 20, prefix: str | None = None,
+                 io: str = "af_packet", queues: int = 1) -> None:
+        super().__init__(workdir, prefix, io=io, queues=queues)
         self.n_backends = backends
         self.mgmt = mgmt
         self.backend_port = backend_port
@@ -127,8 +165,9 @@ class Ec2Topology(_Base):
         self.client = self._ns("client")
         self.backend_ns = [self._ns(f"backend{i + 1}") for i in range(self.n_backends)]
 
-        # The straitd link: lb0 stays without an address (DPDK owns it).
-        make_veth(self.lb, "lb0", self.router, "lbnet", mac_a=LB_MAC, mac_b=GW_MAC)
+        # The straitd link: with af_packet lb0 stays without an address
+        # (DPDK owns it); with xdp the kernel keeps one of its own.
+        self._lb_link(self.router, "lbnet")
         add_addr(self.router, "lbnet", f"{GATEWAY_IP}/24")
 
         make_veth(self.client, "eth0", self.router, "clnet")
@@ -146,7 +185,13 @@ class Ec2Topology(_Base):
             add_addr(ns, "eth0", f"{self.backend_ips[i]}/24")
             add_route(ns, "default", BACKEND_ROUTER_IP)
 
-        if self.mgmt:
+        if self.mgmt and self.io == "xdp":
+            # Shared NIC: the kernel's address on lb0 is the management
+            # path, as on an EC2 instance with one ENI; health checks (and
+            # anything else of the kernel's) leave and come back over the
+            # link straitd serves.
+            add_route(self.lb, "default", GATEWAY_IP)
+        elif self.mgmt:
             make_veth(self.lb, "mgmt0", self.router, "mgnet")
             add_addr(self.lb, "mgmt0", f"{MGMT_LB_IP}/{MGMT_PREFIX}")
             add_addr(self.router, "mgnet", f"{MGMT_ROUTER_IP}/{MGMT_PREFIX}")
@@ -181,14 +226,15 @@ class WireTopology(_Base):
 
     TESTER_IF = "tap0"
 
-    def __init__(self, workdir: Path | None = None) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: Path | None = None, *, io: str = "af_packet",
+                 queues: int = 1) -> None:
+        super().__init__(workdir, io=io, queues=queues)
         self.lb = self.tester = ""
 
     def up(self) -> "WireTopology":
         self.lb = self._ns("lb")
         self.tester = self._ns("tester")
-        make_veth(self.lb, "lb0", self.tester, self.TESTER_IF, mac_a=LB_MAC, mac_b=GW_MAC)
+        self._lb_link(self.tester, self.TESTER_IF)
         add_addr(self.tester, self.TESTER_IF, f"{GATEWAY_IP}/24")
         self.is_up = True
         return self

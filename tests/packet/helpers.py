@@ -131,6 +131,13 @@ class Counters:
         got = self.wait_delta(name, want, **labels)
         assert got == want, f"{name}{labels} grew by {got:g}, expected {want:g}"
 
+    def assert_passed_to_kernel(self, verdict: str, n: int = 1) -> None:
+        """xdp mode: the XDP program handed exactly `n` frames to the kernel
+        under `verdict` (pass_ipv4, pass_arp, ...), and straitd, which never
+        saw them, dropped nothing."""
+        self.assert_delta("strait_xdp_verdicts_total", n, verdict=verdict)
+        self.assert_drops(None)
+
     def assert_drops(self, reason: str | None, n: int = 1) -> None:
         """Exactly `n` drops of `reason` and none of any other reason
         (reason None: no drops at all)."""
@@ -157,6 +164,7 @@ class PacketLb:
     d: Straitd
     wire: Wire
     workers: int
+    io: str = "af_packet"
 
     def counters(self) -> Counters:
         """Drains frames left over from earlier cases, then snapshots the

@@ -417,6 +417,23 @@ TEST(Config, InterfaceRules) {
   EXPECT_NO_THROW(parse(ifc("port = \"p0\"\naddress = \"192.0.2.7/32\"")));
 }
 
+TEST(Config, XdpPortNamesAKernelInterface) {
+  const auto ifc = [](const std::string& port) {
+    return "[[interface]]\nport = \"" + port + "\"\naddress = \"192.0.2.10/24\"\n";
+  };
+  Config c;
+  ASSERT_NO_THROW(c = parse(ifc("xdp:ens5")));
+  EXPECT_EQ(c.interfaces[0].xdpInterface(), "ens5");
+  ASSERT_NO_THROW(c = parse(ifc("xdp:lb0.100")));
+  EXPECT_EQ(c.interfaces[0].xdpInterface(), "lb0.100");
+  ASSERT_NO_THROW(c = parse(ifc("net_af_packet0")));
+  EXPECT_EQ(c.interfaces[0].xdpInterface(), "");
+  for (const char* bad : {"xdp:", "xdp:a/b", "xdp:a b", "xdp:x:y", "xdp:abcdefghijklmnop", "xdp:.."})
+    expectError(ifc(bad), "interface[0].port", "expected xdp:IFNAME");
+  ASSERT_NO_THROW(c = parse(ifc("xdp:abcdefghijklmno")));  // 15, the longest
+  EXPECT_EQ(c.interfaces[0].xdpInterface(), "abcdefghijklmno");
+}
+
 TEST(Config, ServiceRules) {
   expectError(minimalWith("", "") + "[[service]]\nlisten = \"192.0.2.10:81\"\n", "service[1].name",
               "missing");

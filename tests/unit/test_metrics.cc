@@ -355,6 +355,26 @@ TEST(Metrics, NicXstatsAsThePmdNamesThem) {
   EXPECT_EQ(s.at("strait_port_xstat{name=\"rx_good_packets\",port=\"net_af_packet0\"}"), 2000);
 }
 
+TEST(Metrics, XdpVerdictsOnlyForSharedNicPorts) {
+  FakeRuntime rt(1);
+  populate(rt);
+  MetricsCollector plain(rt, [] { return Topology{}; });
+  for (const auto& [k, v] : samples(plain.render())) EXPECT_EQ(k.rfind("strait_xdp_", 0), std::string::npos) << k;
+
+  PortInfo x;
+  x.name = "net_af_xdp0";
+  x.xdpInterface = "ens5";
+  x.xdpVerdicts = {{"steer_tcp", 12}, {"pass_ipv4", 30}, {"drop_no_socket", 0}};
+  rt.portList.push_back(x);
+  MetricsCollector m(rt, [] { return Topology{}; });
+  const std::string text = m.render();
+  const auto s = samples(text);
+  EXPECT_NE(text.find("# TYPE strait_xdp_verdicts_total counter"), std::string::npos);
+  EXPECT_EQ(s.at("strait_xdp_verdicts_total{interface=\"ens5\",verdict=\"steer_tcp\"}"), 12);
+  EXPECT_EQ(s.at("strait_xdp_verdicts_total{interface=\"ens5\",verdict=\"pass_ipv4\"}"), 30);
+  EXPECT_EQ(s.at("strait_xdp_verdicts_total{interface=\"ens5\",verdict=\"drop_no_socket\"}"), 0);
+}
+
 TEST(Metrics, FailingSourceCostsOnlyItsSeries) {
   FakeRuntime rt(1);
   populate(rt);

@@ -1,0 +1,95 @@
+// Strait's XDP program on the host side, for the shared-NIC mode
+// (`port = "xdp:IFNAME"`): the object built into straitd, handed to DPDK's
+// net_af_xdp PMD as a file it loads and attaches itself (`xdp_prog=`), and
+// the handles the control plane keeps to the attached program's maps.
+//
+// Why the PMD loads it rather than straitd: DPDK 22.11's af_xdp PMD either
+// loads a program from a path or installs libxdp's default one; it has no
+// way to adopt a program already attached. So straitd gives it the object
+// through a memfd (/proc/self/fd/N), then finds what the kernel attached to
+// IFNAME (bpf_xdp_query_id -> prog id -> bpf_prog_info.map_ids) and opens
+// the address and counter maps by id. No bpffs pinning is needed, which
+// matters because `ip netns exec` hides bpffs.
+//
+// Detaching: the PMD detaches on port close; XdpAttachment's destructor
+// detaches too if the program is still there (every unwinding exit path);
+// and a program left by a crashed straitd, recognised by its name, is
+// removed by clearStaleProgram() at the next start.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "strait/xdp_abi.h"
+
+namespace strait::dataplane {
+
+using XdpVerdictCounts = std::array<uint64_t, STRAIT_XDP_VERDICT_COUNT>;
+
+// Metric label of a verdict ("steer_tcp", "pass_ipv6", ...).
+const char* xdpVerdictName(unsigned verdict);
+
+// The compiled program, as built into the binary.
+const uint8_t* xdpObjectData();
+std::size_t xdpObjectSize();
+
+// The object in an anonymous memory file, for the PMD's `xdp_prog=` devarg.
+class XdpObjectFile {
+ public:
+  XdpObjectFile();  // throws std::runtime_error
+  ~XdpObjectFile();
+  XdpObjectFile(const XdpObjectFile&) = delete;
+  XdpObjectFile& operator=(const XdpObjectFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// Interface index of `ifname` in this network namespace; throws naming it.
+int interfaceIndex(const std::string& ifname);
+
+// How many AF_XDP queues DPDK 22.11's net_af_xdp can bind on `ifname`: the
+// combined channels ethtool reports, and 1 for a device that reports none
+// (veth, for one), as the PMD counts them.
+int xdpQueueLimit(const std::string& ifname);
+
+// Removes a Strait XDP program left attached to `ifname` (by a straitd that
+// did not exit cleanly). Returns true when one was removed. Throws when a
+// program that is not Strait's is attached: straitd will not replace it.
+bool clearStaleProgram(const std::string& ifname);
+
+// Detaches Strait's program from `ifname` if it is the one attached.
+void detachProgram(const std::string& ifname);
+
+// The program attached to an interface and its maps, found after the PMD
+// attached it.
+class XdpAttachment {
+ public:
+  explicit XdpAttachment(const std::string& ifname);  // throws std::runtime_error
+  ~XdpAttachment();
+  XdpAttachment(const XdpAttachment&) = delete;
+  XdpAttachment& operator=(const XdpAttachment&) = delete;
+
+  const std::string& ifname() const { return ifname_; }
+  uint32_t programId() const { return progId_; }
+  // Makes the address map hold exactly `roles` (IPv4 network order -> role
+  // bits). Returns false and leaves a partial update when the kernel refuses.
+  bool setAddresses(const std::map<uint32_t, uint32_t>& roles);
+  // The verdict counters summed over CPUs.
+  XdpVerdictCounts counters() const;
+
+ private:
+  std::string ifname_;
+  int ifindex_ = 0;
+  uint32_t progId_ = 0;
+  int addrFd_ = -1;
+  int statsFd_ = -1;
+  std::map<uint32_t, uint32_t> current_;
+};
+
+}  // namespace strait::dataplane
