@@ -7,17 +7,20 @@ nginx backends 203.0.113.11/.12 with UDP sinks) and, on the relay's veth in
 turn:
 
 * straitd (DPDK net_af_packet on lb0; VIP and SNAT 192.0.2.10, one worker);
+* straitd in the shared-NIC mode (`port = "xdp:lb0"`: AF_XDP with Strait's
+  XDP program in native mode on the veth; lb0 keeps a kernel address,
+  192.0.2.5, as a shared NIC would; same services, one worker);
 * the iptables relay as such relays are built today: a kernel namespace
   holding 192.0.2.10 on that same veth, ip_forward=1, `-m statistic --mode
   random` DNAT rules spreading the VIP over the backends, MASQUERADE towards
   them, default conntrack.
 
-Each round runs the same loads against both (the order alternates per
-round, so drift on a shared machine falls on both sides): wrk with
+Each round runs the same loads against all three (the order rotates per
+round, so drift on a shared machine falls on every side): wrk with
 keep-alive connections, wrk with a new connection per request, and a
 bounded UDP blast (tools/benchlib/udpblast.c) counted where it arrives.
-Figures are medians over rounds; ratios are straitd / iptables from the same
-run. Nothing here asserts a time: it prints tables and writes them (and the
+Figures are medians over rounds; ratios are against iptables (and AF_XDP
+against af_packet) from the same run. Nothing here asserts a time: it prints tables and writes them (and the
 raw figures as JSON) to files for tools/bench to put in docs/benchmarks.md.
 
 Run it through tools/bench (which installs dependencies and builds first);
@@ -44,17 +47,23 @@ sys.path.insert(0, str(REPO))
 from tests.lib.netns import (CommandError, add_addr, add_route, make_netns, ns_cmd,  # noqa: E402
                              ns_sh, sh)
 from tests.lib.straitd import Service, Straitd, binary_works, eal_memory_args, straitd_path  # noqa: E402
-from tests.lib.topology import (BACKEND_NET, GATEWAY_IP, LB_IP, VIP, Ec2Topology)  # noqa: E402
+from tests.lib.topology import (BACKEND_NET, GATEWAY_IP, LB_IP, LB_KERNEL_IP, VIP,  # noqa: E402
+                                Ec2Topology)
 
 HTTP_PORT = 80
 UDP_PORT = 9000
 UDP_SPORT_BASE = 40000
 STRAITD = "straitd"
+STRAITD_XDP = "straitd-xdp"
 IPTABLES = "iptables"
+RELAYS = [STRAITD, STRAITD_XDP, IPTABLES]
 RELAY_TITLE = {
-    STRAITD: "straitd",
+    STRAITD: "straitd (af_packet)",
+    STRAITD_XDP: "straitd (AF_XDP, xdp:lb0)",
     IPTABLES: "iptables DNAT + MASQUERADE",
 }
+# The ratio rows: (numerator, denominator).
+RATIOS = [(STRAITD, IPTABLES), (STRAITD_XDP, IPTABLES), (STRAITD_XDP, STRAITD)]
 
 
 def log(msg: str) -> None:
@@ -77,11 +86,14 @@ def build_udpblast(out_dir: Path) -> Path:
 # --- relays ----------------------------------------------------------------------
 
 class StraitdRelay:
-    """straitd on lb0 in the topology's lb namespace."""
+    """straitd on lb0 in the topology's lb namespace, on DPDK's af_packet PMD
+    or (io="xdp") in the shared-NIC mode, where lb0 also holds a kernel
+    address for the length of the phase."""
 
-    name = STRAITD
-
-    def __init__(self, topo: Ec2Topology, idle_sleep_us: int, flow_capacity: int) -> None:
+    def __init__(self, topo: Ec2Topology, idle_sleep_us: int, flow_capacity: int,
+                 io: str = "af_packet") -> None:
+        self.io = io
+        self.name = STRAITD_XDP if io == "xdp" else STRAITD
         self.topo = topo
         self.idle_sleep_us = idle_sleep_us
         self.flow_capacity = flow_capacity
@@ -94,7 +106,10 @@ class StraitdRelay:
         poll = ("busy polling (`idle_sleep_us = 0`)" if self.idle_sleep_us == 0 else
                 f"polling, sleeping {self.idle_sleep_us} us when a poll finds nothing "
                 f"(`idle_sleep_us = {self.idle_sleep_us}`)")
-        return (f"straitd, `workers = 1`, {poll}, DPDK net_af_packet on lb0, EAL memory {mem}, "
+        port = ("`port = \"xdp:lb0\"`: DPDK net_af_xdp on lb0 with Strait's XDP program (native "
+                f"XDP on the veth, AF_XDP copy mode), lb0 also holding the kernel address {LB_KERNEL_IP}"
+                if self.io == "xdp" else "DPDK net_af_packet on lb0")
+        return (f"straitd, `workers = 1`, {poll}, {port}, EAL memory {mem}, "
                 f"`flow_capacity = {self.flow_capacity}`; VIP and SNAT address 192.0.2.10")
 
     def start(self) -> None:
@@ -104,10 +119,12 @@ class StraitdRelay:
             Service("blast", f"{VIP}:{UDP_PORT}", [f"{ip}:{UDP_PORT}" for ip in backends],
                     protocol="udp"),
         ]
+        if self.io == "xdp":
+            add_addr(self.topo.lb, "lb0", f"{LB_KERNEL_IP}/24")
         self.d = Straitd(self.topo.lb, self.topo.workdir, services=services, workers=1,
                          dataplane={"idle_sleep_us": self.idle_sleep_us,
                                     "flow_capacity": self.flow_capacity},
-                         log_level="warn")
+                         log_level="warn", io=self.io)
         self.d.start()
 
     def counters(self) -> dict:
@@ -125,6 +142,8 @@ class StraitdRelay:
             c[f"drop:{lab.get('reason', '?')}"] = v
         for lab, v in m.series("strait_port_xstat"):
             c[f"xstat:{lab.get('name', '?')}"] = c.get(f"xstat:{lab.get('name', '?')}", 0) + v
+        for lab, v in m.series("strait_xdp_verdicts_total"):
+            c[f"xdp:{lab.get('verdict', '?')}"] = v
         return c
 
     def stop(self) -> None:
@@ -133,6 +152,8 @@ class StraitdRelay:
             if rc not in (0, None):
                 log(f"straitd exited {rc}; log tail:\n{self.d.log_tail()}")
             self.d = None
+        if self.io == "xdp":
+            ns_sh(self.topo.lb, ["ip", "addr", "flush", "dev", "lb0"], check=False)
 
 
 class IptablesRelay:
@@ -363,10 +384,10 @@ def _sum(dicts) -> dict:
     return out
 
 
-def round_ratios(per: dict, get) -> str:
-    """Each round's straitd / iptables, the two measured minutes apart."""
+def round_ratios(per: dict, get, num: str = STRAITD, den: str = IPTABLES) -> str:
+    """Each round's num / den, the two measured minutes apart."""
     vals = []
-    for a, b in zip(per[STRAITD], per[IPTABLES]):
+    for a, b in zip(per[num], per[den]):
         x, y = get(a), get(b)
         vals.append(f"{x / y:.2f}" if x is not None and y else "-")
     return "[" + ", ".join(vals) + "]"
@@ -375,7 +396,8 @@ def round_ratios(per: dict, get) -> str:
 def render(results: dict) -> str:
     args = argparse.Namespace(**results["args"])
     rounds = results["rounds"]
-    relays = [STRAITD, IPTABLES]
+    relays = [r for r in RELAYS if all(r in x for x in rounds)]
+    ratios = [(a, b) for a, b in RATIOS if a in relays and b in relays]
     per = {r: [x[r] for x in rounds] for r in relays}
     out: list[str] = []
     w = out.append
@@ -383,20 +405,20 @@ def render(results: dict) -> str:
     w(f"Topology: client 198.51.100.2 -> router -> relay one-armed on `lb0` (VIP 192.0.2.10) "
       f"-> router -> nginx on 203.0.113.11 and .12 (one worker each, a {results['page_bytes']}-byte "
       f"page) and a UDP sink on each; every hop a veth with offloads off "
-      f"(docs/test-topology.md). {len(rounds)} round(s), the order of the two relays "
-      f"alternating; figures are medians over rounds, per-round values in brackets.")
+      f"(docs/test-topology.md). {len(rounds)} round(s), the order of the relays "
+      f"rotating; figures are medians over rounds, per-round values in brackets.")
     w("")
-    w("The ratio rows give straitd / iptables of the medians and, in brackets, of each round "
-      "(the two relays measured back to back). Above 1 is better for straitd in requests/s "
-      "and packets/s, below 1 in latency.")
+    w("The ratio rows give the ratio of the medians and, in brackets, of each round "
+      "(the relays measured back to back). Above 1 is better for the first-named relay in "
+      "requests/s and packets/s, below 1 in latency.")
     w("")
-    w(f"- **straitd**: {results['relays'][STRAITD]}.")
-    w(f"- **iptables**: {results['relays'][IPTABLES]}.")
+    for r in relays:
+        w(f"- **{RELAY_TITLE[r]}**: {results['relays'][r]}.")
     w("")
     w(f"On this machine ({cores} cores) the client, the router, the relay, both nginx and the "
       "UDP sink share the same CPUs, and the kernel does most of the work on both sides "
-      "(veth and routing everywhere, and for straitd also the af_packet copy in and out of "
-      "lb0): these are namespace/veth figures, not NIC line-rate figures. They say how the two "
+      "(veth and routing everywhere, and for straitd also the af_packet copy, or the XDP "
+      "program and the AF_XDP copy, in and out of lb0): these are namespace/veth figures, not NIC line-rate figures. They say how the two "
       "relays compare on the same path, not what straitd does on an ENA.")
     w("")
 
@@ -419,10 +441,12 @@ def render(results: dict) -> str:
             spread = ", ".join(f"{x['rps']:.0f}" for x in runs)
             w(f"| {RELAY_TITLE[r]} | {fmt(m['rps'], '.0f')} [{spread}] | {fmt(m['p50_ms'], '.3f')} | "
               f"{fmt(m['p90_ms'], '.3f')} | {fmt(m['p99_ms'], '.3f')} | {errs} | {non2xx} |")
-        a, b = meds[STRAITD], meds[IPTABLES]
-        rr = round_ratios(per, lambda x, k=key: x[k]["rps"])
-        w(f"| **straitd / iptables** | **{ratio(a['rps'], b['rps'])}** {rr} | {ratio(a['p50_ms'], b['p50_ms'])} | "
-          f"{ratio(a['p90_ms'], b['p90_ms'])} | {ratio(a['p99_ms'], b['p99_ms'])} | | |")
+        for num, den in ratios:
+            a, b = meds[num], meds[den]
+            rr = round_ratios(per, lambda x, k=key: x[k]["rps"], num, den)
+            w(f"| **{num} / {den}** | **{ratio(a['rps'], b['rps'])}** {rr} | "
+              f"{ratio(a['p50_ms'], b['p50_ms'])} | "
+              f"{ratio(a['p90_ms'], b['p90_ms'])} | {ratio(a['p99_ms'], b['p99_ms'])} | | |")
         w("")
 
     w("### UDP packet rate")
@@ -447,33 +471,41 @@ def render(results: dict) -> str:
         w(f"| {RELAY_TITLE[r]} | {fmt(m['sent'], '.0f')} | {fmt(m['offered_pps'], '.0f')} | "
           f"{fmt(m['delivered'], '.0f')} | {fmt(m['loss_pct'], '.2f')} | "
           f"{fmt(m['delivered_pps'], '.0f')} [{spread}] |")
-    a, b = meds[STRAITD], meds[IPTABLES]
-    w(f"| **straitd / iptables** | | {ratio(a['offered_pps'], b['offered_pps'])} | "
-      f"{ratio(a['delivered'], b['delivered'])} | | **{ratio(a['delivered_pps'], b['delivered_pps'])}** "
-      f"{round_ratios(per, lambda x: x['udp']['delivered_pps'])} |")
+    for num, den in ratios:
+        a, b = meds[num], meds[den]
+        w(f"| **{num} / {den}** | | {ratio(a['offered_pps'], b['offered_pps'])} | "
+          f"{ratio(a['delivered'], b['delivered'])} | | "
+          f"**{ratio(a['delivered_pps'], b['delivered_pps'])}** "
+          f"{round_ratios(per, lambda x: x['udp']['delivered_pps'], num, den)} |")
     w("")
-    udp_c = _sum(x["udp"]["relay_counters"] for x in per[STRAITD])
-    shown = {k: v for k, v in udp_c.items()
-             if k in ("rx_packets", "tx_packets") or k.startswith("drop:")
-             or (k.startswith("xstat:") and re.search(r"miss|err|nombuf|drop|full", k))}
-    sent = sum(x["udp"]["sent"] for x in per[STRAITD])
-    w(f"straitd's own counters over its UDP runs (/metrics, summed over rounds; {sent} "
-      "datagrams sent): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(shown.items())) +
-      f". {max(0, sent - udp_c.get('rx_packets', 0)):.0f} datagrams never reached straitd "
-      "(lost in the af_packet ring on lb0 or the router's backlog before it). Over veth the "
-      "kernel relay forwards in the sender's own softirq context, so the sender slows to what "
-      "the path takes and little is lost; straitd's path has a queue (the af_packet ring) "
-      "between the kernel and the worker, so a sender faster than the worker shows up as "
-      "loss rather than as a slower sender. Compare delivered packets/s.")
+    for r in (x for x in (STRAITD, STRAITD_XDP) if x in relays):
+        udp_c = _sum(x["udp"]["relay_counters"] for x in per[r])
+        shown = {k: v for k, v in udp_c.items()
+                 if k in ("rx_packets", "tx_packets") or k.startswith("drop:")
+                 or k.startswith("xdp:")
+                 or (k.startswith("xstat:") and re.search(r"miss|err|nombuf|drop|full", k))}
+        sent = sum(x["udp"]["sent"] for x in per[r])
+        ring = "the AF_XDP socket's ring" if r == STRAITD_XDP else "the af_packet ring"
+        w(f"{RELAY_TITLE[r]}'s own counters over its UDP runs (/metrics, summed over rounds; "
+          f"{sent} datagrams sent): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(shown.items())) +
+          f". {max(0, sent - udp_c.get('rx_packets', 0)):.0f} datagrams never reached straitd "
+          f"(lost in {ring} on lb0 or the router's backlog before it).")
+        w("")
+    w("Over veth the kernel relay forwards in the sender's own softirq context, so the sender "
+      "slows to what the path takes and little is lost; straitd's path has a queue (the "
+      "af_packet ring, or the AF_XDP socket's RX ring) between the kernel and the worker, so a "
+      "sender faster than the worker shows up as loss rather than as a slower sender. Compare "
+      "delivered packets/s.")
     w("")
-    drops = {k: v for k, v in _sum(x[key]["relay_counters"] for x in per[STRAITD]
-                                   for key in ("http_keepalive", "http_close", "udp")).items()
-             if k.startswith("drop:")}
-    if drops:
-        w("straitd drops over all loads: " +
-          ", ".join(f"{k[5:]} {v:.0f}" for k, v in sorted(drops.items())) + ".")
-    else:
-        w("straitd counted no drops over all loads.")
+    for r in (x for x in (STRAITD, STRAITD_XDP) if x in relays):
+        drops = {k: v for k, v in _sum(x[key]["relay_counters"] for x in per[r]
+                                       for key in ("http_keepalive", "http_close", "udp")).items()
+                 if k.startswith("drop:")}
+        if drops:
+            w(f"{RELAY_TITLE[r]} drops over all loads: " +
+              ", ".join(f"{k[5:]} {v:.0f}" for k, v in sorted(drops.items())) + ".")
+        else:
+            w(f"{RELAY_TITLE[r]} counted no drops over all loads.")
     w("")
     w(f"Raw figures of this run, per round: `{results['json_path']}` (in the build directory).")
     return "\n".join(out) + "\n"
@@ -547,12 +579,13 @@ def main() -> int:
         results["page_bytes"] = len(f"backend {topo.backend_ips[0]}\n")
         seq = 0
         for rnd in range(args.rounds):
-            order = [STRAITD, IPTABLES] if rnd % 2 == 0 else [IPTABLES, STRAITD]
+            order = RELAYS[rnd % 3:] + RELAYS[:rnd % 3]
             row: dict = {}
             for name in order:
                 seq += 1
-                relay = (StraitdRelay(topo, args.idle_sleep_us, args.flow_capacity)
-                         if name == STRAITD else IptablesRelay(topo, seq))
+                relay = (IptablesRelay(topo, seq) if name == IPTABLES else
+                         StraitdRelay(topo, args.idle_sleep_us, args.flow_capacity,
+                                      io="xdp" if name == STRAITD_XDP else "af_packet"))
                 log(f"round {rnd + 1}/{args.rounds}: {name}")
                 relay.start()
                 results["relays"][name] = relay.describe()

@@ -3,7 +3,9 @@
 
 Builds the EC2-like namespace topology (client, VPC router, straitd one-armed
 on its own veth, two nginx backends), starts straitd with the embedded
-config below, sends traffic through the VIP (curl over fresh connections,
+config below (in the shared-NIC mode, `port = "xdp:lb0"` with Strait's XDP
+program, where the machine allows it; otherwise, with a one-line reason, on
+DPDK's af_packet PMD), sends traffic through the VIP (curl over fresh connections,
 a download compared by sha256, a short wrk run), shows `lbctl backend list`
 and a few lines of /metrics, then tears it all down - or, with --keep,
 leaves it running and records what it started so `--down` can remove it.
@@ -26,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.lib.netns import ns_sh, sh  # noqa: E402
+from tests.lib.netns import CommandError, ns_sh, sh  # noqa: E402
 from tests.lib.straitd import Service, Straitd, lbctl_path  # noqa: E402
-from tests.lib.topology import CLIENT_IP, VIP, Ec2Topology  # noqa: E402
+from tests.lib.topology import CLIENT_IP, LB_KERNEL_IP, VIP, Ec2Topology  # noqa: E402
 
 PREFIX = "strait-demo"
 STATE = Path("/run/strait-demo.json")
@@ -87,7 +89,32 @@ def down_from_state() -> int:
     return 0
 
 
-def run_demo(workers: int, keep: bool) -> int:
+class FellBack(Exception):
+    """The xdp mode could not start here; the message is the reason."""
+
+
+def start_reason(d: Straitd) -> str:
+    """straitd's own error line from its log, for a one-line fallback reason."""
+    errors = [ln.split(" error: ", 1)[1] for ln in d.log_tail(80).splitlines() if " error: " in ln]
+    return errors[-1] if errors else "straitd did not start (see its log)"
+
+
+def run_demo(workers: int, keep: bool, io: str = "auto") -> int:
+    if io == "auto":
+        if workers > 1:
+            print(f"demo: I/O af_packet, not xdp: a veth offers one AF_XDP queue to DPDK 22.11's "
+                  f"net_af_xdp and {workers} workers need {workers}")
+            io = "af_packet"
+        else:
+            try:
+                return _run_demo(workers, keep, "xdp", fallback=True)
+            except FellBack as e:
+                print(f"demo: I/O af_packet, not xdp: {e}")
+                io = "af_packet"
+    return _run_demo(workers, keep, io, fallback=False)
+
+
+def _run_demo(workers: int, keep: bool, io: str, fallback: bool) -> int:
     if STATE.exists():
         print(f"demo: a kept demo is still up ({STATE}); run tools/demo --down first", file=sys.stderr)
         return 1
@@ -97,7 +124,7 @@ def run_demo(workers: int, keep: bool) -> int:
         return 1
     subprocess.run(["rm", "-rf", str(WORKDIR)], check=False)
     WORKDIR.mkdir(parents=True)
-    topo = Ec2Topology(backends=2, mgmt=True, workdir=WORKDIR, prefix=PREFIX)
+    topo = Ec2Topology(backends=2, mgmt=True, workdir=WORKDIR, prefix=PREFIX, io=io, queues=workers)
     d = None
     ok = True
     try:
@@ -108,13 +135,29 @@ def run_demo(workers: int, keep: bool) -> int:
               f"straitd VIP {VIP}:80 on lb0 ({topo.lb}) -> router -> nginx "
               + ", ".join(f"{ip} ({ns})" for ip, ns in zip(topo.backend_ips, topo.backend_ns)))
         print("(docs/test-topology.md has the diagram)")
+        if io == "xdp":
+            print(f"shared NIC: lb0 keeps the kernel address {LB_KERNEL_IP} (its default route and "
+                  f"the health checks use it); Strait's XDP program steers only straitd's addresses")
 
         svc = Service("web", f"{VIP}:80", [f"{ip}:80" for ip in topo.backend_ips],
                       extra={"health_check": {"type": "http", "interval_ms": 1000, "http_path": "/"}})
-        d = Straitd(topo.lb, topo.workdir, services=[svc], workers=workers)
+        d = Straitd(topo.lb, topo.workdir, services=[svc], workers=workers, io=io)
         banner(f"straitd config ({d.config_path})")
         print(d.config_text.rstrip())
-        d.start()
+        try:
+            d.start()
+        except CommandError:
+            if not fallback:
+                raise
+            reason = start_reason(d)
+            d.stop()
+            d = None
+            topo.down()
+            subprocess.run(["rm", "-rf", str(WORKDIR)], check=False)
+            raise FellBack(reason) from None
+        if io == "xdp":
+            r = ns_sh(topo.lb, ["ip", "link", "show", "lb0"])
+            print(f"$ ip link show lb0   (Strait's XDP program attached)\n{r.stdout.decode().rstrip()}")
         print(f"straitd running (pid {d.proc.pid}), log {d.log_path}")
 
         banner("requests through the VIP, one new connection each")
@@ -154,6 +197,8 @@ def run_demo(workers: int, keep: bool) -> int:
                       "strait_flows_created_total", "strait_backend_up", "strait_backend_flows_total",
                       "strait_snat_ports_in_use", "strait_snat_ports_capacity")
         lines = [ln for ln in text.splitlines() if ln.startswith(keep_names)]
+        lines += [ln for ln in text.splitlines()
+                  if ln.startswith("strait_xdp_verdicts_total") and not ln.endswith(" 0")]
         drops = [ln for ln in text.splitlines()
                  if ln.startswith("strait_drops_total") and not ln.endswith(" 0")]
         show(f"ip netns exec {topo.lb} curl -s {d.metrics_url}", "\n".join(lines + drops))
@@ -166,6 +211,8 @@ def run_demo(workers: int, keep: bool) -> int:
             print(f"      ip netns exec {topo.lb} curl -s {d.metrics_url}")
             print("tear down with:  tools/demo --down")
             return 0 if ok else 1
+    except FellBack:
+        raise
     except BaseException as e:  # noqa: BLE001 - Ctrl-C and timeouts tear down too
         print(f"demo: failed: {type(e).__name__}: {e}", file=sys.stderr)
         if d is not None:
@@ -194,11 +241,14 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="leave the demo running")
     ap.add_argument("--down", action="store_true", help="tear down a demo left by --keep")
     ap.add_argument("--workers", type=int, default=1, help="straitd worker lcores (default 1)")
+    ap.add_argument("--io", choices=["auto", "xdp", "af_packet"], default="auto",
+                    help="straitd's port: xdp (shared NIC, AF_XDP) where possible, else af_packet "
+                         "(default auto)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, _terminated)
     if a.down:
         return down_from_state()
-    return run_demo(a.workers, a.keep)
+    return run_demo(a.workers, a.keep, a.io)
 
 
 if __name__ == "__main__":
