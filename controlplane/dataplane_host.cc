@@ -132,12 +132,21 @@ struct Worker {
 struct XdpPort {
   std::size_t iface = 0;  // index into cfg.interfaces
   std::string ifname;
+  std::unique_ptr<XdpInterfaceLock> lock;
   std::unique_ptr<XdpObjectFile> object;
   std::unique_ptr<XdpAttachment> attachment;
   XdpPort() = default;
-  XdpPort(XdpPort&&) = default;
-  XdpPort& operator=(XdpPort&&) = default;
-  // Whatever path leaves straitd, the program does not stay behind.
+  XdpPort(XdpPort&& o) noexcept
+      : iface(o.iface),
+        ifname(std::move(o.ifname)),
+        lock(std::move(o.lock)),
+        object(std::move(o.object)),
+        attachment(std::move(o.attachment)) {
+    o.ifname.clear();  // a moved-from port detaches nothing
+  }
+  XdpPort& operator=(XdpPort&&) = delete;
+  // Whatever path leaves straitd, the program does not stay behind; the
+  // lock goes last, once the program is gone.
   ~XdpPort() {
     attachment.reset();
     if (!ifname.empty()) detachProgram(ifname);
@@ -256,11 +265,13 @@ void DataplaneHost::Impl::initXdp() {
           " needs one AF_XDP queue per worker but " + ifname + " offers " + std::to_string(limit) +
           " combined channel(s) (a device without combined channels, such as veth, counts as one); raise "
           "them with `ethtool -L " + ifname + " combined N` or run fewer workers");
+    auto lock = std::make_unique<XdpInterfaceLock>(ifname);
     if (clearStaleProgram(ifname))
       logf(LogLevel::kWarn, "%s: removed the Strait XDP program a previous straitd left attached", ifname.c_str());
     XdpPort x;
     x.iface = i;
     x.ifname = ifname;
+    x.lock = std::move(lock);
     x.object = std::make_unique<XdpObjectFile>();
     xdpPorts.push_back(std::move(x));
   }

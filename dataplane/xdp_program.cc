@@ -11,7 +11,10 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -143,6 +146,29 @@ int xdpQueueLimit(const std::string& ifname) {
   ifr.ifr_data = reinterpret_cast<char*>(&ch);
   if (ioctl(s.get(), SIOCETHTOOL, &ifr) != 0 || ch.max_combined == 0) return 1;
   return static_cast<int>(ch.combined_count);
+}
+
+XdpInterfaceLock::XdpInterfaceLock(const std::string& ifname) {
+  const int ifindex = interfaceIndex(ifname);
+  struct stat ns{};
+  if (stat("/proc/self/ns/net", &ns) != 0)
+    throw std::runtime_error("cannot identify this network namespace: " + errnoText(errno));
+  mkdir("/run/strait", 0755);  // may exist already
+  const std::string path = "/run/strait/xdp-" + std::to_string(ns.st_ino) + "-" + std::to_string(ifindex) + ".lock";
+  fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + errnoText(errno));
+  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    close(fd_);
+    fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw std::runtime_error("interface " + ifname + ": another straitd is serving it (" + path + " is locked)");
+    throw std::runtime_error("cannot lock " + path + ": " + errnoText(e));
+  }
+}
+
+XdpInterfaceLock::~XdpInterfaceLock() {
+  if (fd_ >= 0) close(fd_);  // releases the lock; the file stays for the next start
 }
 
 bool clearStaleProgram(const std::string& ifname) {

@@ -58,8 +58,24 @@ int interfaceIndex(const std::string& ifname);
 // (veth, for one), as the PMD counts them.
 int xdpQueueLimit(const std::string& ifname);
 
+// Exclusive claim of an interface by this straitd: an flock on
+// /run/strait/xdp-<netns inode>-<ifindex>.lock, released by the kernel when
+// the process ends however it ends. Only the holder may treat a Strait
+// program on the interface as stale; a second straitd on the same
+// interface is refused instead of tearing down the first one's program.
+class XdpInterfaceLock {
+ public:
+  explicit XdpInterfaceLock(const std::string& ifname);  // throws std::runtime_error
+  ~XdpInterfaceLock();
+  XdpInterfaceLock(const XdpInterfaceLock&) = delete;
+  XdpInterfaceLock& operator=(const XdpInterfaceLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 // Removes a Strait XDP program left attached to `ifname` (by a straitd that
-// did not exit cleanly). Returns true when one was removed. Throws when a
+// did not exit cleanly; call with the interface's XdpInterfaceLock held). Returns true when one was removed. Throws when a
 // program that is not Strait's is attached: straitd will not replace it.
 bool clearStaleProgram(const std::string& ifname);
 

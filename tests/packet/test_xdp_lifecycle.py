@@ -108,3 +108,20 @@ def test_more_workers_than_queues_refused(topo):
     assert ('interface[0].port: "xdp:lb0": dataplane.workers = 2 needs one AF_XDP queue per worker '
             "but lb0 offers 1 combined channel(s)") in msg, msg
     assert xdp_prog_id(topo) is None
+
+
+def test_second_straitd_on_the_interface_refused(topo):
+    d = Straitd(topo.lb, topo.workdir, services=SERVICES, io="xdp")
+    try:
+        d.start()
+        prog = xdp_prog_id(topo)
+        second = Straitd(topo.lb, topo.workdir / "second", services=SERVICES, io="xdp")
+        msg = _start_fails(second)
+        assert "interface lb0: another straitd is serving it" in msg, msg
+        # The first one's program was left alone, and it still answers.
+        assert xdp_prog_id(topo) == prog
+        assert answers_arp(topo)
+    finally:
+        rc = d.stop()
+    assert rc == 0, d.log_tail()
+    assert xdp_prog_id(topo) is None

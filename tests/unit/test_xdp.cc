@@ -367,3 +367,24 @@ TEST_F(XdpProgramTest, StaleStraitProgramIsRemovedForeignOneIsRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(XdpInterfaceLock, OneHolderPerInterface) {
+  if (!isRoot()) GTEST_SKIP() << "needs root (/run/strait)";
+  // The suite above moved this process into a private namespace; lo is there.
+  {
+    sd::XdpInterfaceLock first("lo");
+    try {
+      sd::XdpInterfaceLock second("lo");
+      ADD_FAILURE() << "a second lock on lo was granted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("another straitd is serving it"), std::string::npos) << e.what();
+    }
+  }
+  // Released with its holder.
+  EXPECT_NO_THROW(sd::XdpInterfaceLock again("lo"));
+  EXPECT_THROW(sd::XdpInterfaceLock none("no-such-if0"), std::runtime_error);
+}
+
+}  // namespace
