@@ -115,7 +115,7 @@ def block(a: argparse.Namespace) -> str:
                 Path(a.inprocess).read_text().rstrip(), ""]
     else:
         out += [f"Not run: {a.inprocess_skipped or 'no output'}.", ""]
-    out += ["## End to end: straitd against iptables DNAT + MASQUERADE", ""]
+    out += ["## End to end: straitd (af_packet and AF_XDP) against iptables DNAT + MASQUERADE", ""]
     if a.e2e:
         out += [Path(a.e2e).read_text().rstrip(), ""]
     else:
