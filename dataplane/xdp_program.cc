@@ -155,6 +155,7 @@ XdpInterfaceLock::XdpInterfaceLock(const std::string& ifname) {
     throw std::runtime_error("cannot identify this network namespace: " + errnoText(errno));
   mkdir("/run/strait", 0755);  // may exist already
   const std::string path = "/run/strait/xdp-" + std::to_string(ns.st_ino) + "-" + std::to_string(ifindex) + ".lock";
+  path_ = path;
   fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + errnoText(errno));
   if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -168,7 +169,12 @@ XdpInterfaceLock::XdpInterfaceLock(const std::string& ifname) {
 }
 
 XdpInterfaceLock::~XdpInterfaceLock() {
-  if (fd_ >= 0) close(fd_);  // releases the lock; the file stays for the next start
+  if (fd_ < 0) return;
+  // Unlink while still holding the lock: a straitd that opened the old file
+  // meanwhile fails its flock and refuses, one that comes later creates a
+  // fresh file; either way only one holds a lock on a live path.
+  unlink(path_.c_str());
+  close(fd_);
 }
 
 bool clearStaleProgram(const std::string& ifname) {

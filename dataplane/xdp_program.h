@@ -63,6 +63,8 @@ int xdpQueueLimit(const std::string& ifname);
 // the process ends however it ends. Only the holder may treat a Strait
 // program on the interface as stale; a second straitd on the same
 // interface is refused instead of tearing down the first one's program.
+// A clean exit removes the file (after the program is gone); one left by a
+// crash is reused.
 class XdpInterfaceLock {
  public:
   explicit XdpInterfaceLock(const std::string& ifname);  // throws std::runtime_error
@@ -72,6 +74,7 @@ class XdpInterfaceLock {
 
  private:
   int fd_ = -1;
+  std::string path_;
 };
 
 // Removes a Strait XDP program left attached to `ifname` (by a straitd that

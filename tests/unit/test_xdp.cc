@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -382,7 +383,12 @@ TEST(XdpInterfaceLock, OneHolderPerInterface) {
       EXPECT_NE(std::string(e.what()).find("another straitd is serving it"), std::string::npos) << e.what();
     }
   }
-  // Released with its holder.
+  // Released with its holder, and its file removed.
+  struct stat ns {};
+  ASSERT_EQ(stat("/proc/self/ns/net", &ns), 0);
+  const std::string path = "/run/strait/xdp-" + std::to_string(ns.st_ino) + "-" +
+                           std::to_string(if_nametoindex("lo")) + ".lock";
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << path << " left behind";
   EXPECT_NO_THROW(sd::XdpInterfaceLock again("lo"));
   EXPECT_THROW(sd::XdpInterfaceLock none("no-such-if0"), std::runtime_error);
 }
