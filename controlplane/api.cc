@@ -421,6 +421,14 @@ json ControlApi::stats() {
     drops[std::string(kDropReasonNames[r])] = t->drops[r];
     dropsTotal += t->drops[r];
   }
+  // Early drops by the state of the recycled flow (only unassured states
+  // can be recycled), and live flows by state.
+  json earlyDropped = json::object();
+  for (std::size_t s = 0; s < kFlowStateCount; ++s)
+    if (isUnassured(static_cast<FlowState>(s))) earlyDropped[std::string(kFlowStateNames[s])] = t->earlyDrops[s];
+  json byState = json::object();
+  const auto perState = runtime_.flowsByState();
+  for (std::size_t s = 0; s < kFlowStateCount; ++s) byState[std::string(kFlowStateNames[s])] = perState[s];
   // SNAT ports per SNAT address, summed over workers and pools.
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> snat;
   const auto pools = runtime_.snatPools();
@@ -445,7 +453,9 @@ json ControlApi::stats() {
                                 {"capacity", runtime_.flowCapacity()},
                                 {"created", t->flowsCreated},
                                 {"expired", t->flowsExpired},
-                                {"flushed", t->flowsFlushed}}},
+                                {"flushed", t->flowsFlushed},
+                                {"early_dropped", earlyDropped},
+                                {"by_state", byState}}},
                  {"snat", snatJson},
                  {"snat_pools", pools.size()},
                  {"neighbours", runtime_.neighbourCount()},

@@ -61,6 +61,7 @@ struct Daemon::Impl : public Runtime {
   uint16_t workerCount() const override { return host->workerCount(); }
   uint64_t flowsActive() const override { return host->flowsActive(); }
   uint64_t flowCapacity() const override { return host->flowCapacity(); }
+  std::array<uint64_t, kFlowStateCount> flowsByState() const override { return host->flowsByState(); }
   std::vector<FlowInfo> flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const override {
     return host->flows(serviceSlot, limit);
   }

@@ -87,12 +87,15 @@ void addCounters(WorkerCounters& into, const WorkerCounters& c) {
   into.icmpErrorsTranslated += c.icmpErrorsTranslated;
   into.icmpEchoReplies += c.icmpEchoReplies;
   into.mssClamped += c.mssClamped;
+  into.tcpSynIgnored += c.tcpSynIgnored;
+  into.tcpResynced += c.tcpResynced;
   into.loops += c.loops;
   into.busyLoops += c.busyLoops;
   into.busyCycles += c.busyCycles;
   into.totalCycles += c.totalCycles;
   into.snapshotGeneration = std::max(into.snapshotGeneration, c.snapshotGeneration);
   for (std::size_t i = 0; i < kDropReasonCount; ++i) into.drops[i] += c.drops[i];
+  for (std::size_t i = 0; i < kFlowStateCount; ++i) into.earlyDrops[i] += c.earlyDrops[i];
   for (std::size_t i = 0; i < kMaxServiceSlots; ++i) {
     into.services[i].packets += c.services[i].packets;
     into.services[i].bytes += c.services[i].bytes;
@@ -432,6 +435,7 @@ void DataplaneHost::Impl::initWorkers() {
     fp.socketId = socket;
     fp.hashKey = flowHashKey;
     fp.timeouts = dp.timeouts;
+    fp.maxPools = dp.snatPoolsPerWorker;
     std::string fname = "strait_flows" + std::to_string(wk.id);
     fp.name = fname.c_str();
     wk.flows = std::make_unique<FlowTable>(fp);
@@ -662,6 +666,16 @@ uint16_t DataplaneHost::workerCount() const { return impl_->numWorkers; }
 uint64_t DataplaneHost::flowsActive() const {
   uint64_t n = 0;
   for (const auto& w : impl_->workers) n += w.flows->size();
+  return n;
+}
+
+// Read while the workers run, like size(): each per-state count is one
+// aligned 32-bit word written only by its worker, so a reading is a recent
+// value, never a torn one.
+std::array<uint64_t, kFlowStateCount> DataplaneHost::flowsByState() const {
+  std::array<uint64_t, kFlowStateCount> n{};
+  for (const auto& w : impl_->workers)
+    for (std::size_t s = 0; s < kFlowStateCount; ++s) n[s] += w.flows->count(static_cast<FlowState>(s));
   return n;
 }
 

@@ -51,6 +51,7 @@ class DataplaneHost {
   uint16_t workerCount() const;
   uint64_t flowsActive() const;
   uint64_t flowCapacity() const;
+  std::array<uint64_t, kFlowStateCount> flowsByState() const;
   std::vector<FlowInfo> flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const;
   std::vector<SnatPoolInfo> snatPools() const;
   std::vector<PortInfo> ports() const;

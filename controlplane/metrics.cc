@@ -169,6 +169,15 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     addSample(
         addFamily(s, "strait_flows_capacity", "Flow table capacity, summed over workers.", MetricType::Gauge),
         {}, num(rt_.flowCapacity()));
+    {
+      auto& byState = addFamily(s, "strait_flows_by_state",
+                                "Flows in the flow tables by tracker state, summed over workers "
+                                "(syn_sent, syn_recv and udp_unreplied are the unassured ones early drop may recycle).",
+                                MetricType::Gauge);
+      const auto n = rt_.flowsByState();
+      for (std::size_t st = 0; st < kFlowStateCount; ++st)
+        addSample(byState, {{"state", std::string(kFlowStateNames[st])}}, num(n[st]));
+    }
     addSample(addFamily(s, "strait_neighbours", "Entries in the neighbour (ARP) table.", MetricType::Gauge),
               {}, num(rt_.neighbourCount()));
     addSample(addFamily(s, "strait_snapshot_generation",
@@ -246,6 +255,15 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     addSample(addFamily(s, "strait_flows_flushed_total", "Flows removed by `lbctl backend remove --flush`.",
                         MetricType::Counter),
               {}, num(totals->flowsFlushed));
+    {
+      auto& early = addFamily(s, "strait_flows_early_dropped_total",
+                              "Unassured flows recycled to make room for a new flow when the flow table was full "
+                              "or its SNAT pool had no free port (early drop), by the state they were in.",
+                              MetricType::Counter);
+      for (std::size_t st = 0; st < kFlowStateCount; ++st)
+        if (isUnassured(static_cast<FlowState>(st)))
+          addSample(early, {{"state", std::string(kFlowStateNames[st])}}, num(totals->earlyDrops[st]));
+    }
     addSample(addFamily(s, "strait_icmp_errors_translated_total",
                         "ICMP errors for a flow translated back to its client or backend (inner header too).",
                         MetricType::Counter),
@@ -256,6 +274,16 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     addSample(addFamily(s, "strait_tcp_mss_clamped_total", "TCP SYNs whose MSS option was clamped.",
                         MetricType::Counter),
               {}, num(totals->mssClamped));
+    addSample(addFamily(s, "strait_tcp_syn_on_synchronized_total",
+                        "Client SYNs on a synchronized (established or closing) flow, passed on without "
+                        "changing the flow, as Linux conntrack does (docs/security.md).",
+                        MetricType::Counter),
+              {}, num(totals->tcpSynIgnored));
+    addSample(addFamily(s, "strait_tcp_resync_total",
+                        "Flows whose tracking restarted because the backend answered such a SYN with a SYN-ACK "
+                        "(both ends agreed on a new connection on the same ports).",
+                        MetricType::Counter),
+              {}, num(totals->tcpResynced));
   });
 
   buildSection(out, "SNAT pools", errors_, [&](Families& s) {

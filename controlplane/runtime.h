@@ -4,6 +4,7 @@
 // implements it over its workers; tests implement it with fakes.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -68,6 +69,8 @@ class Runtime {
   // Flow table occupancy summed over workers, and capacity.
   virtual uint64_t flowsActive() const = 0;
   virtual uint64_t flowCapacity() const = 0;
+  // Live flows per state (indexed by FlowState), summed over workers.
+  virtual std::array<uint64_t, kFlowStateCount> flowsByState() const = 0;
   // A lock-free, best-effort view of up to `limit` flows.
   virtual std::vector<FlowInfo> flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const = 0;
   virtual std::vector<SnatPoolInfo> snatPools() const = 0;

@@ -31,8 +31,20 @@
 // the expiry of the others (TIME_WAIT flows holding SNAT ports).
 //
 // The queue stamps live right after the records in the same allocation,
-// 4 more bytes per flow, so Flow keeps its 48 bytes. Clock values wrap:
+// 4 more bytes per flow, so Flow keeps its 48 bytes; the per-pool links of
+// the early-drop FIFOs follow them (8 bytes per flow). Clock values wrap:
 // every comparison is a signed 32-bit difference.
+//
+// Early drop. A flow is unassured while nobody has answered it
+// (syn_sent, syn_recv, udp_unreplied): one spoofed packet makes one. When
+// the table is full, the victim is the oldest-queued of the three state
+// list heads (each list is in queue-stamp order, so its head is its
+// oldest), found in three reads. When a pool has no free port, the victim
+// must hold a port of that pool, and a state list may hold thousands of
+// other pools' flows before one of ours, so each pool keeps its own FIFO
+// of unassured flows: insert and setState link a flow in when it becomes
+// unassured, setState and remove unlink it when it stops being so, and
+// the head is the victim: O(1) too, never a scan.
 #include "dataplane/flow_table.h"
 
 #include <rte_errno.h>
@@ -66,6 +78,10 @@ constexpr std::size_t stateIndex(FlowState s) { return static_cast<std::size_t>(
 uint32_t* queueStamps(Flow* flows, uint32_t capacity) {
   return reinterpret_cast<uint32_t*>(flows + capacity);
 }
+
+// Bytes per flow of the record and the arrays beside it: queue stamp and
+// the two early-drop links.
+constexpr std::size_t kRecordBytes = sizeof(Flow) + 3 * sizeof(uint32_t);
 
 // Signed distance a - b on the wrapping millisecond clock.
 int32_t clockDiff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
@@ -139,7 +155,7 @@ FlowKey replyKey(const Flow& f) {
   return k;
 }
 
-FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts), hashKey_(p.hashKey) {
+FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts), hashKey_(p.hashKey), hashBatch_(sipHash13x16BatchBest()) {
   const std::string name = p.name ? p.name : "";
   if (name.empty() || name.size() > kMaxNameLength)
     throw std::invalid_argument("flow table name '" + name + "' must be 1.." + std::to_string(kMaxNameLength) +
@@ -148,7 +164,7 @@ FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeo
     throw std::invalid_argument("flow table '" + name + "': capacity " + std::to_string(capacity_) +
                                 " out of range 1.." + std::to_string(kMaxCapacity));
 
-  const std::size_t recordBytes = static_cast<std::size_t>(capacity_) * (sizeof(Flow) + sizeof(uint32_t));
+  const std::size_t recordBytes = static_cast<std::size_t>(capacity_) * kRecordBytes;
   flows_ = static_cast<Flow*>(rte_zmalloc_socket("strait_flow_records", recordBytes, RTE_CACHE_LINE_SIZE,
                                                  p.socketId));
   if (!flows_)
@@ -182,6 +198,10 @@ FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeo
   // the estimate stands in if another thread freed memory in between.
   hashBytes_ = after > before ? after - before : estimateHashBytes(entries, sizeof(FlowKey));
 
+  poolPrev_ = queueStamps(flows_, capacity_) + capacity_;
+  poolNext_ = poolPrev_ + capacity_;
+  poolLists_.resize(p.maxPools);
+
   // Free chain in index order, so a fresh table fills records front to back.
   for (uint32_t i = 0; i < capacity_; ++i) {
     flows_[i].state = FlowState::kCount;
@@ -202,7 +222,8 @@ uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
   return unpackData(data, dir);
 }
 
-// The signatures are computed here, inline, and handed to rte_hash.
+// The signatures are computed here, for the whole chunk at once (four keys
+// per vector instruction where the CPU has AVX-512VL), and handed to rte_hash.
 void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
   const void* batch[RTE_HASH_LOOKUP_BULK_MAX];
   hash_sig_t sig[RTE_HASH_LOOKUP_BULK_MAX];
@@ -211,10 +232,8 @@ void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx
   // than overrun the fixed batch.
   for (uint32_t base = 0; base < n; base += RTE_HASH_LOOKUP_BULK_MAX) {
     const uint32_t m = std::min<uint32_t>(n - base, RTE_HASH_LOOKUP_BULK_MAX);
-    for (uint32_t i = 0; i < m; ++i) {
-      batch[i] = keys[base + i];
-      sig[i] = hashOf(*keys[base + i]);
-    }
+    for (uint32_t i = 0; i < m; ++i) batch[i] = keys[base + i];
+    hashBatch_(hashKey_, keys + base, m, sig);
     uint64_t hits = 0;
     if (rte_hash_lookup_with_hash_bulk_data(hash_, batch, sig, m, &hits, data) < 0) hits = 0;
     for (uint32_t i = 0; i < m; ++i)
@@ -249,6 +268,7 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
   rec.lastSeenMs = nowMs;
   queueStamps(flows_, capacity_)[idx] = nowMs;
   listPush(rec.state, idx);
+  if (inPoolList(rec)) poolPush(idx);
   ++size_;
   return idx;
 }
@@ -257,8 +277,10 @@ void FlowTable::setState(uint32_t idx, FlowState s, uint32_t nowMs) {
   Flow& rec = flows_[idx];
   rec.lastSeenMs = nowMs;
   if (rec.state == s) return;
+  const bool wasInPoolList = inPoolList(rec);
   listUnlink(rec.state, idx);
   rec.state = s;
+  if (wasInPoolList != inPoolList(rec)) wasInPoolList ? poolUnlink(idx) : poolPush(idx);
   queueStamps(flows_, capacity_)[idx] = nowMs;
   listPush(s, idx);
 }
@@ -271,6 +293,7 @@ void FlowTable::remove(uint32_t idx) {
   const FlowKey kr = replyKey(rec);
   rte_hash_del_key_with_hash(hash_, &ko, hashOf(ko));
   rte_hash_del_key_with_hash(hash_, &kr, hashOf(kr));
+  if (inPoolList(rec)) poolUnlink(idx);
   listUnlink(rec.state, idx);
   rec.state = FlowState::kCount;
   rec.prev = kNoFlow;
@@ -338,10 +361,50 @@ void FlowTable::forEach(const std::function<void(uint32_t idx, const Flow&)>& fn
 }
 
 std::size_t FlowTable::memoryBytes() const {
-  return static_cast<std::size_t>(capacity_) * (sizeof(Flow) + sizeof(uint32_t)) + hashBytes_;
+  return static_cast<std::size_t>(capacity_) * kRecordBytes + poolLists_.size() * sizeof(List) + hashBytes_;
+}
+
+uint32_t FlowTable::earlyDropVictim() const {
+  const uint32_t* stamps = queueStamps(flows_, capacity_);
+  uint32_t victim = kNoFlow;
+  for (FlowState s : {FlowState::kSynSent, FlowState::kSynRecv, FlowState::kUdpUnreplied}) {
+    const uint32_t head = lists_[stateIndex(s)].head;
+    if (head != kNoFlow && (victim == kNoFlow || clockDiff(stamps[head], stamps[victim]) < 0)) victim = head;
+  }
+  return victim;
+}
+
+uint32_t FlowTable::earlyDropVictim(uint32_t pool) const {
+  return pool < poolLists_.size() ? poolLists_[pool].head : kNoFlow;
+}
+
+void FlowTable::poolPush(uint32_t idx) {
+  List& l = poolLists_[flows_[idx].pool];
+  poolPrev_[idx] = l.tail;
+  poolNext_[idx] = kNoFlow;
+  if (l.tail == kNoFlow)
+    l.head = idx;
+  else
+    poolNext_[l.tail] = idx;
+  l.tail = idx;
+}
+
+void FlowTable::poolUnlink(uint32_t idx) {
+  List& l = poolLists_[flows_[idx].pool];
+  const uint32_t prev = poolPrev_[idx];
+  const uint32_t next = poolNext_[idx];
+  if (prev == kNoFlow)
+    l.head = next;
+  else
+    poolNext_[prev] = next;
+  if (next == kNoFlow)
+    l.tail = prev;
+  else
+    poolPrev_[next] = prev;
 }
 
 void FlowTable::listPush(FlowState s, uint32_t idx) {
+  ++counts_[stateIndex(s)];
   List& l = lists_[stateIndex(s)];
   Flow& rec = flows_[idx];
   rec.prev = l.tail;
@@ -354,6 +417,7 @@ void FlowTable::listPush(FlowState s, uint32_t idx) {
 }
 
 void FlowTable::listUnlink(FlowState s, uint32_t idx) {
+  --counts_[stateIndex(s)];
   List& l = lists_[stateIndex(s)];
   Flow& rec = flows_[idx];
   if (rec.prev == kNoFlow)

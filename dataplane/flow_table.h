@@ -5,15 +5,22 @@
 // choose flow keys that pile into one bucket (hash flooding). Expiry is O(1) amortised: one FIFO list per state, all members
 // of a list share a timeout, touching a flow only writes its timestamp, and
 // expire() pops list heads, freeing the idle ones and re-queuing the rest.
-// A full table refuses new flows; nothing established is ever evicted.
+// Early drop: when the table is full or a SNAT pool has no free port, the
+// NAT core may recycle an unassured flow (syn_sent, syn_recv,
+// udp_unreplied) that the table names in O(1): the oldest such flow of the
+// table, or of one pool (every pool keeps a FIFO of its unassured flows).
+// Nothing established is ever evicted.
 // Single-threaded: only the owning worker calls it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "dataplane/siphash.h"
+#include "dataplane/siphash_batch.h"
+#include "dataplane/tcp_state.h"
 #include "strait/flow_key.h"
 #include "strait/flow_state.h"
 
@@ -22,6 +29,9 @@ struct rte_hash;
 namespace strait::dataplane {
 
 inline constexpr uint32_t kNoFlow = 0xffffffffu;
+
+// Flow::flags of a UDP flow (TCP flows keep the tracker's bits there).
+inline constexpr uint8_t kFlowUdpReplied = 0x01;  // the backend has answered
 
 struct Flow {
   uint32_t clientIp;    // network order, all addresses and ports
@@ -40,10 +50,15 @@ struct Flow {
   uint16_t backendSlot;
   uint8_t proto;
   FlowState state;
-  uint8_t flags;        // tcp tracker bits
+  uint8_t flags;        // tcp tracker bits (tcp_state.h; 0x40 and 0x80: SYN proxy)
   uint8_t pad;
+  // sequence tracking (RST/SYN validation)
+  union {
+    TcpSeqTrack seq;        // TCP flows: per-direction end and window (tcp_state.h)
+    uint32_t udpCreatedMs;  // UDP flows: clock at the first datagram (the stream rule, nat.cc)
+  };
 };
-static_assert(sizeof(Flow) == 48, "flow record size is part of the memory budget");
+static_assert(sizeof(Flow) == 68, "flow record size is part of the memory budget");
 
 // The two keys of a flow.
 FlowKey originalKey(const Flow& f);  // client -> VIP
@@ -56,6 +71,9 @@ class FlowTable {
     int socketId = -1;            // NUMA socket, -1 = any
     SipKey hashKey;               // random per process in production (randomSipKey)
     FlowTimeouts timeouts;
+    // Pool ids [0, maxPools) of the worker's PortAllocator: one FIFO of
+    // unassured flows each, for early drop (flows of other ids join none).
+    uint32_t maxPools = 256;
     const char* name = "strait_flows";  // unique per worker (rte_hash names are global)
   };
 
@@ -90,6 +108,17 @@ class FlowTable {
   // calling onExpire(flow) before each is removed. Returns how many expired.
   uint32_t expire(uint32_t nowMs, uint32_t budget, const std::function<void(const Flow&)>& onExpire);
 
+  // Live flows in state `s`.
+  uint32_t count(FlowState s) const { return counts_[static_cast<std::size_t>(s)]; }
+
+  // Early drop candidates, O(1) each (kNoFlow when there is none): the
+  // unassured flow queued longest in the whole table (the oldest of the
+  // heads of the syn_sent, syn_recv and udp_unreplied lists), and the one
+  // that became unassured first among those holding a port of `pool`. The
+  // caller frees the port and calls remove().
+  uint32_t earlyDropVictim() const;
+  uint32_t earlyDropVictim(uint32_t pool) const;
+
   uint32_t size() const { return size_; }
   uint32_t capacity() const { return capacity_; }
   const FlowTimeouts& timeouts() const { return timeouts_; }
@@ -108,6 +137,9 @@ class FlowTable {
  private:
   void listPush(FlowState s, uint32_t idx);
   void listUnlink(FlowState s, uint32_t idx);
+  bool inPoolList(const Flow& f) const { return isUnassured(f.state) && f.pool < poolLists_.size(); }
+  void poolPush(uint32_t idx);
+  void poolUnlink(uint32_t idx);
 
   rte_hash* hash_ = nullptr;
   Flow* flows_ = nullptr;
@@ -120,8 +152,16 @@ class FlowTable {
     uint32_t tail = kNoFlow;
   };
   List lists_[kFlowStateCount];
+  uint32_t counts_[kFlowStateCount] = {};
+  // Per-pool FIFOs of unassured flows, linked through two arrays that
+  // follow the records and stamps (so Flow keeps its size and the
+  // established path never touches them).
+  std::vector<List> poolLists_;
+  uint32_t* poolPrev_ = nullptr;
+  uint32_t* poolNext_ = nullptr;
   std::size_t hashBytes_ = 0;
   SipKey hashKey_;  // every hash of a key is computed here and handed to rte_hash
+  SipBatchFn hashBatch_ = sipHash13x16BatchScalar;  // the burst's hashes, vectorised where the CPU can
 };
 
 }  // namespace strait::dataplane

@@ -36,6 +36,10 @@ constexpr uint16_t kPrefetchAhead = 4;
 
 constexpr uint8_t kIcmpEchoRequest = 8;
 
+// How long a UDP flow must have lasted, with a reply seen, to be assured
+// (Linux conntrack: 2 s, nf_conntrack_proto_udp.c).
+constexpr uint32_t kUdpStreamMs = 2000;
+
 // What a frame that needs its flow turned out to be.
 enum class Cand : uint8_t {
   kOriginal,       // TCP/UDP client -> VIP:service port
@@ -43,6 +47,27 @@ enum class Cand : uint8_t {
   kIcmpToClient,   // ICMP error to a SNAT address quoting snat -> backend
   kIcmpToBackend,  // ICMP error to a VIP quoting vip -> client
 };
+
+// The fields of a TCP header the tracker reads; the window scale option
+// only on SYNs (the only segments that may carry it).
+TcpSegment tcpSegmentOf(const uint8_t* l4, const PacketMeta& m) {
+  TcpSegment s;
+  s.seq = rw::load32be(l4 + 4);
+  s.ack = rw::load32be(l4 + 8);
+  s.window = rw::load16be(l4 + 14);
+  s.payload = static_cast<uint16_t>(m.l4Len - m.tcpHdrLen);
+  s.flags = m.tcpFlags;
+  if (m.tcpFlags & kTcpSyn) s.wscale = tcpWindowScaleOption(l4, m.tcpHdrLen);
+  return s;
+}
+
+// A flow leaves the table: its port goes back and its service and backend
+// count it closed.
+void closeAccounting(PortAllocator& pa, WorkerCounters& c, const Flow& f) {
+  pa.release(f.pool, rte_be_to_cpu_16(f.snatPort));
+  if (f.serviceSlot < kMaxServiceSlots) c.services[f.serviceSlot].flowsClosed++;
+  if (f.backendSlot < kMaxBackendSlots) c.backends[f.backendSlot].flowsClosed++;
+}
 
 // Spreads new flows over a service's SNAT addresses. Mixed again so the
 // address choice is independent of the Maglev slot the same hash picks.
@@ -78,7 +103,7 @@ class Burst {
  private:
   void classify(rte_mbuf* mb, uint16_t i, Verdict& v);
   FlowKey& addCandidate(uint16_t i, Cand kind, const ServiceView* svc);
-  uint32_t createFlow(uint16_t j, Verdict& v);
+  uint32_t createFlow(uint16_t j, rte_mbuf* mb, Verdict& v);
   void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
                Verdict& v);
   void translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v);
@@ -88,6 +113,23 @@ class Burst {
     return true;
   }
   void dropFlushed(uint32_t fi, Verdict& v);
+  bool earlyDrop(uint32_t victim);
+  bool trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direction d, Verdict& v);
+  // Records removed in this burst: a later candidate whose bulk result
+  // names one of them is looked up again (the record may be free, or
+  // reused by a flow inserted since).
+  void noteRemoved(uint32_t fi) {
+    if (nRemoved_ < kMaxRemoved)
+      removed_[nRemoved_++] = fi;
+    else
+      removedMany_ = true;
+  }
+  bool wasRemoved(uint32_t fi) const {
+    if (removedMany_) return true;
+    for (uint16_t r = 0; r < nRemoved_; ++r)
+      if (removed_[r] == fi) return true;
+    return false;
+  }
   void missToOwner(rte_mbuf* mb, uint16_t snatPort, Verdict& v);
   void missToNext(rte_mbuf* mb, Verdict& v);
   bool handoff(rte_mbuf* mb, uint16_t worker, Verdict& v);
@@ -125,9 +167,12 @@ class Burst {
   Cand kind_[kMaxBurst];
   const ServiceView* svc_[kMaxBurst];
   // Set once the table changed inside this burst: after a removal the bulk
-  // results may name freed records, after an insert a miss may now hit (a
-  // retransmitted SYN in the same burst).
-  bool removed_ = false;
+  // results may name freed records (see noteRemoved), after an insert a
+  // miss may now hit (a retransmitted SYN in the same burst).
+  static constexpr uint16_t kMaxRemoved = 2 * kMaxBurst;  // a flush or two early drops per candidate
+  uint32_t removed_[kMaxRemoved];
+  uint16_t nRemoved_ = 0;
+  bool removedMany_ = false;
   bool inserted_ = false;
 };
 
@@ -144,8 +189,10 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
-  // Records are 48 bytes, so half of them straddle two cache lines: fetch
-  // both ends.
+  // Records are 68 bytes, so most of them straddle two cache lines: fetch
+  // both ends. (The array is cache-line aligned and 68 = 64 + 4, so a
+  // record starts at a multiple of 4 within its line and never reaches a
+  // third line.)
   for (uint16_t j = 0; j < nc_; ++j) {
     if (idx[j] == kNoFlow) continue;
     const auto* rec = reinterpret_cast<const uint8_t*>(&ft_.at(idx[j]));
@@ -156,7 +203,7 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
     Direction d = dir[j];
-    if (removed_ || (inserted_ && fi == kNoFlow)) fi = ft_.lookup(keys_[j], d);
+    if (fi == kNoFlow ? inserted_ : nRemoved_ != 0 && wasRemoved(fi)) fi = ft_.lookup(keys_[j], d);
     const uint16_t i = pkt_[j];
     Verdict& v = verdicts[i];
     const PacketMeta& m = meta_[i];
@@ -170,21 +217,33 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
             missToOwner(mb, m.dstPort, v);
             continue;
           }
-          fi = createFlow(j, v);
+          fi = createFlow(j, mb, v);
           if (fi == kNoFlow) continue;
           d = Direction::kOriginal;
         } else {
           if (flushedDrop(fi, v)) continue;
           Flow& f = ft_.at(fi);
-          // Established segments without SYN, FIN or RST never change the
-          // tracker's state: the common case skips the call.
-          if (m.l4Proto == IPPROTO_TCP &&
-              (f.state != FlowState::kEstablished || (m.tcpFlags & (kTcpSyn | kTcpFin | kTcpRst)))) {
-            uint8_t flags = f.flags;
-            const FlowState next = tcpNextState(f.state, m.tcpFlags, d, flags);
-            f.flags = flags;
-            if (next != f.state)
-              ft_.setState(fi, next, now_);
+          if (m.l4Proto == IPPROTO_TCP) {
+            const uint8_t* l4 = rte_pktmbuf_mtod(mb, const uint8_t*) + m.l4Off;
+            if (f.state == FlowState::kEstablished && !(m.tcpFlags & (kTcpSyn | kTcpFin | kTcpRst))) {
+              // The common case: no state change, only the sender's
+              // sequence window moves (inline, no call).
+              tcpAdvance(f.seq, d, rw::load32be(l4 + 4) + static_cast<uint32_t>(m.l4Len - m.tcpHdrLen),
+                         rw::load16be(l4 + 14));
+              ft_.touch(fi, now_);
+            } else if (!trackTcp(fi, l4, m, d, v)) {
+              continue;
+            }
+          } else if (f.state == FlowState::kUdpUnreplied) {
+            // Conntrack's UDP stream rule: a flow is assured (`udp`, the
+            // long timeout, never early-dropped) once the backend has
+            // answered and traffic still flows kUdpStreamMs after the
+            // first datagram. A reply alone is not enough: a backend
+            // answers spoofed datagrams too, and one-shot exchanges (DNS)
+            // have no reason to hold a port for long.
+            if (d == Direction::kReply) f.flags |= kFlowUdpReplied;
+            if ((f.flags & kFlowUdpReplied) && now_ - f.udpCreatedMs >= kUdpStreamMs)
+              ft_.setState(fi, FlowState::kUdp, now_);
             else
               ft_.touch(fi, now_);
           } else {
@@ -316,8 +375,48 @@ void Burst::dropFlushed(uint32_t fi, Verdict& v) {
   if (f.backendSlot < kMaxBackendSlots) c_.backends[f.backendSlot].flowsClosed++;
   c_.flowsFlushed++;
   ft_.remove(fi);
-  removed_ = true;
+  noteRemoved(fi);
   drop(v, DropReason::kFlowFlushed);
+}
+
+// The tracker's step for a TCP segment of flow `fi` that may change its
+// state (anything but an established flow's plain segment). False when the
+// segment is dropped (an out-of-window RST: the flow is left as it was).
+bool Burst::trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direction d, Verdict& v) {
+  Flow& f = ft_.at(fi);
+  FlowState next = f.state;
+  uint8_t flags = f.flags;
+  switch (tcpTrack(next, flags, f.seq, tcpSegmentOf(l4, m), d)) {
+    case TcpCheck::kRstOutOfWindow:
+      drop(v, DropReason::kRstOutOfWindow);
+      return false;
+    case TcpCheck::kSynIgnored:
+      c_.tcpSynIgnored++;
+      break;
+    case TcpCheck::kResynced:
+      c_.tcpResynced++;
+      break;
+    case TcpCheck::kOk:
+      break;
+  }
+  f.flags = flags;
+  if (next != f.state)
+    ft_.setState(fi, next, now_);
+  else
+    ft_.touch(fi, now_);
+  return true;
+}
+
+// Early drop: recycles `victim`, an unassured flow the table chose, to make
+// room for a new one. False when there was no victim.
+bool Burst::earlyDrop(uint32_t victim) {
+  if (victim == kNoFlow) return false;
+  const Flow& f = ft_.at(victim);
+  c_.earlyDrops[static_cast<std::size_t>(f.state)]++;
+  closeAccounting(pa_, c_, f);
+  ft_.remove(victim);
+  noteRemoved(victim);
+  return true;
 }
 
 void Burst::missToOwner(rte_mbuf* mb, uint16_t snatPort, Verdict& v) {
@@ -352,7 +451,7 @@ bool Burst::handoff(rte_mbuf* mb, uint16_t worker, Verdict& v) {
   return true;
 }
 
-uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
+uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v) {
   const FlowKey& key = keys_[j];
   const PacketMeta& m = meta_[pkt_[j]];
   const ServiceView& svc = *svc_[j];
@@ -372,8 +471,9 @@ uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
     return kNoFlow;
   }
   const BackendView& be = svc.backends[bi];
-  // Refuse before taking a port that would only be given back.
-  if (ft_.size() >= ft_.capacity()) {
+  // Refuse before taking a port that would only be given back, unless an
+  // unassured flow can make room.
+  if (ft_.size() >= ft_.capacity() && !earlyDrop(ft_.earlyDropVictim())) {
     drop(v, DropReason::kFlowTableFull);
     return kNoFlow;
   }
@@ -396,6 +496,17 @@ uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
     }
     sawExhausted = true;
   }
+  // Every pool of the service is exhausted: recycle the unassured flow
+  // that has held a port of one of them longest, trying the pools in the
+  // same order.
+  for (std::size_t t = 0; pool == kNoPool && sawExhausted && t < ns; ++t) {
+    const uint32_t ip = svc.snatIps[(start + t) % ns];
+    const uint32_t p = pa_.pool(PoolKey{ip, be.ip, be.port, key.proto, 0});
+    if (p != kNoPool && earlyDrop(ft_.earlyDropVictim(p)) && pa_.allocate(p, port)) {
+      pool = p;
+      snatIp = ip;
+    }
+  }
   if (pool == kNoPool) {
     drop(v, sawExhausted ? DropReason::kSnatPortsExhausted : DropReason::kSnatPoolsExhausted);
     return kNoFlow;
@@ -414,8 +525,12 @@ uint32_t Burst::createFlow(uint16_t j, Verdict& v) {
   f.serviceSlot = svc.slot;
   f.backendSlot = be.slot;
   f.proto = key.proto;
-  f.state = tcp ? FlowState::kSynSent : FlowState::kUdp;
+  f.state = tcp ? FlowState::kSynSent : FlowState::kUdpUnreplied;
   f.flags = 0;
+  if (tcp)
+    tcpTrackStart(f.seq, f.flags, tcpSegmentOf(rte_pktmbuf_mtod(mb, const uint8_t*) + m.l4Off, m));
+  else
+    f.udpCreatedMs = now_;
   const uint32_t fi = ft_.insert(f, now_);
   if (fi == kNoFlow) {
     pa_.release(pool, port);
@@ -476,14 +591,6 @@ void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_
     done = static_cast<uint16_t>(done + k);
   }
 }
-
-namespace {
-void closeAccounting(PortAllocator& pa, WorkerCounters& c, const Flow& f) {
-  pa.release(f.pool, rte_be_to_cpu_16(f.snatPort));
-  if (f.serviceSlot < kMaxServiceSlots) c.services[f.serviceSlot].flowsClosed++;
-  if (f.backendSlot < kMaxBackendSlots) c.backends[f.backendSlot].flowsClosed++;
-}
-}  // namespace
 
 uint32_t NatCore::expire(uint32_t nowMs, uint32_t budget) {
   PortAllocator& pa = *d_.ports;

@@ -27,6 +27,13 @@ inline uint32_t load32(const uint8_t* p) {
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
+// Network-order fields as host-order numbers (the TCP tracker's sequence
+// numbers and windows).
+inline uint16_t load16be(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t load32be(const uint8_t* p) {
+  const uint32_t v = load32(p);
+  return std::endian::native == std::endian::little ? __builtin_bswap32(v) : v;
+}
 inline void store16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
 inline void store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, sizeof(v)); }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "strait/drop_reason.h"
+#include "strait/flow_state.h"
 
 namespace strait {
 
@@ -45,12 +46,18 @@ struct alignas(64) WorkerCounters {
   uint64_t icmpErrorsTranslated = 0;
   uint64_t icmpEchoReplies = 0;
   uint64_t mssClamped = 0;
+  uint64_t tcpSynIgnored = 0;  // client SYNs let through on a synchronized flow without changing it
+  uint64_t tcpResynced = 0;    // ... that the backend then confirmed with its SYN-ACK (tracking restarted)
   uint64_t loops = 0;         // iterations of the poll loop
   uint64_t busyLoops = 0;     // iterations that received at least one packet
   uint64_t busyCycles = 0;    // TSC cycles spent in iterations that did work
   uint64_t totalCycles = 0;   // TSC cycles of all iterations
   uint64_t snapshotGeneration = 0;  // generation this worker last picked up
   std::array<uint64_t, kDropReasonCount> drops{};
+  // Unassured flows recycled by early drop to make room for a new flow (a
+  // full table or an exhausted SNAT pool), by the state they were in. Live
+  // flows = created - expired - flushed - early dropped.
+  std::array<uint64_t, kFlowStateCount> earlyDrops{};
   std::array<ServiceCounters, kMaxServiceSlots> services{};
   std::array<BackendCounters, kMaxBackendSlots> backends{};
 

@@ -2,7 +2,13 @@
 // state machine driven by the flags seen in both directions; each state has
 // its own idle timeout so half-open and closing flows free their SNAT port
 // quickly while established flows live as long as the NLB downstream keeps
-// them (350 s idle).
+// them (350 s idle). UDP flows start unreplied and become `udp` once the
+// backend has answered and the flow is still talking 2 s after its first
+// datagram, like conntrack's unreplied / assured split (its "stream"
+// rule): anyone can create an unassured flow with one spoofed datagram,
+// and a backend answers spoofed datagrams too, so such flows hold their
+// port for less time and are the first to go when ports or table slots
+// run out (early drop, see docs/security.md).
 #pragma once
 
 #include <array>
@@ -20,7 +26,8 @@ enum class FlowState : uint8_t {
   kLastAck,      // both sides sent FIN, waiting for the final ACK
   kTimeWait,     // final ACK seen
   kClosed,       // RST seen
-  kUdp,          // UDP pseudo-flow
+  kUdp,          // UDP pseudo-flow, assured: replied, and still active 2 s after it began
+  kUdpUnreplied, // UDP pseudo-flow not assured yet (no reply, or younger than 2 s)
   kCount
 };
 
@@ -28,11 +35,20 @@ inline constexpr std::size_t kFlowStateCount = static_cast<std::size_t>(FlowStat
 
 inline constexpr std::array<std::string_view, kFlowStateCount> kFlowStateNames = {
     "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
-    "last_ack", "time_wait", "closed",     "udp"};
+    "last_ack", "time_wait", "closed",     "udp",        "udp_unreplied"};
 
 constexpr std::string_view flowStateName(FlowState s) {
   return kFlowStateNames[static_cast<std::size_t>(s)];
 }
+
+// Flows that the other side has not answered yet: a spoofed packet can
+// create them, so they are what early drop may recycle. Established and
+// closing flows, and assured UDP flows, never are.
+constexpr bool isUnassured(FlowState s) {
+  return s == FlowState::kSynSent || s == FlowState::kSynRecv || s == FlowState::kUdpUnreplied;
+}
+
+constexpr bool isUdp(FlowState s) { return s == FlowState::kUdp || s == FlowState::kUdpUnreplied; }
 
 // Idle timeouts in milliseconds, indexed by FlowState.
 struct FlowTimeouts {
@@ -46,6 +62,7 @@ struct FlowTimeouts {
       120'000,  // time_wait
       10'000,   // closed
       120'000,  // udp (AWS NLB UDP idle timeout)
+      30'000,   // udp_unreplied (conntrack's unreplied UDP timeout)
   };
   uint32_t of(FlowState s) const { return ms[static_cast<std::size_t>(s)]; }
 };

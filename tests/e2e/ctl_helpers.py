@@ -477,6 +477,7 @@ class Lab:
     control: dict = field(default_factory=dict)
     dns_records: dict | None = None  # start a dnsmasq with these records
     before_start: object = None      # callable(topo), run before straitd starts
+    af_packet_frames: int = 0        # the af_packet PMD's ring per queue (0: its default)
     topo: Ec2Topology | None = None
     d: Straitd | None = None
     dns: Dnsmasq | None = None
@@ -492,7 +493,8 @@ class Lab:
                 self.before_start(self.topo)
             self.d = Straitd(self.topo.lb, self.topo.workdir, services=self.services(self.topo),
                              workers=self.workers,
-                             dataplane={"timeouts": SHORT_TIMEOUTS, **self.dataplane})
+                             dataplane={"timeouts": SHORT_TIMEOUTS, **self.dataplane},
+                             af_packet_frames=self.af_packet_frames)
             if self.control:
                 # tests/lib/straitd.py renders no [control] section; a table
                 # after the [[service]] array is still valid TOML.

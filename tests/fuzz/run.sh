@@ -53,6 +53,7 @@ CORE_SOURCES=(
   dataplane/port_alloc.cc
   dataplane/tcp_state.cc
   dataplane/siphash.cc
+  dataplane/siphash_batch.cc
   dataplane/flow_table.cc
   dataplane/nat.cc
   dataplane/icmp.cc

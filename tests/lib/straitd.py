@@ -159,7 +159,7 @@ class Straitd:
                  address: str = "192.0.2.10/24", gateway: str = "192.0.2.1",
                  iface: str = "lb0", extra_eal: list[str] | None = None,
                  dataplane: dict | None = None, interface: dict | None = None,
-                 log_level: str = "info", io: str = "af_packet") -> None:
+                 log_level: str = "info", io: str = "af_packet", af_packet_frames: int = 0) -> None:
         self.ns = ns
         self.io = io
         self.workdir = Path(workdir)
@@ -174,7 +174,12 @@ class Straitd:
             # Shared-NIC mode: straitd sets up AF_XDP on the interface itself.
             port = f"xdp:{iface}"
         else:
-            eal.append(f"--vdev=net_af_packet0,iface={iface},qpairs={workers}")
+            # af_packet_frames: the PMD's ring per queue (its default is 512
+            # frames); floods want more, so a worker the shared CPUs leave
+            # unscheduled for a moment does not lose the real client's
+            # packets in a full ring.
+            ring = f",framecnt={af_packet_frames}" if af_packet_frames else ""
+            eal.append(f"--vdev=net_af_packet0,iface={iface},qpairs={workers}{ring}")
             port = "net_af_packet0"
         # straitd adds --lcores itself (control + one per worker, over the
         # CPUs it may use) when the config has none.

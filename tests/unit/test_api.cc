@@ -85,6 +85,12 @@ class FakeRuntime : public Runtime {
   uint16_t workerCount() const override { return static_cast<uint16_t>(workers.size()); }
   uint64_t flowsActive() const override { return 42; }
   uint64_t flowCapacity() const override { return 1u << 21; }
+  std::array<uint64_t, strait::kFlowStateCount> flowsByState() const override {
+    std::array<uint64_t, strait::kFlowStateCount> n{};
+    n[static_cast<std::size_t>(strait::FlowState::kEstablished)] = 40;
+    n[static_cast<std::size_t>(strait::FlowState::kSynSent)] = 2;
+    return n;
+  }
   std::vector<FlowInfo> flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const override {
     lastFlowsSlot = serviceSlot;
     lastFlowsLimit = limit;

@@ -61,6 +61,7 @@ last_ack = 15
 time_wait = 16
 closed = 17
 udp = 18
+udp_unreplied = 19
 
 [[interface]]
 port = "0000:00:06.0"
@@ -199,6 +200,7 @@ listen = "192.0.2.30:80"
   EXPECT_EQ(c.dataplane.timeouts.ms, d.timeouts.ms);
   EXPECT_EQ(c.dataplane.timeouts.of(FlowState::kEstablished), 350000u);
   EXPECT_EQ(c.dataplane.timeouts.of(FlowState::kUdp), 120000u);
+  EXPECT_EQ(c.dataplane.timeouts.of(FlowState::kUdpUnreplied), 30000u);
   const InterfaceConfig& i = c.interfaces[0];
   EXPECT_FALSE(i.gateway.has_value());
   EXPECT_EQ(i.mtu, 1500);
@@ -248,6 +250,7 @@ TEST(Config, EveryKeyParsed) {
   EXPECT_EQ(d.timeouts.of(FlowState::kTimeWait), 16000u);
   EXPECT_EQ(d.timeouts.of(FlowState::kClosed), 17000u);
   EXPECT_EQ(d.timeouts.of(FlowState::kUdp), 18000u);
+  EXPECT_EQ(d.timeouts.of(FlowState::kUdpUnreplied), 19000u);
 
   ASSERT_EQ(c.interfaces.size(), 2u);
   EXPECT_EQ(c.interfaces[0].port, "0000:00:06.0");

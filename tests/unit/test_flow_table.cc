@@ -606,6 +606,111 @@ TEST(FlowTable, Crc32cCollidingKeysSpreadUnderTheKeyedHash) {
   }
 }
 
+// count(state) follows insert, setState, remove and expiry.
+TEST(FlowTable, CountsFlowsPerState) {
+  TableHolder h(64);
+  auto& t = h.table;
+  std::vector<uint32_t> idx;
+  for (uint32_t i = 0; i < 10; ++i) idx.push_back(t.insert(makeFlow(i, FlowState::kSynSent), 0));
+  for (uint32_t i = 10; i < 13; ++i) idx.push_back(t.insert(makeFlow(i, FlowState::kUdpUnreplied), 0));
+  EXPECT_EQ(t.count(FlowState::kSynSent), 10u);
+  EXPECT_EQ(t.count(FlowState::kUdpUnreplied), 3u);
+  t.setState(idx[0], FlowState::kSynRecv, 1);
+  t.setState(idx[1], FlowState::kEstablished, 1);
+  t.setState(idx[10], FlowState::kUdp, 1);
+  t.remove(idx[2]);
+  EXPECT_EQ(t.count(FlowState::kSynSent), 7u);
+  EXPECT_EQ(t.count(FlowState::kSynRecv), 1u);
+  EXPECT_EQ(t.count(FlowState::kEstablished), 1u);
+  EXPECT_EQ(t.count(FlowState::kUdp), 1u);
+  EXPECT_EQ(t.count(FlowState::kUdpUnreplied), 2u);
+  // Re-queueing by expiry moves flows within their list without changing counts.
+  EXPECT_EQ(t.expire(10'000, kUnlimited, kNoCallback), 0u);
+  EXPECT_EQ(t.count(FlowState::kSynSent), 7u);
+  // syn_sent, syn_recv and udp_unreplied time out at 30 s.
+  EXPECT_EQ(t.expire(30'001, kUnlimited, kNoCallback), 7u + 1u + 2u);
+  uint32_t total = 0;
+  for (std::size_t s = 0; s < kFlowStateCount; ++s) total += t.count(static_cast<FlowState>(s));
+  EXPECT_EQ(total, t.size());
+  EXPECT_EQ(t.count(FlowState::kEstablished), 1u);
+  EXPECT_EQ(t.count(FlowState::kUdp), 1u);
+}
+
+// The table-wide early-drop victim is the longest-queued unassured flow;
+// established, closing and replied flows are never named.
+TEST(FlowTable, EarlyDropVictimIsTheOldestUnassuredFlow) {
+  TableHolder h(64);
+  auto& t = h.table;
+  EXPECT_EQ(t.earlyDropVictim(), sd::kNoFlow);
+  const uint32_t est = t.insert(makeFlow(0, FlowState::kEstablished), 0);
+  const uint32_t udp = t.insert(makeFlow(1, FlowState::kUdp), 0);
+  const uint32_t fin = t.insert(makeFlow(2, FlowState::kFinWait), 0);
+  EXPECT_EQ(t.earlyDropVictim(), sd::kNoFlow);
+  const uint32_t a = t.insert(makeFlow(3, FlowState::kSynSent), 10);
+  const uint32_t b = t.insert(makeFlow(4, FlowState::kUdpUnreplied), 20);
+  const uint32_t c = t.insert(makeFlow(5, FlowState::kSynSent), 30);
+  EXPECT_EQ(t.earlyDropVictim(), a);
+  t.setState(a, FlowState::kSynRecv, 40);  // re-queued at 40: now the youngest
+  EXPECT_EQ(t.earlyDropVictim(), b);
+  t.remove(b);
+  EXPECT_EQ(t.earlyDropVictim(), c);
+  t.setState(c, FlowState::kEstablished, 50);
+  EXPECT_EQ(t.earlyDropVictim(), a);
+  t.setState(a, FlowState::kEstablished, 60);
+  EXPECT_EQ(t.earlyDropVictim(), sd::kNoFlow);
+  (void)est, (void)udp, (void)fin;
+}
+
+// Per pool: the unassured flows holding a port of that pool, first in
+// first out; a flow leaves the FIFO when it is answered or removed and
+// joins again when its tuple is reused for a new connection.
+TEST(FlowTable, EarlyDropVictimPerPool) {
+  sd::FlowTable::Params p;
+  const std::string name = uniqueName();
+  p.capacity = 64;
+  p.name = name.c_str();
+  p.maxPools = 4;
+  sd::FlowTable t(p);
+  auto flowIn = [](uint32_t i, uint32_t pool, FlowState s) {
+    sd::Flow f = makeFlow(i, s);
+    f.pool = pool;
+    return f;
+  };
+  const uint32_t a1 = t.insert(flowIn(1, 1, FlowState::kSynSent), 1);
+  const uint32_t b1 = t.insert(flowIn(2, 2, FlowState::kUdpUnreplied), 2);
+  const uint32_t a2 = t.insert(flowIn(3, 1, FlowState::kUdpUnreplied), 3);
+  const uint32_t a3 = t.insert(flowIn(4, 1, FlowState::kEstablished), 4);
+  const uint32_t big = t.insert(flowIn(5, 9, FlowState::kSynSent), 5);  // pool past maxPools
+  EXPECT_EQ(t.earlyDropVictim(0), sd::kNoFlow);
+  EXPECT_EQ(t.earlyDropVictim(1), a1);
+  EXPECT_EQ(t.earlyDropVictim(2), b1);
+  EXPECT_EQ(t.earlyDropVictim(9), sd::kNoFlow);
+  EXPECT_EQ(t.earlyDropVictim(4), sd::kNoFlow);
+  // SYN_SENT -> SYN_RECV stays unassured and keeps its place.
+  t.setState(a1, FlowState::kSynRecv, 6);
+  EXPECT_EQ(t.earlyDropVictim(1), a1);
+  t.setState(a1, FlowState::kEstablished, 7);
+  EXPECT_EQ(t.earlyDropVictim(1), a2);
+  t.setState(a2, FlowState::kUdp, 8);
+  EXPECT_EQ(t.earlyDropVictim(1), sd::kNoFlow);
+  // A closed tuple reused by a new SYN is unassured again.
+  t.setState(a3, FlowState::kTimeWait, 9);
+  EXPECT_EQ(t.earlyDropVictim(1), sd::kNoFlow);
+  t.setState(a3, FlowState::kSynSent, 10);
+  EXPECT_EQ(t.earlyDropVictim(1), a3);
+  t.remove(a3);
+  EXPECT_EQ(t.earlyDropVictim(1), sd::kNoFlow);
+  t.remove(b1);
+  EXPECT_EQ(t.earlyDropVictim(2), sd::kNoFlow);
+  // Expiry of an unassured flow unlinks it too.
+  const uint32_t b2 = t.insert(flowIn(6, 2, FlowState::kSynSent), 100);
+  const uint32_t b3 = t.insert(flowIn(7, 2, FlowState::kSynSent), 200);
+  EXPECT_EQ(t.earlyDropVictim(2), b2);
+  EXPECT_EQ(t.expire(100 + 30'000, kUnlimited, kNoCallback), 2u);  // b2 and `big`
+  EXPECT_EQ(t.earlyDropVictim(2), b3);
+  (void)big;
+}
+
 TEST(FlowTable, ForEachSeesEveryLiveFlow) {
   TableHolder h(128);
   auto& t = h.table;

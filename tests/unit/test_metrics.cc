@@ -45,11 +45,14 @@ void addInto(WorkerCounters& t, const WorkerCounters& c) {
   t.icmpErrorsTranslated += c.icmpErrorsTranslated;
   t.icmpEchoReplies += c.icmpEchoReplies;
   t.mssClamped += c.mssClamped;
+  t.tcpSynIgnored += c.tcpSynIgnored;
+  t.tcpResynced += c.tcpResynced;
   t.loops += c.loops;
   t.busyLoops += c.busyLoops;
   t.busyCycles += c.busyCycles;
   t.totalCycles += c.totalCycles;
   for (std::size_t i = 0; i < kDropReasonCount; ++i) t.drops[i] += c.drops[i];
+  for (std::size_t i = 0; i < kFlowStateCount; ++i) t.earlyDrops[i] += c.earlyDrops[i];
   for (std::size_t i = 0; i < kMaxServiceSlots; ++i) {
     t.services[i].packets += c.services[i].packets;
     t.services[i].bytes += c.services[i].bytes;
@@ -81,6 +84,7 @@ class FakeRuntime : public Runtime {
   uint16_t workerCount() const override { return static_cast<uint16_t>(workers_.size()); }
   uint64_t flowsActive() const override { return active; }
   uint64_t flowCapacity() const override { return capacity; }
+  std::array<uint64_t, strait::kFlowStateCount> flowsByState() const override { return byState; }
   std::vector<FlowInfo> flows(std::optional<uint16_t>, std::size_t) const override { return {}; }
   std::vector<SnatPoolInfo> snatPools() const override { return pools; }
   std::vector<PortInfo> ports() const override {
@@ -93,6 +97,7 @@ class FakeRuntime : public Runtime {
   uint64_t generation = 1;
   uint64_t active = 0;
   uint64_t capacity = 2u << 20;
+  std::array<uint64_t, kFlowStateCount> byState{};
   std::size_t neighbours = 0;
   bool portsThrow = false;
   std::vector<SnatPoolInfo> pools;

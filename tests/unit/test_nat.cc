@@ -121,7 +121,10 @@ struct L4Spec {
   uint8_t proto = IPPROTO_TCP;
   uint8_t ttl = 64;
   uint8_t flags = 0;
-  uint32_t seq = 1000, ack = 0;
+  // Both sides start at 1000, so after the SYNs each expects 1001: the
+  // default ack fits every segment of a handshake (the tracker checks a
+  // SYN-ACK acknowledges the SYN, and RSTs against the windows).
+  uint32_t seq = 1000, ack = 1001;
   Bytes tcpOpts;  // multiple of 4
   Bytes payload;
   bool udpZeroChecksum = false;
@@ -745,7 +748,7 @@ TEST_F(NatTest, UdpBothWays) {
   EXPECT_EQ(s.dport, 53);
   EXPECT_TRUE(checksumsOk(q));
   EXPECT_NE(rd16(q.data() + kEth + 20 + 6), 0);
-  EXPECT_EQ(onlyFlow().state, FlowState::kUdp);
+  EXPECT_EQ(onlyFlow().state, FlowState::kUdpUnreplied);
   const uint16_t port = s.sport;
 
   Bytes r = frame(udp(kBackendUdp, 53, kVip, port, Bytes(33, 7)));
@@ -758,6 +761,44 @@ TEST_F(NatTest, UdpBothWays) {
   EXPECT_TRUE(checksumsOk(r));
   EXPECT_EQ(counters_->services[2].packets, 2u);
   EXPECT_EQ(counters_->backends[20].packets, 2u);
+  // A reply alone does not assure the flow (a backend answers spoofed
+  // datagrams too); traffic 2 s after the first datagram does.
+  EXPECT_EQ(onlyFlow().state, FlowState::kUdpUnreplied);
+  Bytes q2 = frame(udp(kClient, 5353, kVip, 53, Bytes{1}));
+  EXPECT_FORWARD(one(q2, 1000 + 1999));
+  EXPECT_EQ(onlyFlow().state, FlowState::kUdpUnreplied);
+  Bytes q3 = frame(udp(kClient, 5353, kVip, 53, Bytes{1}));
+  EXPECT_FORWARD(one(q3, 1000 + 2000));
+  EXPECT_EQ(onlyFlow().state, FlowState::kUdp);
+}
+
+// Without a reply, no amount of client traffic assures a UDP flow.
+TEST_F(NatTest, UdpWithoutReplyStaysUnassured) {
+  for (uint32_t t = 1000; t <= 20'000; t += 1000) {
+    Bytes q = frame(udp(kClient, 5353, kVip, 53, Bytes{1}));
+    EXPECT_FORWARD(one(q, t));
+  }
+  EXPECT_EQ(onlyFlow().state, FlowState::kUdpUnreplied);
+}
+
+// An unassured UDP flow lives udp_unreplied (30 s) idle; an assured one
+// (replied, still talking 2 s on) lives udp (120 s).
+TEST_F(NatTest, UdpUnrepliedAndRepliedTimeouts) {
+  Bytes a = frame(udp(kClient, 5001, kVip, 53, Bytes{1}));
+  Bytes b = frame(udp(kClient, 5002, kVip, 53, Bytes{1}));
+  EXPECT_FORWARD(one(a, 1000));
+  EXPECT_FORWARD(one(b, 1000));
+  Bytes r = frame(udp(kBackendUdp, 53, kVip, seen(b).sport, Bytes{2}));
+  EXPECT_FORWARD(one(r, 3000));
+  EXPECT_EQ(ft_->count(FlowState::kUdpUnreplied), 1u);
+  EXPECT_EQ(ft_->count(FlowState::kUdp), 1u);
+  EXPECT_EQ(nat_->expire(1000 + 29'999, 100), 0u);
+  EXPECT_EQ(nat_->expire(1000 + 30'000, 100), 1u);
+  EXPECT_EQ(onlyFlow().clientPort, net16(5002));
+  EXPECT_EQ(nat_->expire(3000 + 119'999, 100), 0u);
+  EXPECT_EQ(nat_->expire(3000 + 120'000 + 30'000, 100), 1u);
+  EXPECT_EQ(ft_->size(), 0u);
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
 }
 
 TEST_F(NatTest, UdpChecksumZeroStaysZero) {
@@ -1137,13 +1178,18 @@ TEST_F(NatTest, ExpiryReleasesPorts) {
   Bytes a = frame(tcp(kClient, 33000, kVip, 80, kSyn));
   EXPECT_FORWARD(one(a, 1000));
   EXPECT_EQ(seen(a).sport, 40000);
+  // Established, so early drop cannot recycle it.
+  Bytes sa = frame(tcp(kBackend1, 80, kVip, 40000, kSyn | kAck));
+  EXPECT_FORWARD(one(sa, 1000));
+  Bytes ack = frame(tcp(kClient, 33000, kVip, 80, kAck));
+  EXPECT_FORWARD(one(ack, 1000));
   Bytes b = frame(tcp(kClient2, 33000, kVip, 80, kSyn));
   EXPECT_DROP(one(b, 1000), DropReason::kSnatPortsExhausted);
   EXPECT_EQ(drops(DropReason::kSnatPortsExhausted), 1u);
 
-  // Not yet idle for the SYN_SENT timeout.
-  EXPECT_EQ(nat_->expire(1000 + 29'000, 100), 0u);
-  EXPECT_EQ(nat_->expire(1000 + 30'000, 100), 1u);
+  // Not yet idle for the ESTABLISHED timeout.
+  EXPECT_EQ(nat_->expire(1000 + 349'000, 100), 0u);
+  EXPECT_EQ(nat_->expire(1000 + 350'000, 100), 1u);
   EXPECT_EQ(ft_->size(), 0u);
   EXPECT_EQ(counters_->flowsExpired, 1u);
   EXPECT_EQ(counters_->backends[10].flowsClosed, 1u);
@@ -1151,7 +1197,7 @@ TEST_F(NatTest, ExpiryReleasesPorts) {
   EXPECT_EQ(pa_->doubleFrees(), 0u);
 
   Bytes c = frame(tcp(kClient2, 33000, kVip, 80, kSyn));
-  EXPECT_FORWARD(one(c, 40000));
+  EXPECT_FORWARD(one(c, 400000));
   EXPECT_EQ(seen(c).sport, 40000);
   EXPECT_EQ(onlyFlow().clientIp, net(kClient2));
 }
@@ -1174,15 +1220,20 @@ TEST_F(NatTest, SecondSnatAddressUsedWhenFirstExhausted) {
     snats.insert(seen(f).src);
   }
   EXPECT_EQ(snats, (std::set<uint32_t>{kVip, kSnat2}));
-  Bytes f = frame(tcp(kClient, 33002, kVip2, 443, kSyn));
-  EXPECT_DROP(one(f), DropReason::kSnatPortsExhausted);
-  // Replies reach the right flow on each SNAT address.
+  // Replies reach the right flow on each SNAT address; the handshakes
+  // complete, so neither flow can be recycled by early drop.
   for (uint32_t snat : {kVip, kSnat2}) {
     Bytes r = frame(tcp(kBackend1, 443, snat, 40000, kSyn | kAck));
     EXPECT_FORWARD(one(r));
     EXPECT_EQ(seen(r).src, kVip2);
     EXPECT_EQ(seen(r).dst, kClient);
   }
+  for (uint16_t p = 0; p < 2; ++p) {
+    Bytes ack = frame(tcp(kClient, static_cast<uint16_t>(33000 + p), kVip2, 443, kAck));
+    EXPECT_FORWARD(one(ack));
+  }
+  Bytes f = frame(tcp(kClient, 33002, kVip2, 443, kSyn));
+  EXPECT_DROP(one(f), DropReason::kSnatPortsExhausted);
 }
 
 TEST_F(NatTest, SnatAddressChoiceSpreadsFlows) {
@@ -1224,6 +1275,15 @@ TEST_F(NatTest, FlowTableFullKeepsEstablishedFlows) {
   Bytes b = frame(tcp(kClient, 1002, kVip, 80, kSyn));
   EXPECT_FORWARD(one(a));
   EXPECT_FORWARD(one(b));
+  // Both established: nothing early drop may recycle.
+  for (const Bytes* f : {&a, &b}) {
+    const Seen o = seen(*f);
+    Bytes r = frame(tcp(o.dst, 80, o.src, o.sport, kSyn | kAck));
+    EXPECT_FORWARD(one(r));
+    Bytes ack = frame(tcp(kClient, o.sport == seen(a).sport ? 1001 : 1002, kVip, 80, kAck));
+    EXPECT_FORWARD(one(ack));
+  }
+  EXPECT_EQ(ft_->count(FlowState::kEstablished), 2u);
   Bytes c = frame(tcp(kClient, 1003, kVip, 80, kSyn));
   EXPECT_DROP(one(c), DropReason::kFlowTableFull);
   Bytes u = frame(udp(kClient, 1003, kVip, 53, Bytes{1}));
@@ -1236,13 +1296,258 @@ TEST_F(NatTest, FlowTableFullKeepsEstablishedFlows) {
   // Both existing flows still work both ways.
   for (const Bytes* f : {&a, &b}) {
     const Seen o = seen(*f);
-    Bytes r = frame(tcp(o.dst, 80, o.src, o.sport, kSyn | kAck));
+    Bytes r = frame(tcp(o.dst, 80, o.src, o.sport, kAck));
     EXPECT_FORWARD(one(r));
     EXPECT_EQ(seen(r).dst, kClient);
   }
   Bytes ack = frame(tcp(kClient, 1001, kVip, 80, kAck));
   EXPECT_FORWARD(one(ack));
   EXPECT_EQ(ft_->size(), 2u);
+  EXPECT_EQ(counters_->earlyDrops, (std::array<uint64_t, kFlowStateCount>{}));
+}
+
+// ---- sequence-checked RST and SYN ----
+
+// The attack through the NAT, with the clock injected: three RSTs
+// 2^30 apart spoofed from the backend at the SNAT port are dropped
+// (rst_out_of_window) and the flow lives on past the closed timeout; an
+// in-window RST is passed on and closes the flow, which then goes at the
+// closed timeout.
+TEST_F(NatTest, OutOfWindowRstIsDroppedInWindowRstCloses) {
+  Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(syn, 1000));
+  const uint16_t sport = seen(syn).sport;
+  Bytes sa = frame(tcp(kBackend1, 80, kVip, sport, kSyn | kAck));
+  EXPECT_FORWARD(one(sa, 1000));
+  Bytes ack = frame(tcp(kClient, 33000, kVip, 80, kAck));
+  EXPECT_FORWARD(one(ack, 1000));
+  ASSERT_EQ(onlyFlow().state, FlowState::kEstablished);
+  for (uint32_t k = 1; k <= 3; ++k) {
+    L4Spec r = tcp(kBackend1, 80, kVip, sport, kRst);
+    r.seq = 1001 + k * (1u << 30);
+    Bytes rst = frame(r);
+    EXPECT_DROP(one(rst, 2000), DropReason::kRstOutOfWindow);
+  }
+  EXPECT_EQ(drops(DropReason::kRstOutOfWindow), 3u);
+  EXPECT_EQ(onlyFlow().state, FlowState::kEstablished);
+  // The closed timeout (10 s) passes and more: the flow is still there.
+  EXPECT_EQ(nat_->expire(2000 + 12'000, 100), 0u);
+  L4Spec d = tcp(kClient, 33000, kVip, 80, kAck | kPsh);
+  d.seq = 1001;
+  d.payload = Bytes(100, 'x');
+  Bytes data = frame(d);
+  EXPECT_FORWARD(one(data, 14'000));
+  // In window: passed on, the flow closes and goes 10 s later.
+  L4Spec r = tcp(kBackend1, 80, kVip, sport, kRst);
+  r.seq = 1001;
+  Bytes rst = frame(r);
+  EXPECT_FORWARD(one(rst, 15'000));
+  EXPECT_EQ(seen(rst).dst, kClient);
+  EXPECT_EQ(onlyFlow().state, FlowState::kClosed);
+  EXPECT_EQ(nat_->expire(15'000 + 9'999, 100), 0u);
+  EXPECT_EQ(nat_->expire(15'000 + 10'000, 100), 1u);
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
+}
+
+// A SYN on an established flow (new sequence number, same ports) is passed
+// to the backend but the flow keeps its state and its timeout; a SYN-ACK
+// acknowledging it restarts the flow in SYN_RECV.
+TEST_F(NatTest, SynOnEstablishedFlowIsPassedOnWithoutResettingIt) {
+  Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(syn, 1000));
+  const uint16_t sport = seen(syn).sport;
+  Bytes sa = frame(tcp(kBackend1, 80, kVip, sport, kSyn | kAck));
+  EXPECT_FORWARD(one(sa, 1000));
+  Bytes ack = frame(tcp(kClient, 33000, kVip, 80, kAck));
+  EXPECT_FORWARD(one(ack, 1000));
+  L4Spec s2 = tcp(kClient, 33000, kVip, 80, kSyn);
+  s2.seq = 7'000'000;
+  Bytes syn2 = frame(s2);
+  EXPECT_FORWARD(one(syn2, 2000));
+  EXPECT_EQ(seen(syn2).dst, kBackend1);
+  EXPECT_EQ(seen(syn2).sport, sport);
+  EXPECT_EQ(onlyFlow().state, FlowState::kEstablished);
+  EXPECT_EQ(counters_->tcpSynIgnored, 1u);
+  // Not moved to SYN_SENT: the 30 s SYN_SENT timeout does not apply.
+  EXPECT_EQ(nat_->expire(2000 + 31'000, 100), 0u);
+  // A spoofed SYN-ACK for another SYN changes nothing either.
+  L4Spec bogus = tcp(kBackend1, 80, kVip, sport, kSyn | kAck);
+  bogus.seq = 1;
+  bogus.ack = 12345;
+  Bytes b = frame(bogus);
+  EXPECT_FORWARD(one(b, 34'000));
+  EXPECT_EQ(onlyFlow().state, FlowState::kEstablished);
+  // The backend confirms the new connection.
+  L4Spec sa2 = tcp(kBackend1, 80, kVip, sport, kSyn | kAck);
+  sa2.seq = 9'000'000;
+  sa2.ack = 7'000'001;
+  Bytes c = frame(sa2);
+  EXPECT_FORWARD(one(c, 35'000));
+  EXPECT_EQ(onlyFlow().state, FlowState::kSynRecv);
+  EXPECT_EQ(counters_->tcpResynced, 1u);
+  // The old connection's sequence numbers are out of window now.
+  L4Spec old = tcp(kBackend1, 80, kVip, sport, kRst);
+  old.seq = 1001;
+  Bytes o = frame(old);
+  EXPECT_DROP(one(o, 36'000), DropReason::kRstOutOfWindow);
+}
+
+// ---- early drop ----
+
+uint64_t earlyDrops(const WorkerCounters& c, FlowState s) { return c.earlyDrops[static_cast<std::size_t>(s)]; }
+
+// A full table recycles its oldest unassured flow (SYN_SENT, SYN_RECV or
+// unreplied UDP) for a new one, and never an established one.
+TEST_F(NatTest, FullTableEarlyDropsTheOldestUnassuredFlow) {
+  Setup s;
+  s.capacity = 4;
+  build(s);
+  // 1001: established; 1002: SYN_RECV; 1003: unreplied UDP; 1004: SYN_SENT,
+  // created in that order at increasing times.
+  Bytes a = frame(tcp(kClient, 1001, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(a, 1000));
+  Bytes sa = frame(tcp(kBackend1, 80, kVip, seen(a).sport, kSyn | kAck));
+  EXPECT_FORWARD(one(sa, 1000));
+  Bytes ack = frame(tcp(kClient, 1001, kVip, 80, kAck));
+  EXPECT_FORWARD(one(ack, 1000));
+  Bytes b = frame(tcp(kClient, 1002, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(b, 1001));
+  Bytes sb = frame(tcp(kBackend1, 80, kVip, seen(b).sport, kSyn | kAck));
+  EXPECT_FORWARD(one(sb, 1002));
+  Bytes u = frame(udp(kClient, 1003, kVip, 53, Bytes{1}));
+  EXPECT_FORWARD(one(u, 1003));
+  Bytes d = frame(tcp(kClient, 1004, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(d, 1004));
+  EXPECT_EQ(ft_->size(), 4u);
+
+  // Three new flows: each recycles the oldest unassured flow left, in the
+  // order they became what they are (SYN_RECV at 1002, UDP at 1003,
+  // SYN_SENT at 1004).
+  const FlowState victims[] = {FlowState::kSynRecv, FlowState::kUdpUnreplied, FlowState::kSynSent};
+  for (int i = 0; i < 3; ++i) {
+    Bytes n = frame(tcp(kClient2, static_cast<uint16_t>(2000 + i), kVip, 80, kSyn));
+    EXPECT_FORWARD(one(n, 2000 + i));
+    EXPECT_EQ(earlyDrops(*counters_, victims[i]), 1u) << i;
+    EXPECT_EQ(ft_->size(), 4u);
+  }
+  EXPECT_EQ(drops(DropReason::kFlowTableFull), 0u);
+  // The victims' packets now miss; the established flow is untouched.
+  Bytes lateAck = frame(tcp(kClient, 1002, kVip, 80, kAck));
+  EXPECT_DROP(one(lateAck, 3000), DropReason::kNoFlow);
+  Bytes data = frame(tcp(kClient, 1001, kVip, 80, kAck | kPsh));
+  EXPECT_FORWARD(one(data, 3000));
+  EXPECT_EQ(ft_->count(FlowState::kEstablished), 1u);
+  EXPECT_EQ(ft_->count(FlowState::kSynSent), 3u);
+  // The three new flows are SYN_SENT and the oldest goes first again; with
+  // those gone only the established flow is left and the table refuses.
+  for (int i = 0; i < 3; ++i) {
+    Bytes n = frame(tcp(kClient2, static_cast<uint16_t>(3000 + i), kVip, 80, kSyn));
+    EXPECT_FORWARD(one(n, 4000));
+    const Seen o = seen(n);
+    Bytes r = frame(tcp(o.dst, 80, o.src, o.sport, kSyn | kAck));
+    EXPECT_FORWARD(one(r, 4000));
+    Bytes f = frame(tcp(kClient2, static_cast<uint16_t>(3000 + i), kVip, 80, kAck));
+    EXPECT_FORWARD(one(f, 4000));
+  }
+  Bytes refused = frame(tcp(kClient2, 3999, kVip, 80, kSyn));
+  EXPECT_DROP(one(refused, 4000), DropReason::kFlowTableFull);
+  EXPECT_EQ(earlyDrops(*counters_, FlowState::kSynSent), 4u);
+  EXPECT_EQ(ft_->count(FlowState::kEstablished), 4u);
+  // Every port a victim held went back exactly once.
+  uint32_t live = 0;
+  for (uint32_t p = 0; p < pa_->poolCount(); ++p) live += pa_->inUse(p);
+  EXPECT_EQ(live, 4u);
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
+  EXPECT_EQ(counters_->flowsCreated - counters_->flowsExpired - counters_->flowsFlushed -
+                earlyDrops(*counters_, FlowState::kSynSent) - earlyDrops(*counters_, FlowState::kSynRecv) -
+                earlyDrops(*counters_, FlowState::kUdpUnreplied),
+            ft_->size());
+}
+
+// An exhausted pool recycles the oldest unassured flow holding one of ITS
+// ports, even when another pool's unassured flows are older.
+TEST_F(NatTest, ExhaustedPoolEarlyDropsOnlyItsOwnFlows) {
+  Setup s;
+  s.portMin = 40000;
+  s.portMax = 40002;  // three ports per pool
+  build(s);
+  // Pool of dns (UDP to 203.0.113.21:53): three unreplied flows, oldest.
+  for (uint16_t p = 0; p < 3; ++p) {
+    Bytes u = frame(udp(kClient, static_cast<uint16_t>(6000 + p), kVip, 53, Bytes{1}));
+    EXPECT_FORWARD(one(u, 1000 + p));
+  }
+  // Pool of web (TCP to 203.0.113.11:80): one established, two SYN_SENT.
+  Bytes e = frame(tcp(kClient, 7000, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(e, 2000));
+  Bytes se = frame(tcp(kBackend1, 80, kVip, seen(e).sport, kSyn | kAck));
+  EXPECT_FORWARD(one(se, 2000));
+  Bytes ae = frame(tcp(kClient, 7000, kVip, 80, kAck));
+  EXPECT_FORWARD(one(ae, 2000));
+  for (uint16_t p = 1; p < 3; ++p) {
+    Bytes f = frame(tcp(kClient, static_cast<uint16_t>(7000 + p), kVip, 80, kSyn));
+    EXPECT_FORWARD(one(f, 3000 + p));
+  }
+  // A new web flow takes the port of the oldest web SYN_SENT flow (7001).
+  Bytes n = frame(tcp(kClient2, 7100, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(n, 4000));
+  EXPECT_EQ(earlyDrops(*counters_, FlowState::kSynSent), 1u);
+  EXPECT_EQ(earlyDrops(*counters_, FlowState::kUdpUnreplied), 0u);
+  EXPECT_EQ(ft_->count(FlowState::kUdpUnreplied), 3u);
+  Bytes gone = frame(tcp(kClient, 7001, kVip, 80, kAck));
+  EXPECT_DROP(one(gone, 4000), DropReason::kNoFlow);
+  Bytes kept = frame(tcp(kClient, 7002, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(kept, 4000));  // a retransmission of a live flow
+  // Next: 7002, then 7100; the established flow never.
+  Bytes n2 = frame(tcp(kClient2, 7101, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(n2, 4001));
+  Bytes n3 = frame(tcp(kClient2, 7102, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(n3, 4002));
+  Bytes n4 = frame(tcp(kClient2, 7103, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(n4, 4003));
+  EXPECT_EQ(earlyDrops(*counters_, FlowState::kSynSent), 4u);
+  Bytes stillThere = frame(tcp(kClient, 7000, kVip, 80, kAck | kPsh));
+  EXPECT_FORWARD(one(stillThere, 4004));
+  // A replied UDP flow is no longer prey: reply to all three, then a new
+  // datagram finds its pool exhausted and refused.
+  for (uint16_t port = 40000; port <= 40002; ++port) {
+    Bytes r = frame(udp(kBackendUdp, 53, kVip, port, Bytes{2}));
+    EXPECT_FORWARD(one(r, 5000));
+  }
+  EXPECT_EQ(ft_->count(FlowState::kUdp), 3u);
+  Bytes u4 = frame(udp(kClient2, 6100, kVip, 53, Bytes{1}));
+  EXPECT_DROP(one(u4, 5000), DropReason::kSnatPortsExhausted);
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
+}
+
+// Early drop inside one burst. Flow 1 exists before the burst; the burst's
+// first SYN recycles it, and the new flow gets flow 1's record (the free
+// list is last in, first out), so the bulk lookup's result for the next
+// packet of flow 1 names a record that now belongs to flow 2: it must be
+// looked up again and miss, not be rewritten as flow 2.
+TEST_F(NatTest, EarlyDropInsideOneBurst) {
+  Setup s;
+  s.portMin = s.portMax = 40000;  // one port
+  build(s);
+  Bytes first = frame(tcp(kClient, 1, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(first, 1000));
+  std::vector<Bytes> fs;
+  fs.push_back(frame(tcp(kClient, 2, kVip, 80, kSyn)));  // recycles 1
+  fs.push_back(frame(tcp(kClient, 1, kVip, 80, kAck)));  // 1 is gone: no_flow
+  fs.push_back(frame(tcp(kClient, 3, kVip, 80, kSyn)));  // recycles 2
+  fs.push_back(frame(tcp(kClient, 2, kVip, 80, kAck)));  // 2 is gone: no_flow
+  fs.push_back(frame(tcp(kClient, 3, kVip, 80, kSyn)));  // retransmission: same flow
+  const auto v = burst(fs, 2000);
+  EXPECT_EQ(v[0].action, Action::kForward);
+  EXPECT_EQ(v[1].action, Action::kDrop);
+  EXPECT_EQ(v[1].reason, DropReason::kNoFlow);
+  EXPECT_EQ(v[2].action, Action::kForward);
+  EXPECT_EQ(v[3].action, Action::kDrop);
+  EXPECT_EQ(v[3].reason, DropReason::kNoFlow);
+  EXPECT_EQ(v[4].action, Action::kForward);
+  EXPECT_EQ(seen(fs[4]).sport, 40000);
+  EXPECT_EQ(onlyFlow().clientPort, net16(3));
+  EXPECT_EQ(earlyDrops(*counters_, FlowState::kSynSent), 2u);
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
 }
 
 // ---- MSS clamping ----

@@ -5,6 +5,7 @@
 // combination ever leaves the allowed transition graph.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <set>
 #include <string>
 #include <utility>
@@ -304,8 +305,8 @@ TEST(TcpState, ExhaustiveStaysInTransitionGraph) {
           ++checked;
           ASSERT_LT(static_cast<std::size_t>(to), kFlowStateCount);
           const bool rst = tcp & kRst;
-          if (from == FlowState::kUdp) {
-            EXPECT_EQ(to, FlowState::kUdp);
+          if (strait::isUdp(from)) {
+            EXPECT_EQ(to, from);
           } else if (rst) {
             EXPECT_EQ(to, FlowState::kClosed);
           } else if (to != from) {
@@ -333,4 +334,282 @@ TEST(TcpState, ExhaustiveStaysInTransitionGraph) {
     }
   }
   EXPECT_EQ(checked, kFlowStateCount * 32 * 2 * 4);
+}
+
+// ---- sequence tracking: tcpTrack ----
+
+namespace {
+
+constexpr uint32_t kClientIsn = 1000;
+constexpr uint32_t kBackendIsn = 5000;
+
+sd::TcpSegment seg(uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window = 1000, uint16_t payload = 0,
+                   uint8_t wscale = sd::kNoWscale) {
+  sd::TcpSegment s;
+  s.seq = seq;
+  s.ack = ack;
+  s.flags = flags;
+  s.window = window;
+  s.payload = payload;
+  s.wscale = wscale;
+  return s;
+}
+
+// A flow through its handshake: client window 64240 scale 7, backend
+// window 65160 scale 7, then the client's ACK with window 502 (scaled).
+struct Tracked {
+  FlowState state = FlowState::kSynSent;
+  uint8_t flags = 0;
+  sd::TcpSeqTrack t;
+
+  sd::TcpCheck step(const sd::TcpSegment& s, Direction d) { return sd::tcpTrack(state, flags, t, s, d); }
+
+  explicit Tracked(bool scale = true, bool established = true) {
+    sd::tcpTrackStart(t, flags, seg(kClientIsn, 0, kSyn, 64240, 0, scale ? 7 : sd::kNoWscale));
+    if (!established) return;
+    EXPECT_EQ(step(seg(kBackendIsn, kClientIsn + 1, kSyn | kAck, 65160, 0, scale ? 7 : sd::kNoWscale), kRepl),
+              sd::TcpCheck::kOk);
+    EXPECT_EQ(state, FlowState::kSynRecv);
+    EXPECT_EQ(step(seg(kClientIsn + 1, kBackendIsn + 1, kAck, scale ? 502 : 64240), kOrig), sd::TcpCheck::kOk);
+    EXPECT_EQ(state, FlowState::kEstablished);
+  }
+};
+
+}  // namespace
+
+TEST(TcpTrack, HandshakeLearnsEndsAndScaledWindows) {
+  Tracked f;
+  EXPECT_EQ(f.t.end[0], kClientIsn + 1);
+  EXPECT_EQ(f.t.end[1], kBackendIsn + 1);
+  EXPECT_EQ(f.t.wscale[0], 7);
+  EXPECT_EQ(f.t.wscale[1], 7);
+  EXPECT_EQ(f.t.maxWindow[0], 502);  // 64240 / 128 rounded up, then the ACK's 502
+  EXPECT_EQ(f.t.maxWindow[1], 510);  // 65160 / 128 rounded up
+  EXPECT_TRUE(f.flags & sd::kFlowReplySeen);
+  EXPECT_EQ(sd::tcpReceiveWindow(f.t, f.flags, kOrig), 502u << 7);
+  EXPECT_EQ(sd::tcpReceiveWindow(f.t, f.flags, kRepl), 510u << 7);
+  // Scaling is on only when both SYNs offer it.
+  Tracked g(false);
+  EXPECT_EQ(g.t.wscale[0], 0);
+  EXPECT_EQ(g.t.wscale[1], 0);
+  EXPECT_EQ(sd::tcpReceiveWindow(g.t, g.flags, kOrig), 64240u);
+  EXPECT_EQ(sd::tcpReceiveWindow(g.t, g.flags, kRepl), 65160u);
+}
+
+// The attack: RSTs with sequence numbers 2^30 apart, spoofed from
+// the backend side, then from the client side. None is in window; the flow
+// stays established. The window's edges are exact.
+TEST(TcpTrack, OutOfWindowRstIsRejectedAndChangesNothing) {
+  Tracked f;
+  const sd::TcpSeqTrack before = f.t;
+  for (uint32_t k = 1; k <= 3; ++k) {
+    for (Direction d : {kRepl, kOrig}) {
+      const uint32_t base = f.t.end[static_cast<std::size_t>(d)];
+      EXPECT_EQ(f.step(seg(base + k * (1u << 30), 0, kRst), d), sd::TcpCheck::kRstOutOfWindow);
+      EXPECT_EQ(f.step(seg(base + k * (1u << 30), 7, kRst | kAck), d), sd::TcpCheck::kRstOutOfWindow);
+    }
+  }
+  EXPECT_EQ(f.state, FlowState::kEstablished);
+  EXPECT_EQ(std::memcmp(&before, &f.t, sizeof before), 0);
+  // From the backend the receiver is the client: W = 502 << 7 = 64256.
+  const uint32_t w = 502u << 7;
+  EXPECT_EQ(f.step(seg(kBackendIsn + 1 + w + 1, 0, kRst), kRepl), sd::TcpCheck::kRstOutOfWindow);
+  EXPECT_EQ(f.step(seg(kBackendIsn + 1 - w - 1, 0, kRst), kRepl), sd::TcpCheck::kRstOutOfWindow);
+  EXPECT_EQ(f.state, FlowState::kEstablished);
+  Tracked g;
+  EXPECT_EQ(g.step(seg(kBackendIsn + 1 + w, 0, kRst), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(g.state, FlowState::kClosed);
+  Tracked h;
+  EXPECT_EQ(h.step(seg(kBackendIsn + 1 - w, 0, kRst), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(h.state, FlowState::kClosed);
+  // From the client the receiver is the backend: W = 510 << 7.
+  Tracked c;
+  EXPECT_EQ(c.step(seg(kClientIsn + 1 + (510u << 7) + 1, 0, kRst), kOrig), sd::TcpCheck::kRstOutOfWindow);
+  EXPECT_EQ(c.step(seg(kClientIsn + 1 + (510u << 7), 0, kRst), kOrig), sd::TcpCheck::kOk);
+  EXPECT_EQ(c.state, FlowState::kClosed);
+}
+
+TEST(TcpTrack, InWindowRstClosesFromEitherSideInEveryTrackedState) {
+  for (FlowState s : {FlowState::kEstablished, FlowState::kFinWait, FlowState::kCloseWait, FlowState::kLastAck,
+                      FlowState::kTimeWait}) {
+    for (Direction d : {kOrig, kRepl}) {
+      Tracked f;
+      f.state = s;
+      const uint32_t end = f.t.end[static_cast<std::size_t>(d)];
+      EXPECT_EQ(f.step(seg(end, 0, kRst), d), sd::TcpCheck::kOk) << flowStateName(s);
+      EXPECT_EQ(f.state, FlowState::kClosed) << flowStateName(s);
+    }
+  }
+}
+
+// Before the backend has answered, its RST counts only when it
+// acknowledges exactly the client's SYN, and the client's only at its
+// own end.
+TEST(TcpTrack, RstInSynSent) {
+  {
+    Tracked f(true, false);
+    EXPECT_EQ(f.step(seg(0, 0, kRst), kRepl), sd::TcpCheck::kRstOutOfWindow);
+    EXPECT_EQ(f.step(seg(0, kClientIsn + 2, kRst | kAck), kRepl), sd::TcpCheck::kRstOutOfWindow);
+    EXPECT_EQ(f.step(seg(0, kClientIsn, kRst | kAck), kRepl), sd::TcpCheck::kRstOutOfWindow);
+    EXPECT_EQ(f.state, FlowState::kSynSent);
+    EXPECT_EQ(f.step(seg(0, kClientIsn + 1, kRst | kAck), kRepl), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kClosed);
+  }
+  {
+    Tracked f(true, false);
+    EXPECT_EQ(f.step(seg(kClientIsn + 2, 0, kRst), kOrig), sd::TcpCheck::kRstOutOfWindow);
+    EXPECT_EQ(f.step(seg(kClientIsn + 1, 0, kRst), kOrig), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kClosed);
+  }
+}
+
+// The backend still holds an older connection on the tuple and answers the
+// SYN with a plain ACK; the client's RST to it (sequence number = that
+// ACK's acknowledgement number) must get through, nothing else.
+TEST(TcpTrack, ClientRstToABackendAckInSynSent) {
+  Tracked f(true, false);
+  EXPECT_EQ(f.step(seg(123, 777'777, kAck), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kSynSent);
+  EXPECT_EQ(f.step(seg(777'778, 0, kRst), kOrig), sd::TcpCheck::kRstOutOfWindow);
+  EXPECT_EQ(f.step(seg(777'777, 0, kRst), kOrig), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kClosed);
+  // The note does not survive into the handshake.
+  Tracked g(true, false);
+  EXPECT_EQ(g.step(seg(123, 777'777, kAck), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(g.step(seg(kBackendIsn, kClientIsn + 1, kSyn | kAck, 65160, 0, 7), kRepl), sd::TcpCheck::kOk);
+  EXPECT_FALSE(g.flags & sd::kFlowSynInSync);
+  EXPECT_EQ(g.step(seg(777'777, 0, kRst), kOrig), sd::TcpCheck::kRstOutOfWindow);
+}
+
+TEST(TcpTrack, SynAckMustAcknowledgeTheSyn) {
+  Tracked f(true, false);
+  EXPECT_EQ(f.step(seg(kBackendIsn, kClientIsn + 7, kSyn | kAck, 65160, 0, 7), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kSynSent);
+  EXPECT_FALSE(f.flags & sd::kFlowReplySeen);
+  EXPECT_EQ(f.step(seg(kBackendIsn, kClientIsn + 1, kSyn | kAck, 65160, 0, 7), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kSynRecv);
+  // A retransmitted SYN-ACK changes nothing.
+  EXPECT_EQ(f.step(seg(kBackendIsn, kClientIsn + 1, kSyn | kAck, 65160, 0, 7), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kSynRecv);
+  EXPECT_EQ(f.t.end[1], kBackendIsn + 1);
+}
+
+// Data moves the sender's end; the RST window follows it. A segment far
+// outside the window teaches nothing, so a spoofer cannot drag the window
+// to where its RSTs would land.
+TEST(TcpTrack, DataMovesTheWindowSpoofedSegmentsDoNot) {
+  Tracked f;
+  uint32_t seq = kBackendIsn + 1;
+  for (int i = 0; i < 1000; ++i) {  // 1.4 MB from the backend, in window each time
+    EXPECT_EQ(f.step(seg(seq, kClientIsn + 1, kAck, 509, 1400), kRepl), sd::TcpCheck::kOk);
+    seq += 1400;
+  }
+  EXPECT_EQ(f.t.end[1], seq);
+  // The same through the fast path.
+  Tracked g;
+  uint32_t gs = kBackendIsn + 1;
+  for (int i = 0; i < 1000; ++i) {
+    sd::tcpAdvance(g.t, kRepl, gs + 1400, 509);
+    gs += 1400;
+  }
+  EXPECT_EQ(g.t.end[1], gs);
+  EXPECT_EQ(std::memcmp(&f.t, &g.t, sizeof f.t), 0);
+  // A RST at the old end is now out of window, one at the new end is in.
+  Tracked h = f;
+  EXPECT_EQ(h.step(seg(kBackendIsn + 1, 0, kRst), kRepl), sd::TcpCheck::kRstOutOfWindow);
+  // Spoofed data 2^20 ahead (beyond the 64 KiB window): passed on, not learned.
+  const uint32_t far = seq + (1u << 20);
+  EXPECT_EQ(f.step(seg(far, kClientIsn + 1, kAck, 65535, 1000), kRepl), sd::TcpCheck::kOk);
+  sd::tcpAdvance(f.t, kRepl, far + 1000, 65535);
+  EXPECT_EQ(f.t.end[1], seq);
+  EXPECT_EQ(f.t.maxWindow[1], 510);
+  EXPECT_EQ(f.step(seg(far + 1000, 0, kRst), kRepl), sd::TcpCheck::kRstOutOfWindow);
+  EXPECT_EQ(f.step(seg(seq, 0, kRst), kRepl), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kClosed);
+}
+
+TEST(TcpTrack, FinTakesOneSequenceNumber) {
+  Tracked f;
+  EXPECT_EQ(f.step(seg(kClientIsn + 1, kBackendIsn + 1, kFin | kAck, 502, 10), kOrig), sd::TcpCheck::kOk);
+  EXPECT_EQ(f.state, FlowState::kFinWait);
+  EXPECT_EQ(f.t.end[0], kClientIsn + 1 + 10 + 1);
+}
+
+// A client SYN on an established flow is passed on and changes nothing
+// but a note; the backend decides what it was.
+TEST(TcpTrack, SynOnEstablishedIsIgnoredUntilTheBackendConfirmsIt) {
+  const uint32_t newIsn = 900'000;
+  {  // The backend still has the connection: challenge ACK, client RST.
+    Tracked f;
+    const sd::TcpSeqTrack before = f.t;
+    EXPECT_EQ(f.step(seg(newIsn, 0, kSyn, 64240, 0, 7), kOrig), sd::TcpCheck::kSynIgnored);
+    EXPECT_EQ(f.state, FlowState::kEstablished);
+    EXPECT_TRUE(f.flags & sd::kFlowSynInSync);
+    EXPECT_EQ(f.t.synEnd, newIsn + 1);
+    EXPECT_EQ(std::memcmp(before.end, f.t.end, sizeof before.end), 0);
+    EXPECT_EQ(f.step(seg(kBackendIsn + 1, kClientIsn + 1, kAck, 509), kRepl), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kEstablished);
+    // The client's RST carries the challenge ACK's acknowledgement number.
+    EXPECT_EQ(f.step(seg(kClientIsn + 1, 0, kRst), kOrig), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kClosed);
+  }
+  {  // The backend lost the connection too and accepts the new one.
+    Tracked f;
+    EXPECT_EQ(f.step(seg(newIsn, 0, kSyn, 64240, 0, 7), kOrig), sd::TcpCheck::kSynIgnored);
+    // A SYN-ACK for some other SYN is passed on and changes nothing.
+    const uint32_t isn2 = 3'000'000'000u;
+    EXPECT_EQ(f.step(seg(isn2, newIsn + 5, kSyn | kAck, 65160, 0, 7), kRepl), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kEstablished);
+    EXPECT_EQ(f.step(seg(isn2, newIsn + 1, kSyn | kAck, 65160, 0, 7), kRepl), sd::TcpCheck::kResynced);
+    EXPECT_EQ(f.state, FlowState::kSynRecv);
+    EXPECT_EQ(f.t.end[0], newIsn + 1);
+    EXPECT_EQ(f.t.end[1], isn2 + 1);
+    EXPECT_FALSE(f.flags & sd::kFlowSynInSync);
+    EXPECT_EQ(f.step(seg(newIsn + 1, isn2 + 1, kAck, 502), kOrig), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kEstablished);
+    // Old-connection RSTs are now out of window.
+    EXPECT_EQ(f.step(seg(kBackendIsn + 1, 0, kRst), kRepl), sd::TcpCheck::kRstOutOfWindow);
+  }
+  {  // The backend refuses it with a RST acknowledging exactly that SYN.
+    Tracked f;
+    EXPECT_EQ(f.step(seg(newIsn, 0, kSyn, 64240, 0, 7), kOrig), sd::TcpCheck::kSynIgnored);
+    EXPECT_EQ(f.step(seg(0, newIsn + 2, kRst | kAck), kRepl), sd::TcpCheck::kRstOutOfWindow);
+    EXPECT_EQ(f.step(seg(0, newIsn + 1, kRst | kAck), kRepl), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kClosed);
+  }
+}
+
+// A SYN after TIME_WAIT or CLOSED opens a new connection: tracking
+// restarts from it.
+TEST(TcpTrack, SynAfterCloseRestartsTracking) {
+  for (FlowState s : {FlowState::kTimeWait, FlowState::kClosed}) {
+    Tracked f;
+    f.state = s;
+    EXPECT_EQ(f.step(seg(42, 0, kSyn, 1000, 0, sd::kNoWscale), kOrig), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kSynSent);
+    EXPECT_EQ(f.t.end[0], 43u);
+    EXPECT_EQ(f.flags, 0);
+    EXPECT_EQ(f.step(seg(7, 43, kSyn | kAck, 1000), kRepl), sd::TcpCheck::kOk);
+    EXPECT_EQ(f.state, FlowState::kSynRecv);
+  }
+}
+
+TEST(TcpTrack, WindowScaleOptionParsing) {
+  auto hdr = [](std::vector<uint8_t> opts) {
+    std::vector<uint8_t> h(20, 0);
+    h.insert(h.end(), opts.begin(), opts.end());
+    return h;
+  };
+  auto ws = [](const std::vector<uint8_t>& h) {
+    return sd::tcpWindowScaleOption(h.data(), static_cast<uint16_t>(h.size()));
+  };
+  EXPECT_EQ(ws(hdr({})), sd::kNoWscale);
+  // Linux's SYN: MSS, SACK permitted, timestamps, NOP, window scale 7.
+  EXPECT_EQ(ws(hdr({2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7})), 7);
+  EXPECT_EQ(ws(hdr({1, 1, 1, 3, 3, 14, 0, 0})), 14);
+  EXPECT_EQ(ws(hdr({3, 3, 15, 0})), 14);            // clamped to RFC 7323's maximum
+  EXPECT_EQ(ws(hdr({0, 3, 3, 7})), sd::kNoWscale);  // after end of options
+  EXPECT_EQ(ws(hdr({2, 0, 3, 3, 7, 0, 0, 0})), sd::kNoWscale);  // zero length: malformed
+  EXPECT_EQ(ws(hdr({2, 40, 3, 3})), sd::kNoWscale);  // runs past the header
+  EXPECT_EQ(ws(hdr({1, 1, 3, 3})), sd::kNoWscale);   // truncated option
 }

@@ -19,6 +19,10 @@ Each round runs the same loads against all three (the order rotates per
 round, so drift on a shared machine falls on every side): wrk with
 keep-alive connections, wrk with a new connection per request, and a
 bounded UDP blast (tools/benchlib/udpblast.c) counted where it arrives.
+The first round also floods each relay (unless --no-floods): a bounded
+spoofed SYN flood and a bounded spoofed UDP flood
+(tools/benchlib/spoofflood.c, the same as tests/e2e/test_floods.py),
+counting what a real client gets through during and after each.
 Figures are medians over rounds; ratios are against iptables (and AF_XDP
 against af_packet) from the same run. Nothing here asserts a time: it prints tables and writes them (and the
 raw figures as JSON) to files for tools/bench to put in docs/benchmarks.md.
@@ -44,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.lib.flood import Flood, FreshConnections, UdpEcho, UdpProbe  # noqa: E402
 from tests.lib.netns import (CommandError, add_addr, add_route, make_netns, ns_cmd,  # noqa: E402
                              ns_sh, sh)
 from tests.lib.straitd import Service, Straitd, binary_works, eal_memory_args, straitd_path  # noqa: E402
@@ -52,6 +57,8 @@ from tests.lib.topology import (BACKEND_NET, GATEWAY_IP, LB_IP, LB_KERNEL_IP, VI
 
 HTTP_PORT = 80
 UDP_PORT = 9000
+ECHO_PORT = 5353   # the UDP flood's service: an echo on every backend
+FLOOD_AFTER_S = 5
 UDP_SPORT_BASE = 40000
 STRAITD = "straitd"
 STRAITD_XDP = "straitd-xdp"
@@ -118,6 +125,8 @@ class StraitdRelay:
             Service("web", f"{VIP}:{HTTP_PORT}", [f"{ip}:{HTTP_PORT}" for ip in backends]),
             Service("blast", f"{VIP}:{UDP_PORT}", [f"{ip}:{UDP_PORT}" for ip in backends],
                     protocol="udp"),
+            Service("echo", f"{VIP}:{ECHO_PORT}", [f"{ip}:{ECHO_PORT}" for ip in backends],
+                    protocol="udp"),
         ]
         if self.io == "xdp":
             add_addr(self.topo.lb, "lb0", f"{LB_KERNEL_IP}/24")
@@ -140,6 +149,8 @@ class StraitdRelay:
              "tx_packets": m.value("strait_tx_packets_total")}
         for lab, v in m.series("strait_drops_total"):
             c[f"drop:{lab.get('reason', '?')}"] = v
+        for lab, v in m.series("strait_flows_early_dropped_total"):
+            c[f"early:{lab.get('state', '?')}"] = v
         for lab, v in m.series("strait_port_xstat"):
             c[f"xstat:{lab.get('name', '?')}"] = c.get(f"xstat:{lab.get('name', '?')}", 0) + v
         for lab, v in m.series("strait_xdp_verdicts_total"):
@@ -174,7 +185,7 @@ class IptablesRelay:
     def describe(self) -> str:
         return ("Linux kernel forwarding in a namespace holding 192.0.2.10/24 on lb0: "
                 "iptables nat PREROUTING DNAT with `-m statistic --mode random --probability 0.5` "
-                "(TCP 80 and UDP 9000 to the two backends), POSTROUTING MASQUERADE towards "
+                "(TCP 80, UDP 9000 and 5353 to the two backends), POSTROUTING MASQUERADE towards "
                 f"{BACKEND_NET}, ip_forward=1, conntrack defaults")
 
     def start(self) -> None:
@@ -187,7 +198,7 @@ class IptablesRelay:
         add_route(self.ns, "default", GATEWAY_IP)
         b1, b2 = self.topo.backend_ips[:2]
         rules = []
-        for proto, port in (("tcp", HTTP_PORT), ("udp", UDP_PORT)):
+        for proto, port in (("tcp", HTTP_PORT), ("udp", UDP_PORT), ("udp", ECHO_PORT)):
             rules.append(["-A", "PREROUTING", "-d", VIP, "-p", proto, "--dport", str(port),
                           "-m", "statistic", "--mode", "random", "--probability", "0.5",
                           "-j", "DNAT", "--to-destination", f"{b1}:{port}"])
@@ -334,6 +345,40 @@ def run_udp(topo: Ec2Topology, blast: Path, args: argparse.Namespace) -> dict:
     }
 
 
+def run_syn_flood(topo: Ec2Topology, args: argparse.Namespace) -> dict:
+    """Fresh connections from the real client during a bounded spoofed SYN
+    flood and for FLOOD_AFTER_S after it."""
+    during = FreshConnections(topo.client, VIP, HTTP_PORT).start()
+    flood = Flood(topo.client, "syn", VIP, HTTP_PORT, count=args.flood_count,
+                  seconds=args.flood_seconds, rate=args.flood_rate)
+    r = flood.result()
+    during.stop()
+    after = FreshConnections(topo.client, VIP, HTTP_PORT).start()
+    time.sleep(FLOOD_AFTER_S)
+    after.stop()
+    return {"sent": r.sent, "rate": r.rate, "seconds": r.seconds,
+            "during_ok": during.ok, "during_total": during.total,
+            "after_ok": after.ok, "after_total": after.total,
+            "failures": (during.failures + after.failures)[:5]}
+
+
+def run_udp_flood(topo: Ec2Topology, args: argparse.Namespace) -> dict:
+    """A real client's datagrams, each from a fresh socket, answered
+    during a bounded spoofed UDP flood and after it (100 datagrams)."""
+    probe = UdpProbe(topo.client, VIP, ECHO_PORT, period=0.05, wait=2.0)
+    flood = Flood(topo.client, "udp", VIP, ECHO_PORT, count=args.flood_count,
+                  seconds=args.flood_seconds, rate=args.flood_rate)
+    probe.start()
+    r = flood.result()
+    probe.stop()
+    after = UdpProbe(topo.client, VIP, ECHO_PORT, period=0.02, wait=2.0, limit=100)
+    after.start()
+    after.join(timeout=100 * 2.1 + 10)
+    return {"sent": r.sent, "rate": r.rate, "seconds": r.seconds,
+            "during_ok": probe.answered, "during_total": probe.sent,
+            "after_ok": after.answered, "after_total": after.sent}
+
+
 def wait_vip(topo: Ec2Topology, timeout: float = 30.0) -> None:
     """First requests may meet an unresolved neighbour; wait for an answer."""
     deadline = time.monotonic() + timeout
@@ -354,6 +399,9 @@ def delta(before: dict, after: dict) -> dict:
 
 
 def summary(res: dict) -> str:
+    if "during_total" in res:
+        return (f"{res['sent']} spoofed at {res['rate']:.0f}/s; real client {res['during_ok']}/"
+                f"{res['during_total']} during, {res['after_ok']}/{res['after_total']} after")
     if "rps" in res:
         return f"{res['rps']:.0f} req/s, p99 {res['p99_ms']} ms"
     return f"{res['delivered']}/{res['sent']} delivered, {res['delivered_pps']:.0f} pkt/s"
@@ -497,6 +545,34 @@ def render(results: dict) -> str:
       "sender faster than the worker shows up as loss rather than as a slower sender. Compare "
       "delivered packets/s.")
     w("")
+    if "syn_flood" in rounds[0][STRAITD]:
+        w("### Spoofed floods")
+        w("")
+        w(f"`strait-spoofflood` (tools/benchlib/spoofflood.c) from the client namespace: at most "
+          f"{args.flood_count} packets in at most {args.flood_seconds} s at {args.flood_rate}/s "
+          "offered, sources cycling over 60 addresses of the client's /26 with random ports "
+          "(replies to them die at the router), in the first round only. Meanwhile the real "
+          "client (198.51.100.2) opens fresh TCP connections one after another (one HTTP request "
+          "each, 5 s timeout), or sends UDP datagrams to an echo service, each from a fresh "
+          f"socket (a new flow), and keeps doing so for {FLOOD_AFTER_S} s (TCP) or 100 datagrams "
+          "(UDP) after the flood. straitd runs its default timeouts; the kernel relay its "
+          "conntrack defaults (which early-drop unassured entries when the table is full).")
+        w("")
+        w("| relay | flood | spoofed sent (rate/s) | real client during | real client after |")
+        w("|---|---|---|---|---|")
+        for r in relays:
+            for key, name in (("syn_flood", "TCP SYN"), ("udp_flood", "UDP")):
+                f = rounds[0][r][key]
+                pct = lambda ok, tot: f"{ok}/{tot} ({100.0 * ok / tot:.1f} %)" if tot else "0/0"
+                w(f"| {RELAY_TITLE[r]} | {name} | {f['sent']} ({f['rate']:.0f}) | "
+                  f"{pct(f['during_ok'], f['during_total'])} | {pct(f['after_ok'], f['after_total'])} |")
+        w("")
+        for key in ("syn_flood", "udp_flood"):
+            c = rounds[0][STRAITD][key]["relay_counters"]
+            shown = {k: v for k, v in c.items() if k in ("rx_packets",) or k.startswith(("drop:", "early:"))}
+            w(f"straitd's counters over the {'SYN' if key == 'syn_flood' else 'UDP'} flood: " +
+              ", ".join(f"{k} {v:.0f}" for k, v in sorted(shown.items())) + ".")
+        w("")
     for r in (x for x in (STRAITD, STRAITD_XDP) if x in relays):
         drops = {k: v for k, v in _sum(x[key]["relay_counters"] for x in per[r]
                                        for key in ("http_keepalive", "http_close", "udp")).items()
@@ -528,6 +604,11 @@ def main() -> int:
                     help="straitd's idle_sleep_us (default 0 = busy poll with >= 4 cores, "
                          "50 below, where a busy worker would take a core from the load)")
     ap.add_argument("--flow-capacity", type=int, default=262143)
+    ap.add_argument("--no-floods", dest="floods", action="store_false",
+                    help="skip the spoofed SYN and UDP floods of the first round")
+    ap.add_argument("--flood-count", type=int, default=450_000)
+    ap.add_argument("--flood-seconds", type=int, default=30)
+    ap.add_argument("--flood-rate", type=int, default=40_000)
     ap.add_argument("--markdown", type=Path, help="write the tables here too")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
     ap.add_argument("--render", type=Path, metavar="JSON",
@@ -549,7 +630,10 @@ def main() -> int:
     for name, v, lo, hi in (("rounds", args.rounds, 1, 20), ("seconds", args.seconds, 1, 120),
                             ("udp-count", args.udp_count, 1, 50_000_000),
                             ("udp-seconds", args.udp_seconds, 1, 60),
-                            ("udp-size", args.udp_size, 8, 1472), ("udp-flows", args.udp_flows, 1, 256)):
+                            ("udp-size", args.udp_size, 8, 1472), ("udp-flows", args.udp_flows, 1, 256),
+                            ("flood-count", args.flood_count, 1, 5_000_000),
+                            ("flood-seconds", args.flood_seconds, 1, 60),
+                            ("flood-rate", args.flood_rate, 0, 10_000_000)):
         if not lo <= v <= hi:
             ap.error(f"--{name} must be in [{lo}, {hi}]")
 
@@ -572,10 +656,13 @@ def main() -> int:
                                       else json_path)}
     results["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in results["args"].items()}
     relay = None
+    echoes: list[UdpEcho] = []
     try:
         log("building the topology")
         topo.up()
         topo.start_backends()
+        if args.floods:
+            echoes = [UdpEcho(ns, ip, ECHO_PORT) for ns, ip in zip(topo.backend_ns, topo.backend_ips)]
         results["page_bytes"] = len(f"backend {topo.backend_ips[0]}\n")
         seq = 0
         for rnd in range(args.rounds):
@@ -591,9 +678,12 @@ def main() -> int:
                 results["relays"][name] = relay.describe()
                 wait_vip(topo)
                 rec: dict = {}
-                loads = (("http_keepalive", lambda: run_wrk(topo, args, close=False)),
+                loads = [("http_keepalive", lambda: run_wrk(topo, args, close=False)),
                          ("http_close", lambda: run_wrk(topo, args, close=True)),
-                         ("udp", lambda: run_udp(topo, blast, args)))
+                         ("udp", lambda: run_udp(topo, blast, args))]
+                if args.floods and rnd == 0:
+                    loads += [("syn_flood", lambda: run_syn_flood(topo, args)),
+                              ("udp_flood", lambda: run_udp_flood(topo, args))]
                 for key, load in loads:
                     before = relay.counters()
                     rec[key] = load()
@@ -612,6 +702,8 @@ def main() -> int:
                 relay.stop()
             except Exception as e:  # noqa: BLE001 - teardown must go on
                 log(f"stopping {relay.name}: {e}")
+        for e in echoes:
+            e.stop()
         errors = topo.down()
         for e in errors:
             log(f"teardown: {e}")

@@ -290,8 +290,14 @@ void printStats(const json& r) {
             << "flows active         " << str(f.at("active")) << " / " << str(f.at("capacity")) << "\n"
             << "flows created        " << str(f.at("created")) << "\n"
             << "flows expired        " << str(f.at("expired")) << "\n"
-            << "flows flushed        " << str(f.at("flushed")) << "\n"
-            << "neighbours           " << str(r.at("neighbours")) << "\n"
+            << "flows flushed        " << str(f.at("flushed")) << "\n";
+  if (f.contains("early_dropped")) {
+    // Early drops by the recycled flow's state, on one line.
+    std::cout << "flows early dropped ";
+    for (const auto& [k, v] : f.at("early_dropped").items()) std::cout << " " << k << "=" << str(v);
+    std::cout << "\n";
+  }
+  std::cout << "neighbours           " << str(r.at("neighbours")) << "\n"
             << "handoff in/out       " << str(r.at("handoff_in")) << " / " << str(r.at("handoff_out")) << "\n"
             << "drops total          " << str(r.at("drops_total")) << "\n\n";
   Table w({"WORKER", "RX", "TX", "FLOWS CREATED", "BUSY", "GENERATION"});
@@ -303,6 +309,12 @@ void printStats(const json& r) {
   }
   w.print(std::cout);
   std::cout << "\n";
+  if (f.contains("by_state")) {
+    Table st({"FLOW STATE", "FLOWS"});
+    for (const auto& [k, v] : f.at("by_state").items()) st.add({k, str(v)});
+    st.print(std::cout);
+    std::cout << "\n";
+  }
   Table d({"DROP REASON", "PACKETS"});
   for (const auto& [k, v] : r.at("drops").items()) d.add({k, str(v)});
   d.print(std::cout);
