@@ -66,7 +66,7 @@ sd::Flow makeFlow(uint32_t i, FlowState state = FlowState::kEstablished) {
   f.pool = i % 7;
   f.serviceSlot = static_cast<uint16_t>(i % 3);
   f.backendSlot = static_cast<uint16_t>(i % 5);
-  f.proto = state == FlowState::kUdp ? 17 : 6;
+  f.proto = strait::isUdp(state) ? 17 : 6;
   f.state = state;
   f.flags = 0;
   return f;
@@ -722,7 +722,7 @@ TEST(FlowTable, ForEachSeesEveryLiveFlow) {
   }
   for (uint32_t i = 0; i < 100; i += 3) {
     Direction d;
-    const auto it = want.find(t.lookup(sd::originalKey(makeFlow(i)), d));
+    const auto it = want.find(t.lookup(sd::originalKey(makeFlow(i, states[i % states.size()])), d));
     ASSERT_NE(it, want.end());
     t.remove(it->first);
     want.erase(it);
