@@ -58,6 +58,7 @@ CORE_SOURCES=(
   dataplane/nat.cc
   dataplane/icmp.cc
   dataplane/mss_clamp.cc
+  dataplane/syncookie.cc
 )
 PARSE_SOURCES=(dataplane/parse.cc)
 HARNESSES=(fuzz_parse fuzz_nat)
