@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "controlplane/capacity.h"
+#include "controlplane/log.h"
 #include "strait/drop_reason.h"
 
 namespace strait::controlplane {
@@ -138,6 +140,7 @@ json backendJson(const Backend& b, const WorkerCounters& t) {
          {"slot", b.slot},
          {"weight", b.weight},
          {"health", b.phase != BackendPhase::kActive ? "draining"
+                    : b.initial                      ? "initial"
                     : b.up                           ? "up"
                                                      : "down"},
          {"state", state},
@@ -152,8 +155,11 @@ json backendJson(const Backend& b, const WorkerCounters& t) {
 json serviceJson(const Service& s, const WorkerCounters& t) {
   const ServiceCounters& c = t.services[s.slot];
   std::size_t up = 0;
-  for (const Backend& b : s.backends)
+  std::size_t initial = 0;
+  for (const Backend& b : s.backends) {
     if (b.up && b.weight > 0) ++up;
+    if (b.initial) ++initial;
+  }
   json snat = json::array();
   for (uint32_t ip : s.config.snat) snat.push_back(formatIpv4(ip));
   return json{{"name", s.config.name},
@@ -167,6 +173,7 @@ json serviceJson(const Service& s, const WorkerCounters& t) {
               {"fail_open", s.failOpen()},
               {"backends", s.backends.size()},
               {"backends_available", up},
+              {"backends_initial", initial},
               {"backends_draining", s.draining.size()},
               {"active_flows", c.flowsCreated > c.flowsClosed ? c.flowsCreated - c.flowsClosed : 0},
               {"flows_total", c.flowsCreated},
@@ -257,9 +264,22 @@ json ControlApi::dispatch(const std::string& command, const json& argsJson) {
     a.allowOnly({});
     return configShow();
   }
-  throw RequestError(
-      "unknown command " + q(command) +
-      " (known: service list|add|remove, backend list|add|remove|set, stats, flows, config show)");
+  if (command == "config reload") {
+    a.allowOnly({});
+    return configReload();
+  }
+  if (command == "capacity") {
+    a.allowOnly({});
+    return capacity();
+  }
+  if (command == "drain" || command == "instance") {
+    a.allowOnly({});
+    if (!hooks_.instance) throw RequestError("command " + q(command) + " is not available here");
+    return ok(hooks_.instance(command == "drain"));
+  }
+  throw RequestError("unknown command " + q(command) +
+                     " (known: service list|add|remove, backend list|add|remove|set, stats, flows, "
+                     "config show|reload, capacity, drain, instance)");
 }
 
 uint64_t ControlApi::publishLocked() {
@@ -503,7 +523,60 @@ json ControlApi::flows(const json& argsJson) {
 
 json ControlApi::configShow() {
   std::lock_guard lock(state_.mutex());
-  return ok(json{{"toml", renderConfig(state_.toConfig())}});
+  return ok(json{{"toml", renderConfig(state_.toConfig())}, {"file", state_.base().file}});
+}
+
+json ControlApi::capacity() {
+  const std::vector<SnatPoolInfo> pools = runtime_.snatPools();
+  std::lock_guard lock(state_.mutex());
+  json list = json::array();
+  for (const ServiceCapacity& c : serviceCapacity(state_, pools)) {
+    json worst = nullptr;
+    if (!c.worstPoolAddress.empty())
+      worst = json{{"address", c.worstPoolAddress}, {"backend", c.worstPoolBackend}, {"worker", c.worstPoolWorker},
+                   {"ports_in_use", c.worstPoolInUse}, {"ports_capacity", c.worstPoolCapacity},
+                   {"use", c.worstPoolUse}};
+    list.push_back(json{{"service", c.service},
+                        {"snat_addresses", c.snatAddresses},
+                        {"backends_offered", c.backendsOffered},
+                        {"port_range", c.portRange},
+                        {"hold_s", c.holdS},
+                        {"new_connections_per_s", c.newConnectionsPerS},
+                        {"worst_pool", worst}});
+  }
+  return ok(json{{"services", list}});
+}
+
+json ControlApi::configReload() {
+  std::string path;
+  {
+    std::lock_guard lock(state_.mutex());
+    path = state_.base().file;
+  }
+  if (path.empty()) throw RequestError("reload refused: straitd has no configuration file to read");
+  Config next;
+  try {
+    next = loadConfig(path);
+  } catch (const std::exception& e) {
+    logf(LogLevel::kError, "event=reload_refused file=%s reason=%s result=unchanged", logValue(path).c_str(),
+         logValue(e.what()).c_str());
+    throw RequestError(std::string("reload refused, nothing changed: ") + e.what());
+  }
+  std::lock_guard lock(state_.mutex());
+  std::vector<std::string> changes;
+  try {
+    changes = state_.applyConfig(next);
+  } catch (const StateError& e) {
+    logf(LogLevel::kError, "event=reload_refused file=%s reason=%s result=unchanged", logValue(path).c_str(),
+         logValue(e.what()).c_str());
+    throw RequestError(std::string("reload refused, nothing changed: ") + e.what());
+  }
+  for (const std::string& c : changes) logf(LogLevel::kInfo, "event=reload_change change=%s", logValue(c).c_str());
+  const uint64_t gen = publishLocked();
+  if (hooks_.reloaded) hooks_.reloaded(state_.base());
+  logf(LogLevel::kInfo, "event=reload file=%s changes=%zu generation=%llu", logValue(path).c_str(), changes.size(),
+       static_cast<unsigned long long>(gen));
+  return ok(json{{"file", path}, {"changes", changes}, {"generation", gen}});
 }
 
 }  // namespace strait::controlplane

@@ -15,6 +15,7 @@
 //   ... every second or so on the control thread: api.tick();
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "controlplane/runtime.h"
@@ -26,10 +27,21 @@ inline constexpr int kControlProtocolVersion = 1;
 inline constexpr uint64_t kDefaultFlowsLimit = 100;
 inline constexpr uint64_t kMaxFlowsLimit = 100'000;
 
+// What the API needs from the daemon beyond the Runtime (optional; tests
+// leave them empty).
+struct ControlHooks {
+  // `drain` and `instance`: starts draining when the argument is true,
+  // and returns the instance's state (ready / draining / degraded ...).
+  std::function<nlohmann::json(bool drain)> instance;
+  // Called (state lock held) after a reload applied a new file.
+  std::function<void(const Config& base)> reloaded;
+};
+
 class ControlApi {
  public:
   // Both must outlive the API. The API takes state.mutex() itself.
-  ControlApi(LbState& state, Runtime& runtime) : state_(state), runtime_(runtime) {}
+  ControlApi(LbState& state, Runtime& runtime, ControlHooks hooks = {})
+      : state_(state), runtime_(runtime), hooks_(std::move(hooks)) {}
 
   // Answers one request; never throws.
   nlohmann::json handle(const nlohmann::json& request);
@@ -50,10 +62,16 @@ class ControlApi {
   nlohmann::json stats();
   nlohmann::json flows(const nlohmann::json& args);
   nlohmann::json configShow();
+  // Re-reads the file the state was loaded from and applies it
+  // (LbState::applyConfig); refusals change nothing and are logged.
+  nlohmann::json configReload();
+  // Per service: sustainable new connections/s and the fullest SNAT pool.
+  nlohmann::json capacity();
   uint64_t publishLocked();
 
   LbState& state_;
   Runtime& runtime_;
+  ControlHooks hooks_;
 };
 
 }  // namespace strait::controlplane

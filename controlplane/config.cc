@@ -207,11 +207,12 @@ class Loader {
   Config load(const toml::table& root) {
     Config c;
     c.file = file_;
-    checkKeys(root, "", {"dataplane", "interface", "service", "control"});
+    checkKeys(root, "", {"dataplane", "interface", "service", "control", "instance"});
     if (const toml::node* n = root.get("dataplane")) loadDataplane(asTable(*n, "dataplane"), c.dataplane);
     loadInterfaces(root, c);
     if (const toml::node* n = root.get("control")) loadControl(asTable(*n, "control"), c.control);
     loadServices(root, c);
+    if (const toml::node* n = root.get("instance")) loadInstance(asTable(*n, "instance"), c);
     return c;
   }
 
@@ -411,6 +412,29 @@ class Loader {
     if (ctl.dnsMinTtlS > ctl.dnsMaxTtlS)
       fail(p + ".dns_min_ttl_s",
            std::to_string(ctl.dnsMinTtlS) + ": greater than dns_max_ttl_s " + std::to_string(ctl.dnsMaxTtlS));
+  }
+
+  void loadInstance(const toml::table& t, Config& c) const {
+    const std::string p = "instance";
+    checkKeys(t, p, {"shutdown_drain_s", "health_endpoint"});
+    optInt(t, p, "shutdown_drain_s", c.instance.shutdownDrainS, 0, 3600);
+    if (const toml::node* n = t.get("health_endpoint")) {
+      const std::string key = p + ".health_endpoint";
+      const std::string text = asString(*n, key);
+      if (!text.empty()) {
+        try {
+          std::tie(c.instance.healthIp, c.instance.healthPort) = parseEndpoint(text);
+        } catch (const std::invalid_argument& e) {
+          fail(key, e.what());
+        }
+        if (std::none_of(c.interfaces.begin(), c.interfaces.end(),
+                         [&](const InterfaceConfig& i) { return i.address.addr == c.instance.healthIp; }))
+          fail(key, quoted(text) + ": must be an interface address (the address the front health-checks)");
+        for (const ServiceConfig& s : c.services)
+          if (s.vip == c.instance.healthIp && s.port == c.instance.healthPort && s.proto == IPPROTO_TCP)
+            fail(key, quoted(text) + ": is the listen address of service " + quoted(s.name));
+      }
+    }
   }
 
   uint32_t localAddress(const std::string& text, const std::string& key, const Config& c) const {
@@ -746,6 +770,11 @@ std::string renderConfig(const Config& c) {
     << "dns_min_ttl_s = " << c.control.dnsMinTtlS << "\n"
     << "dns_max_ttl_s = " << c.control.dnsMaxTtlS << "\n";
 
+  o << "\n[instance]\n"
+    << "shutdown_drain_s = " << c.instance.shutdownDrainS << "\n"
+    << "health_endpoint = "
+    << tomlString(c.instance.healthIp ? formatEndpoint(c.instance.healthIp, c.instance.healthPort) : "") << "\n";
+
   for (const ServiceConfig& s : c.services) {
     o << "\n[[service]]\n"
       << "name = " << tomlString(s.name) << "\n"
@@ -777,6 +806,36 @@ std::string renderConfig(const Config& c) {
       << "http_host = " << tomlString(h.httpHost) << "\n";
   }
   return o.str();
+}
+
+std::string restartDifference(const Config& running, const Config& next) {
+  auto fixed = [](const Config& c) {
+    Config f = c;
+    f.file.clear();
+    f.services.clear();
+    f.instance.shutdownDrainS = 0;
+    std::vector<std::string> lines;
+    std::istringstream in(renderConfig(f));
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+  };
+  const std::vector<std::string> a = fixed(running), b = fixed(next);
+  std::string section;
+  std::size_t interfaces = 0;
+  for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    const std::string& l = i < a.size() ? a[i] : b[i];
+    if (l.rfind("[[interface]]", 0) == 0) {
+      section = "interface[" + std::to_string(interfaces++) + "]";
+    } else if (!l.empty() && l[0] == '[') {
+      section = l.substr(1, l.find(']') - 1);
+    }
+    if (i < a.size() && i < b.size() && a[i] == b[i]) continue;
+    if (i >= a.size() || i >= b.size() || a[i].rfind("[[interface]]", 0) == 0 ||
+        b[i].rfind("[[interface]]", 0) == 0 || a[i].find(" = ") == std::string::npos)
+      return "interface (the list of interfaces)";
+    return section + "." + a[i].substr(0, a[i].find(" = "));
+  }
+  return {};
 }
 
 std::string healthCheckProblem(const HealthCheckConfig& h) {

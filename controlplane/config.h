@@ -104,13 +104,33 @@ struct ControlConfig {
   uint32_t dnsMaxTtlS = 300;
 };
 
+// How this instance behaves towards the front (NLB, Global Accelerator)
+// and its service manager.
+struct InstanceConfig {
+  // SIGTERM / `lbctl drain`: fail the instance health endpoint and keep
+  // forwarding for this long, or until no flow is left; 0 = exit at once.
+  // Applied by reload.
+  uint32_t shutdownDrainS = 30;
+  // The instance health endpoint ("IP:PORT" on an interface's subnet;
+  // ip 0 = none), answered by the dataplane. Needs a restart.
+  uint32_t healthIp = 0;  // host order
+  uint16_t healthPort = 0;
+};
+
 struct Config {
   std::string file;  // where it was loaded from
   DataplaneConfig dataplane;
   std::vector<InterfaceConfig> interfaces;
   std::vector<ServiceConfig> services;
   ControlConfig control;
+  InstanceConfig instance;
 };
+
+// What a reload from `next` would change that only a restart can change:
+// "" when nothing, else the first differing key as a TOML path (e.g.
+// "dataplane.workers", "interface[0].port"). [[service]] sections and
+// instance.shutdown_drain_s are not compared: reload applies them.
+std::string restartDifference(const Config& running, const Config& next);
 
 // Health-check limits, shared by the TOML loader and the control API.
 inline constexpr uint32_t kHealthIntervalMinMs = 100;

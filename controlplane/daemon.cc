@@ -16,6 +16,7 @@
 #include "controlplane/health.h"
 #include "controlplane/log.h"
 #include "controlplane/metrics.h"
+#include "controlplane/sd_notify.h"
 #include "controlplane/snapshot_builder.h"
 #include "controlplane/state.h"
 
@@ -40,6 +41,47 @@ struct Daemon::Impl : public Runtime {
   std::unique_ptr<ControlApi> api;
   std::unique_ptr<ControlServer> control;
 
+  // Instance life cycle, read by lbctl (control-server thread) and the
+  // health endpoint; written by the control thread.
+  std::atomic<bool> drainRequested{false};  // `lbctl drain`
+  std::atomic<bool> draining{false};
+  std::atomic<bool> ready{false};
+  std::atomic<uint32_t> shutdownDrainS{30};
+  std::atomic<bool> degraded{true};
+  std::string degradedWhy;  // guarded by state.mutex()
+
+  // Ready for the front: every service has a backend that takes new flows
+  // (up, weight > 0). Called with the state lock held, after each publish.
+  void updateDegraded() {
+    const std::string why = state.degradedReason();
+    if (why != degradedWhy)
+      logf(why.empty() ? LogLevel::kInfo : LogLevel::kWarn, "event=instance_%s%s%s",
+           why.empty() ? "healthy" : "degraded", why.empty() ? "" : " reason=", why.empty() ? "" : logValue(why).c_str());
+    degradedWhy = why;
+    degraded.store(!why.empty());
+  }
+
+  const char* instanceState() const {
+    if (draining.load()) return "draining";
+    if (!ready.load()) return "starting";
+    return degraded.load() ? "degraded" : "ready";
+  }
+
+  nlohmann::json instance(bool drain) {
+    if (drain && !draining.load()) drainRequested.store(true);
+    std::string why;
+    {
+      std::lock_guard lk(state.mutex());
+      why = degradedWhy;
+    }
+    const bool willDrain = draining.load() || drainRequested.load();
+    return nlohmann::json{{"state", willDrain ? "draining" : instanceState()},
+                          {"healthy", !willDrain && ready.load() && !degraded.load()},
+                          {"reason", why},
+                          {"shutdown_drain_s", shutdownDrainS.load()},
+                          {"flows_active", host->flowsActive()}};
+  }
+
   // Runtime. publish() is called with state.mutex() held.
   uint64_t publish() override {
     ++generation;
@@ -53,6 +95,7 @@ struct Daemon::Impl : public Runtime {
            static_cast<unsigned long long>(generation));
     if (health) health->setTargets(state.healthTargets());
     if (dns) dns->setTargets(state.dnsTargets());
+    updateDegraded();
     logf(LogLevel::kDebug, "published snapshot generation %llu", static_cast<unsigned long long>(generation));
     return generation;
   }
@@ -71,8 +114,10 @@ struct Daemon::Impl : public Runtime {
   uint64_t snapshotGeneration() const override { return host->snapshotGeneration(); }
 
   Topology topology() const {
+    const std::vector<SnatPoolInfo> pools = host->snatPools();
     std::lock_guard lk(state.mutex());
     Topology t;
+    t.capacity = serviceCapacity(state, pools);
     auto addrOf = [](uint32_t ip, uint16_t port) { return formatIpv4(ip) + ":" + std::to_string(port); };
     for (const auto& s : state.services()) {
       ServiceLabel sl;
@@ -83,7 +128,7 @@ struct Daemon::Impl : public Runtime {
       sl.protocol = s.config.proto == IPPROTO_UDP ? "udp" : "tcp";
       t.services.push_back(sl);
       for (const auto& b : s.backends)
-        t.backends.push_back({s.config.name, addrOf(b.ip, b.port), b.slot, b.up, b.weight == 0, b.weight});
+        t.backends.push_back({s.config.name, addrOf(b.ip, b.port), b.slot, b.up, b.weight == 0, b.weight, b.initial});
       for (const auto& b : s.draining)
         t.backends.push_back({s.config.name, addrOf(b.ip, b.port), b.slot, b.up, true, b.weight});
     }
@@ -100,7 +145,8 @@ struct Daemon::Impl : public Runtime {
     try {
       if (state.setDnsAddresses(t.service, t.name, t.port, addresses)) publish();
     } catch (const std::exception& e) {
-      logf(LogLevel::kError, "dns: service %s: %s: %s", t.service.c_str(), t.name.c_str(), e.what());
+      logf(LogLevel::kError, "event=dns_error service=%s name=%s reason=%s", t.service.c_str(), t.name.c_str(),
+           logValue(e.what()).c_str());
     }
   }
 };
@@ -112,8 +158,9 @@ Daemon::Daemon(Config cfg, DaemonOptions opts) : impl_(std::make_unique<Impl>())
 
 Daemon::~Daemon() = default;
 
-int Daemon::run(const std::atomic<bool>& stop) {
+int Daemon::run(const DaemonSignals& signals) {
   Impl& d = *impl_;
+  d.shutdownDrainS.store(d.cfg.instance.shutdownDrainS);
   {
     std::lock_guard lk(d.state.mutex());
     d.state.fromConfig(d.cfg);  // validated already; slots assigned here
@@ -126,36 +173,127 @@ int Daemon::run(const std::atomic<bool>& stop) {
   if (!d.cfg.control.resolver.empty()) resolver = parseResolver(d.cfg.control.resolver);
   d.dns = std::make_unique<DnsWatcher>(resolver, d.cfg.control.dnsMinTtlS, d.cfg.control.dnsMaxTtlS,
                                        [&d](const DnsTarget& t, const std::vector<uint32_t>& a) { d.onDns(t, a); });
+  uint64_t firstGeneration = 0;
   {
     std::lock_guard lk(d.state.mutex());
-    d.publish();
+    firstGeneration = d.publish();
   }
   d.host->start();
   d.health->start();
   d.dns->start();
 
   d.metrics = std::make_unique<MetricsExporter>(d.opts.metricsListen, d, [&d] { return d.topology(); }, STRAIT_VERSION);
-  logf(LogLevel::kInfo, "metrics on http://%s/metrics", d.opts.metricsListen.c_str());
-  d.api = std::make_unique<ControlApi>(d.state, d);
+  logf(LogLevel::kInfo, "event=metrics_listen url=http://%s/metrics", d.opts.metricsListen.c_str());
+  ControlHooks hooks;
+  hooks.instance = [&d](bool drain) { return d.instance(drain); };
+  hooks.reloaded = [&d](const Config& base) { d.shutdownDrainS.store(base.instance.shutdownDrainS); };
+  d.api = std::make_unique<ControlApi>(d.state, d, std::move(hooks));
   ControlServer::Options co;
   co.path = d.opts.controlSocket;
   d.control = std::make_unique<ControlServer>(co, [&d](const nlohmann::json& r) { return d.api->handle(r); });
   d.control->start();
-  logf(LogLevel::kInfo, "control socket %s", d.opts.controlSocket.c_str());
-  logf(LogLevel::kInfo, "straitd running: %zu service(s), %u worker(s)", d.cfg.services.size(), d.cfg.dataplane.workers);
+  logf(LogLevel::kInfo, "event=control_listen socket=%s", d.opts.controlSocket.c_str());
 
-  auto lastReap = std::chrono::steady_clock::now();
-  while (!stop.load()) {
+  // Forwarding: every worker runs the first snapshot.
+  if (!d.host->waitPickup(firstGeneration, 10'000))
+    logf(LogLevel::kWarn, "event=startup_slow reason=\"workers did not pick up the first snapshot within 10 s\"");
+  d.ready.store(true);
+  sdNotify("READY=1\nSTATUS=forwarding");
+  logf(LogLevel::kInfo, "event=started services=%zu workers=%u pid=%d", d.cfg.services.size(),
+       d.cfg.dataplane.workers, static_cast<int>(::getpid()));
+
+  using Clock = std::chrono::steady_clock;
+  const uint64_t watchdogUsec = sdWatchdogUsec();
+  const auto watchdogEvery = std::chrono::microseconds(watchdogUsec / 2);
+  auto lastWatchdog = Clock::now();
+  std::vector<uint64_t> lastLoops(d.host->workerCount(), 0);
+  bool stalledLogged = false;
+
+  unsigned termSeen = 0, hupSeen = 0;
+  Clock::time_point drainDeadline{};
+  auto lastReap = Clock::now();
+  const char* exitReason = "";
+  for (;;) {
     d.host->poll();
-    auto now = std::chrono::steady_clock::now();
+    const auto now = Clock::now();
+
+    const unsigned term = signals.term.load();
+    if (term != termSeen) {
+      termSeen = term;
+      if (d.draining.load()) {
+        exitReason = "second SIGTERM";
+        break;
+      }
+      d.drainRequested.store(true);
+    }
+    if (d.drainRequested.exchange(false) && !d.draining.load()) {
+      const uint32_t s = d.shutdownDrainS.load();
+      d.draining.store(true);
+      {
+        // The health endpoint fails from now on: the front stops sending.
+        std::lock_guard lk(d.state.mutex());
+        d.builder.setDraining(true);
+        d.publish();
+      }
+      sdNotify("STOPPING=1\nSTATUS=draining");
+      logf(LogLevel::kInfo, "event=drain_start shutdown_drain_s=%u flows_active=%llu", s,
+           static_cast<unsigned long long>(d.host->flowsActive()));
+      if (s == 0) {
+        exitReason = "shutdown_drain_s = 0";
+        break;
+      }
+      drainDeadline = now + std::chrono::seconds(s);
+    }
+    if (d.draining.load()) {
+      if (now >= drainDeadline) {
+        exitReason = "shutdown_drain_s elapsed";
+        break;
+      }
+      if (d.host->flowsActive() == 0) {
+        exitReason = "no flow left";
+        break;
+      }
+    }
+
+    const unsigned hup = signals.hup.load();
+    if (hup != hupSeen) {
+      hupSeen = hup;
+      sdNotify("RELOADING=1");
+      logf(LogLevel::kInfo, "event=reload_signal signal=SIGHUP");
+      const nlohmann::json r = d.api->handle(nlohmann::json{{"version", kControlProtocolVersion}, {"command", "config reload"}});
+      (void)r;  // the outcome is logged by the API
+      sdNotify("READY=1");
+    }
+
     if (now - lastReap >= std::chrono::milliseconds(500)) {
       lastReap = now;
       d.api->tick();
     }
+
+    // The watchdog is fed only while every worker makes progress: a stuck
+    // worker stops the keep-alives and systemd restarts the service.
+    if (watchdogUsec != 0 && now - lastWatchdog >= watchdogEvery) {
+      lastWatchdog = now;
+      bool progress = true;
+      auto counters = std::make_unique<WorkerCounters>();  // large: off the stack
+      for (uint16_t w = 0; w < d.host->workerCount(); ++w) {
+        *counters = d.host->worker(w);
+        const uint64_t loops = counters->loops;
+        if (loops == lastLoops[w]) {
+          progress = false;
+          if (!stalledLogged) logf(LogLevel::kError, "event=worker_stalled worker=%u", w);
+        }
+        lastLoops[w] = loops;
+      }
+      stalledLogged = !progress;
+      if (progress) sdNotify("WATCHDOG=1");
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
 
-  logf(LogLevel::kInfo, "shutting down");
+  logf(LogLevel::kInfo, "event=shutdown reason=%s flows_active=%llu", logValue(exitReason).c_str(),
+       static_cast<unsigned long long>(d.host->flowsActive()));
+  sdNotify("STOPPING=1");
   d.control->stop();
   d.control.reset();
   d.metrics.reset();
@@ -163,7 +301,7 @@ int Daemon::run(const std::atomic<bool>& stop) {
   d.health->stop();
   d.host->stop();
   d.host.reset();
-  logf(LogLevel::kInfo, "stopped");
+  logf(LogLevel::kInfo, "event=stopped");
   return 0;
 }
 

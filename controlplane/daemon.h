@@ -20,6 +20,13 @@ struct DaemonOptions {
   std::string metricsListen = "127.0.0.1:9469";
 };
 
+// What the signal handlers tell the control thread: counts, so a second
+// SIGTERM is told apart from the first.
+struct DaemonSignals {
+  std::atomic<unsigned> term{0};  // SIGTERM, SIGINT
+  std::atomic<unsigned> hup{0};   // SIGHUP: reload the configuration file
+};
+
 class Daemon {
  public:
   Daemon(Config cfg, DaemonOptions opts);
@@ -27,9 +34,13 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Runs until `stop` becomes true. Returns the process exit status.
-  // Throws std::runtime_error (with context) when start-up fails.
-  int run(const std::atomic<bool>& stop);
+  // Runs until stopped: the first SIGTERM (or `lbctl drain`) starts a
+  // drain (the instance health endpoint fails, forwarding continues) that
+  // ends after instance.shutdown_drain_s or when no flow is left; a second
+  // SIGTERM ends it at once. SIGHUP reloads the configuration file.
+  // Returns the process exit status. Throws std::runtime_error (with
+  // context) when start-up fails.
+  int run(const DaemonSignals& signals);
 
  private:
   struct Impl;

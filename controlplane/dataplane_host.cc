@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "controlplane/clock.h"
+#include "controlplane/cpu_placement.h"
 #include "controlplane/log.h"
 #include "dataplane/arp.h"
 #include "dataplane/flow_table.h"
@@ -46,32 +47,6 @@ using namespace strait::dataplane;
 
 namespace {
 
-
-bool hasLcoreArg(const std::vector<std::string>& eal) {
-  for (const auto& a : eal)
-    if (a == "-l" || a == "-c" || a.rfind("--lcores", 0) == 0 || (a.size() > 2 && (a.rfind("-l", 0) == 0 || a.rfind("-c", 0) == 0) && a[1] != '-'))
-      return true;
-  return false;
-}
-
-// Maps lcore i to the i-th CPU this process may run on (wrapping), so the
-// default works on any machine: one CPU per lcore where there are enough,
-// shared CPUs otherwise.
-std::string defaultLcores(uint32_t workers) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  if (cpus.empty()) cpus.push_back(0);
-  std::string s = "--lcores=";
-  for (uint32_t i = 0; i <= workers; ++i) {
-    if (i) s += ",";
-    s += std::to_string(i) + "@" + std::to_string(cpus[i % cpus.size()]);
-  }
-  return s;
-}
 
 void addCounters(WorkerCounters& into, const WorkerCounters& c) {
   into.rxPackets += c.rxPackets;
@@ -213,7 +188,7 @@ void DataplaneHost::Impl::initEal() {
   for (const auto& x : xdpPorts)
     ealArgs.push_back("--vdev=" + deviceNames[x.iface] + ",iface=" + x.ifname +
                       ",start_queue=0,queue_count=" + std::to_string(numWorkers) + ",xdp_prog=" + x.object->path());
-  if (!hasLcoreArg(cfg.dataplane.eal)) ealArgs.push_back(defaultLcores(numWorkers));
+  if (!hasLcoreArg(cfg.dataplane.eal)) ealArgs.push_back(defaultLcores(numWorkers, allowedCpus()));
   std::string joined;
   for (const auto& a : ealArgs) joined += " " + a;
   logf(LogLevel::kInfo, "EAL arguments:%s", joined.c_str());

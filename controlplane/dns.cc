@@ -143,8 +143,8 @@ void DnsWatcher::loop() {
       State& s = it->second;
       now = steadyNowMs();
       if (!ans) {
-        logf(LogLevel::kWarn, "dns: service %s: %s; keeping %zu known addresses, retry in %u s", t.service.c_str(),
-             err.c_str(), s.addresses.size(), minTtlS_);
+        logf(LogLevel::kWarn, "event=dns_lookup_failed service=%s name=%s reason=%s kept_addresses=%zu retry_s=%u",
+             t.service.c_str(), t.name.c_str(), logValue(err).c_str(), s.addresses.size(), minTtlS_);
         s.nextMs = now + uint64_t(minTtlS_) * 1000;
         continue;
       }
@@ -153,7 +153,7 @@ void DnsWatcher::loop() {
       if (!s.resolved || ans->addresses != s.addresses) {
         s.addresses = ans->addresses;
         s.resolved = true;
-        logf(LogLevel::kInfo, "dns: service %s: %s now has %zu addresses (ttl %u s, next lookup in %u s)",
+        logf(LogLevel::kInfo, "event=dns_answer service=%s name=%s addresses=%zu ttl_s=%u next_lookup_s=%u",
              t.service.c_str(), t.name.c_str(), s.addresses.size(), ans->ttlS, ttl);
         std::vector<uint32_t> addrs = s.addresses;
         lk.unlock();

@@ -157,7 +157,7 @@ std::string describe(const HealthTarget& t) {
   char addr[INET_ADDRSTRLEN];
   in_addr ia{htonl(t.ip)};
   inet_ntop(AF_INET, &ia, addr, sizeof addr);
-  return t.service + " " + addr + ":" + std::to_string(t.port);
+  return "service=" + t.service + " backend=" + addr + ":" + std::to_string(t.port);
 }
 
 }  // namespace
@@ -209,7 +209,7 @@ void HealthChecker::setTargets(std::vector<HealthTarget> targets) {
 bool HealthChecker::isUp(const std::string& service, uint32_t ip, uint16_t port) const {
   std::lock_guard lk(mu_);
   auto it = states_.find(Key{service, ip, port});
-  return it == states_.end() || it->second.up;
+  return it == states_.end() || it->second.up;  // unknown targets are not checked
 }
 
 void HealthChecker::start() {
@@ -239,20 +239,23 @@ void HealthChecker::loop() {
       if (ok) {
         s.failStreak = 0;
         ++s.okStreak;
-        if (!s.up && s.okStreak >= s.target.check.rise) {
+        if ((!s.up || s.initial) && s.okStreak >= s.target.check.rise) {
           s.up = true;
+          s.initial = false;
           changes.emplace_back(s.target.service, s.target.ip, s.target.port, true);
-          logf(LogLevel::kInfo, "health: %s is up (%s)", describe(s.target).c_str(), detail.c_str());
+          logf(LogLevel::kInfo, "event=health_up %s detail=%s", describe(s.target).c_str(), logValue(detail).c_str());
         }
       } else {
         s.okStreak = 0;
         ++s.failStreak;
-        if (s.up && s.failStreak >= s.target.check.fall) {
+        if ((s.up || s.initial) && s.failStreak >= s.target.check.fall) {
           s.up = false;
+          s.initial = false;
           changes.emplace_back(s.target.service, s.target.ip, s.target.port, false);
-          logf(LogLevel::kWarn, "health: %s is down (%s)", describe(s.target).c_str(), detail.c_str());
+          logf(LogLevel::kWarn, "event=health_down %s detail=%s", describe(s.target).c_str(), logValue(detail).c_str());
         } else {
-          logf(LogLevel::kDebug, "health: %s probe failed (%s)", describe(s.target).c_str(), detail.c_str());
+          logf(LogLevel::kDebug, "event=health_probe_failed %s detail=%s", describe(s.target).c_str(),
+               logValue(detail).c_str());
         }
       }
     };

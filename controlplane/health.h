@@ -33,6 +33,8 @@ class HealthChecker {
   HealthChecker& operator=(const HealthChecker&) = delete;
 
   // Replaces the set of targets; targets present before keep their state.
+  // A new target starts `initial` (not up): its first `rise` passing
+  // probes report it up, its first `fall` failing ones report it down.
   void setTargets(std::vector<HealthTarget> targets);
   void start();
   void stop();
@@ -44,7 +46,8 @@ class HealthChecker {
   using Key = std::tuple<std::string, uint32_t, uint16_t>;
   struct State {
     HealthTarget target;
-    bool up = true;
+    bool up = false;
+    bool initial = true;
     uint32_t okStreak = 0;
     uint32_t failStreak = 0;
     uint64_t nextMs = 0;

@@ -100,7 +100,11 @@ bool buildSection(Families& out, const char* what, uint64_t& errors, Fn&& fn) {
     fn(section);
   } catch (const std::exception& e) {
     ++errors;
-    logf(LogLevel::kWarn, "metrics: %s left out of this scrape: %s", what, e.what());
+    // Scrapes come from the network: at most a few lines a minute.
+    static LogLimiter limiter(5, std::chrono::minutes(1));
+    if (uint64_t suppressed = 0; limiter.allow(&suppressed))
+      logf(LogLevel::kWarn, "event=metrics_section_failed section=%s reason=%s suppressed=%llu",
+           logValue(what).c_str(), logValue(e.what()).c_str(), static_cast<unsigned long long>(suppressed));
     return false;
   }
   for (auto& f : section) out.push_back(std::move(f));
@@ -144,7 +148,10 @@ std::vector<prometheus::MetricFamily> MetricsCollector::Collect() const {
   try {
     return std::async(std::launch::async, [this] { return collectNow(); }).get();
   } catch (const std::exception& e) {
-    logf(LogLevel::kWarn, "metrics: scrape failed: %s", e.what());
+    static LogLimiter limiter(5, std::chrono::minutes(1));
+    if (uint64_t suppressed = 0; limiter.allow(&suppressed))
+      logf(LogLevel::kWarn, "event=metrics_scrape_failed reason=%s suppressed=%llu", logValue(e.what()).c_str(),
+           static_cast<unsigned long long>(suppressed));
     return {};
   }
 }
@@ -347,6 +354,7 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       std::set<uint16_t> slots;
       bool up = false;
       bool draining = true;
+      bool initial = false;
       uint32_t weight = 0;
     };
     std::vector<std::string> serviceOrder;
@@ -371,6 +379,7 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       }
       it->second.slots.insert(b.slot);
       it->second.up = it->second.up || b.up;
+      it->second.initial = it->second.initial || (b.initial && !b.draining);
       it->second.draining = it->second.draining && b.draining;
       it->second.weight = std::max(it->second.weight, b.weight);
     }
@@ -424,6 +433,20 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       addSample(sBytes, l, num(c.bytes));
     }
 
+    auto& capRate = addFamily(
+        s, "strait_service_new_connections_capacity",
+        "New connections per second the service can sustain before a SNAT pool runs dry: SNAT addresses x "
+        "port range / time_wait (udp: idle) timeout per backend, over the heaviest backend's Maglev share.",
+        MetricType::Gauge);
+    auto& worst = addFamily(s, "strait_service_snat_worst_pool_use",
+                            "Use (0-1) of the fullest SNAT pool of the service: (SNAT address, backend, "
+                            "protocol) on one worker.",
+                            MetricType::Gauge);
+    for (const ServiceCapacity& c : topo.capacity) {
+      addSample(capRate, {{"service", c.service}}, c.newConnectionsPerS);
+      addSample(worst, {{"service", c.service}}, c.worstPoolUse);
+    }
+
     auto& up = addFamily(s, "strait_backend_up", "1 when the backend passes health checks (or has none).",
                          MetricType::Gauge);
     auto& draining =
@@ -431,6 +454,10 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
                   "1 when the backend takes no new flows (removed or weight 0) while its existing "
                   "flows continue.",
                   MetricType::Gauge);
+    auto& initial = addFamily(s, "strait_backend_initial",
+                              "1 while the backend waits for its first passing health checks (rise) "
+                              "and takes no new flows.",
+                              MetricType::Gauge);
     auto& weight = addFamily(s, "strait_backend_weight", "Maglev weight of the backend.", MetricType::Gauge);
     auto& bActive = addFamily(s, "strait_backend_flows_active",
                               "Flows to the backend now in the flow tables.", MetricType::Gauge);
@@ -445,6 +472,7 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       const Labels l{{"backend", key.second}, {"service", key.first}};
       addSample(up, l, a.up ? 1 : 0);
       addSample(draining, l, a.draining ? 1 : 0);
+      addSample(initial, l, a.initial ? 1 : 0);
       addSample(weight, l, a.weight);
       BackendCounters c;
       for (uint16_t slot : a.slots) {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "controlplane/capacity.h"
 #include "controlplane/runtime.h"
 
 namespace prometheus {
@@ -41,6 +42,7 @@ struct BackendLabel {
   bool up = false;        // health: passing (or no health check configured)
   bool draining = false;  // removed or weight 0: no new flows, old ones continue
   uint32_t weight = 0;
+  bool initial = false;   // health check configured, no verdict yet: no new flows
 };
 
 // A service as the metrics label it. `slot` indexes WorkerCounters::services.
@@ -55,6 +57,7 @@ struct ServiceLabel {
 struct Topology {
   std::vector<ServiceLabel> services;
   std::vector<BackendLabel> backends;
+  std::vector<ServiceCapacity> capacity;  // controlplane/capacity.h
 };
 
 using TopologyFn = std::function<Topology()>;

@@ -7,6 +7,8 @@
 
 #include <arpa/inet.h>
 
+#include <random>
+
 #include "dataplane/maglev.h"
 
 namespace strait::controlplane {
@@ -27,9 +29,23 @@ BackendView view(const Backend& b, bool offered) {
 
 }  // namespace
 
+SnapshotBuilder::SnapshotBuilder() {
+  std::random_device rd;
+  isnKey0_ = (uint64_t{rd()} << 32) | rd();
+  isnKey1_ = (uint64_t{rd()} << 32) | rd();
+}
+
 std::unique_ptr<Snapshot> SnapshotBuilder::build(const LbState& state, uint64_t generation) {
   auto snap = std::make_unique<Snapshot>();
   snap->generation = generation;
+  const InstanceConfig& inst = state.base().instance;
+  snap->instanceHealth.ip = htonl(inst.healthIp);
+  snap->instanceHealth.port = htons(inst.healthPort);
+  snap->instanceHealth.status = draining_                          ? InstanceStatus::kDraining
+                                : state.degradedReason().empty() ? InstanceStatus::kReady
+                                                                 : InstanceStatus::kDegraded;
+  snap->instanceHealth.key0 = isnKey0_;
+  snap->instanceHealth.key1 = isnKey1_;
   lastRebuilds_ = 0;
   std::map<uint16_t, CacheEntry> nextCache;
 

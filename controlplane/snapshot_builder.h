@@ -24,7 +24,13 @@ namespace strait::controlplane {
 
 class SnapshotBuilder {
  public:
+  SnapshotBuilder();
   std::unique_ptr<Snapshot> build(const LbState& state, uint64_t generation);
+
+  // The instance health endpoint answers 503 "draining" from the next
+  // build on (SIGTERM, lbctl drain); otherwise 200 while
+  // LbState::degradedReason() is empty, 503 "degraded" when not.
+  void setDraining(bool d) { draining_ = d; }
 
   // How many Maglev tables the last build() computed (the rest came from the cache).
   std::size_t lastRebuilds() const { return lastRebuilds_; }
@@ -37,6 +43,8 @@ class SnapshotBuilder {
   };
   std::map<uint16_t, CacheEntry> cache_;  // by service slot
   std::size_t lastRebuilds_ = 0;
+  bool draining_ = false;
+  uint64_t isnKey0_ = 0, isnKey1_ = 0;  // per process, random
 };
 
 // One-off build without a cache.

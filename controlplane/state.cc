@@ -31,7 +31,7 @@ bool Service::failOpen() const {
   bool any = false;
   for (const Backend& b : backends) {
     if (b.weight == 0) continue;
-    if (b.up) return false;
+    if (b.up || b.initial) return false;
     any = true;
   }
   return any;
@@ -112,23 +112,7 @@ void LbState::checkBackendAddress(const Service& s, const BackendConfig& b) cons
       throw StateError("backend " + q(backendLabel(b)) + " is the VIP of service " + q(o.config.name));
 }
 
-uint16_t LbState::addService(ServiceConfig cfg) {
-  if (std::string why = serviceNameProblem(cfg.name); !why.empty())
-    throw StateError("service name " + q(cfg.name) + ": " + why);
-  if (findService(cfg.name)) throw StateError("service " + q(cfg.name) + " already exists");
-  if (cfg.proto != IPPROTO_TCP && cfg.proto != IPPROTO_UDP) throw StateError("protocol must be tcp or udp");
-  if (cfg.port == 0) throw StateError("listen port must be 1-65535");
-  const std::string listen = formatEndpoint(cfg.vip, cfg.port);
-  if (std::string why = localAddressProblem(base_.interfaces, cfg.vip); !why.empty())
-    throw StateError("listen " + q(listen) + ": " + why);
-  for (const Service& o : services_) {
-    if (o.config.vip == cfg.vip && o.config.port == cfg.port && o.config.proto == cfg.proto)
-      throw StateError("listen " + q(listen) + (cfg.proto == IPPROTO_UDP ? "/udp" : "/tcp") +
-                       " is already used by service " + q(o.config.name));
-    for (const BackendConfig& b : o.config.backends)
-      if (!b.isDnsName() && b.ip == cfg.vip)
-        throw StateError("listen " + q(listen) + ": address is a backend of service " + q(o.config.name));
-  }
+void LbState::checkServiceSettings(ServiceConfig& cfg) const {
   if (cfg.snat.empty()) cfg.snat.push_back(interfaceFor(base_.interfaces, cfg.vip)->address.addr);
   for (std::size_t i = 0; i < cfg.snat.size(); ++i) {
     if (std::string why = localAddressProblem(base_.interfaces, cfg.snat[i]); !why.empty())
@@ -141,6 +125,29 @@ uint16_t LbState::addService(ServiceConfig cfg) {
     throw StateError("maglev_size " + std::to_string(cfg.maglevSize) + " is not a prime >= 3");
   if (cfg.mssClamp != 0 && (cfg.mssClamp < 536 || cfg.mssClamp > 9176))
     throw StateError("mss_clamp " + std::to_string(cfg.mssClamp) + " must be 0 (off) or 536-9176");
+  if (std::string why = healthCheckProblem(cfg.health); !why.empty()) throw StateError("health_check." + why);
+}
+
+uint16_t LbState::addService(ServiceConfig cfg) {
+  if (std::string why = serviceNameProblem(cfg.name); !why.empty())
+    throw StateError("service name " + q(cfg.name) + ": " + why);
+  if (findService(cfg.name)) throw StateError("service " + q(cfg.name) + " already exists");
+  if (cfg.proto != IPPROTO_TCP && cfg.proto != IPPROTO_UDP) throw StateError("protocol must be tcp or udp");
+  if (cfg.port == 0) throw StateError("listen port must be 1-65535");
+  const std::string listen = formatEndpoint(cfg.vip, cfg.port);
+  if (std::string why = localAddressProblem(base_.interfaces, cfg.vip); !why.empty())
+    throw StateError("listen " + q(listen) + ": " + why);
+  if (cfg.proto == IPPROTO_TCP && cfg.vip == base_.instance.healthIp && cfg.port == base_.instance.healthPort)
+    throw StateError("listen " + q(listen) + " is the instance health endpoint");
+  for (const Service& o : services_) {
+    if (o.config.vip == cfg.vip && o.config.port == cfg.port && o.config.proto == cfg.proto)
+      throw StateError("listen " + q(listen) + (cfg.proto == IPPROTO_UDP ? "/udp" : "/tcp") +
+                       " is already used by service " + q(o.config.name));
+    for (const BackendConfig& b : o.config.backends)
+      if (!b.isDnsName() && b.ip == cfg.vip)
+        throw StateError("listen " + q(listen) + ": address is a backend of service " + q(o.config.name));
+  }
+  checkServiceSettings(cfg);
   if (freeServiceSlots_.empty())
     throw StateError("no free service slot: at most " + std::to_string(kMaxServiceSlots) +
                      " services (removed services hold their slot until their flows are flushed)");
@@ -285,7 +292,10 @@ void LbState::reconcile(Service& s, std::vector<BackendConfig> configured, std::
       b.slot = takeBackendSlot();
     }
     b.phase = BackendPhase::kActive;
-    b.up = true;
+    // A joining backend proves itself first when there is a check to
+    // prove it with (the checker starts it as a new target too).
+    b.up = !s.hasHealthCheck();
+    b.initial = s.hasHealthCheck();
     b.weight = w.weight;
     b.literal = w.literal;
     b.dnsNames = w.names;
@@ -377,8 +387,9 @@ bool LbState::setHealth(const std::string& service, uint32_t ip, uint16_t port, 
   if (!s) return false;
   for (Backend& b : s->backends) {
     if (b.ip != ip || b.port != port) continue;
-    if (b.up == up) return false;
+    if (b.up == up && !b.initial) return false;
     b.up = up;
+    b.initial = false;
     return true;
   }
   return false;
@@ -413,6 +424,123 @@ bool LbState::setDnsAddresses(const std::string& service, const std::string& nam
   dns[static_cast<std::size_t>(it - s->dns.begin())].addresses = std::move(addresses);
   reconcile(*s, s->config.backends, std::move(dns), false);
   return true;
+}
+
+void LbState::copyFrom(const LbState& o) {
+  base_ = o.base_;
+  services_ = o.services_;
+  retired_ = o.retired_;
+  freeServiceSlots_ = o.freeServiceSlots_;
+  freeBackendSlots_ = o.freeBackendSlots_;
+}
+
+void LbState::updateService(Service& s, const ServiceConfig& in) {
+  ServiceConfig cfg = in;
+  checkServiceSettings(cfg);
+  std::vector<BackendConfig> configured;
+  std::vector<DnsBackend> dns;
+  for (const BackendConfig& b : cfg.backends) {
+    checkBackendAddress(s, b);
+    for (const BackendConfig& o : configured)
+      if (sameEntry(o, b)) throw StateError("backend " + q(backendLabel(b)) + " is listed twice");
+    configured.push_back(b);
+    if (!b.isDnsName()) continue;
+    // A name kept across the reload keeps its resolution until the
+    // resolver answers again.
+    DnsBackend d{b.host, b.port, b.weight, {}};
+    for (const DnsBackend& o : s.dns)
+      if (o.name == b.host && o.port == b.port) d.addresses = o.addresses;
+    dns.push_back(std::move(d));
+  }
+  const bool hadCheck = s.hasHealthCheck();
+  s.config.snat = cfg.snat;
+  s.config.mssClamp = cfg.mssClamp;
+  s.config.maglevSize = cfg.maglevSize;
+  s.config.health = cfg.health;
+  if (hadCheck && !s.hasHealthCheck())
+    for (Backend& b : s.backends) {
+      b.up = true;
+      b.initial = false;
+    }
+  reconcile(s, std::move(configured), std::move(dns), false);
+}
+
+namespace {
+std::string renderService(const ServiceConfig& s) {
+  Config c;
+  c.services.push_back(s);
+  return renderConfig(c);
+}
+}  // namespace
+
+std::vector<std::string> LbState::applyConfig(const Config& next) {
+  if (std::string key = restartDifference(base_, next); !key.empty())
+    throw RestartRequired(key + " changed: that needs a restart of straitd");
+  // Apply to a copy first: any refusal leaves this state as it was.
+  LbState work;
+  work.copyFrom(*this);
+  std::vector<std::string> changes;
+  auto backendSet = [](const ServiceConfig& c) {
+    std::vector<std::string> out;
+    for (const BackendConfig& b : c.backends)
+      out.push_back(backendLabel(b) + (b.weight == 1 ? "" : " weight " + std::to_string(b.weight)));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto find = [](const std::vector<ServiceConfig>& v, const std::string& name) -> const ServiceConfig* {
+    for (const ServiceConfig& c : v)
+      if (c.name == name) return &c;
+    return nullptr;
+  };
+  // Removed services, and services whose listen address or protocol
+  // changed (a different VIP is a different service to the dataplane),
+  // go first so their addresses are free for the additions.
+  std::vector<std::string> names;
+  for (const Service& s : work.services_) names.push_back(s.config.name);
+  for (const std::string& name : names) {
+    const Service& s = *work.findService(name);
+    const ServiceConfig* n = find(next.services, name);
+    if (n && n->vip == s.config.vip && n->port == s.config.port && n->proto == s.config.proto) continue;
+    work.removeService(name);
+    changes.push_back("service " + name + " removed" + (n ? " (listen or protocol changed)" : ""));
+  }
+  for (const ServiceConfig& n : next.services) {
+    try {
+      if (Service* s = work.findMutable(n.name)) {
+        const std::vector<std::string> before = backendSet(s->config);
+        const ServiceConfig old = s->config;
+        work.updateService(*s, n);
+        const std::vector<std::string> after = backendSet(s->config);
+        for (const std::string& b : before)
+          if (!std::binary_search(after.begin(), after.end(), b))
+            changes.push_back("service " + n.name + " backend " + b + " removed");
+        for (const std::string& b : after)
+          if (!std::binary_search(before.begin(), before.end(), b))
+            changes.push_back("service " + n.name + " backend " + b + " added");
+        if (old.snat != s->config.snat) changes.push_back("service " + n.name + " snat changed");
+        if (renderService(old) != renderService(s->config) && before == after && old.snat == s->config.snat)
+          changes.push_back("service " + n.name + " settings changed");
+      } else {
+        work.addService(n);
+        changes.push_back("service " + n.name + " added");
+      }
+    } catch (const StateError& e) {
+      throw StateError("service " + q(n.name) + ": " + e.what());
+    }
+  }
+  work.base_ = next;
+  work.base_.services.clear();
+  copyFrom(work);
+  return changes;
+}
+
+std::string LbState::degradedReason() const {
+  for (const Service& s : services_) {
+    bool any = false;
+    for (const Backend& b : s.backends) any = any || (b.up && b.weight > 0);
+    if (!any) return "service " + s.config.name + " has no backend up";
+  }
+  return {};
 }
 
 std::vector<HealthTarget> LbState::healthTargets() const {

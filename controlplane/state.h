@@ -47,6 +47,12 @@ class StateError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A reload that changes something only a restart can change.
+class RestartRequired : public StateError {
+ public:
+  using StateError::StateError;
+};
+
 enum class BackendPhase : uint8_t {
   kActive,    // configured: takes new flows when weight > 0 and up
   kDraining,  // removed: no new flows, existing flows continue until they end
@@ -59,6 +65,11 @@ struct Backend {
   uint16_t slot = 0;
   uint32_t weight = 1;  // 0 = drain: listed, takes no new flows
   bool up = true;       // health-check state
+  // With a health check configured, a backend that joins the service (at
+  // start, by reload, lbctl or DNS) is `initial`: it takes no new flows
+  // until its first `rise` passing checks, like an NLB target in its
+  // `initial` state. Its first verdict (up or down) clears it.
+  bool initial = false;
   BackendPhase phase = BackendPhase::kActive;
   bool literal = false;               // configured as IP:PORT
   std::vector<std::string> dnsNames;  // "name:port" of the DNS-named backends that resolved to it
@@ -86,8 +97,11 @@ struct Service {
   std::vector<DnsBackend> dns;    // one per DNS-named entry of config.backends
 
   // True when the service has backends with weight > 0 and every one of them
-  // is down: the Maglev table then spreads over all of them (fail open).
+  // was checked and is down: the Maglev table then spreads over all of them
+  // (fail open). Backends still `initial` are not judged yet, so a service
+  // whose backends are all initial does not fail open.
   bool failOpen() const;
+  bool hasHealthCheck() const { return config.health.type != "none"; }
   const Backend* findBackend(uint32_t ip, uint16_t port) const;  // active or draining
 };
 
@@ -130,7 +144,19 @@ class LbState {
   void fromConfig(const Config& c);
   // The running configuration, as `lbctl config show` renders it.
   Config toConfig() const;
+  // The sections other than [[service]] (dataplane, interfaces, control,
+  // instance) as last loaded; `file` is where they came from.
+  const Config& base() const { return base_; }
 
+  // Reload: makes the running services those of `next` (a validated config
+  // from the same file), through the same changes lbctl makes: services
+  // added and removed (a changed listen address or protocol is a remove and
+  // an add), and for kept services their backends, weights, SNAT addresses,
+  // health check, mss_clamp and maglev_size. Sections that need a restart
+  // (dataplane, interfaces, control, instance.health_endpoint) must be
+  // unchanged. All or nothing: on any error (RestartRequired or StateError)
+  // the state is untouched. Returns one line per change, for the log.
+  std::vector<std::string> applyConfig(const Config& next);
   const std::vector<InterfaceConfig>& interfaces() const { return base_.interfaces; }
   std::vector<uint32_t> interfaceIps() const;  // host order
   const std::vector<Service>& services() const { return services_; }
@@ -164,6 +190,11 @@ class LbState {
   bool setDnsAddresses(const std::string& service, const std::string& name, uint16_t port,
                        std::vector<uint32_t> addresses);
 
+  // Why the instance should not take new traffic from its front: "" when
+  // every service has a backend up with weight > 0, else the first service
+  // that has none ("service web has no backend up").
+  std::string degradedReason() const;
+
   std::vector<HealthTarget> healthTargets() const;
   std::vector<DnsTarget> dnsTargets() const;
 
@@ -193,6 +224,12 @@ class LbState {
   void reconcile(Service& s, std::vector<BackendConfig> configured, std::vector<DnsBackend> dns, bool flush);
   uint16_t takeBackendSlot();
   void checkBackendAddress(const Service& s, const BackendConfig& b) const;
+  // Validates a service's SNAT list (defaulting it to the VIP's interface
+  // address), maglev_size and mss_clamp. Throws StateError.
+  void checkServiceSettings(ServiceConfig& cfg) const;
+  // Reload of one kept service: settings in place, backends reconciled.
+  void updateService(Service& s, const ServiceConfig& cfg);
+  void copyFrom(const LbState& o);
 
   mutable std::mutex mutex_;
   Config base_;  // dataplane, interfaces and control sections; services live in services_

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "dataplane/health_endpoint.h"
 #include "dataplane/icmp.h"
 #include "dataplane/maglev.h"
 #include "dataplane/mix.h"
@@ -332,6 +333,17 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
       return;
     }
     addCandidate(i, kind, svc) = icmpQuotedKey(m);
+    return;
+  }
+
+  // The instance health endpoint answers from here, statelessly.
+  if (m.dstPort == snap_.instanceHealth.port && m.dstIp == snap_.instanceHealth.ip && m.l4Proto == IPPROTO_TCP &&
+      snap_.instanceHealth.ip != 0) {
+    if (healthEndpointReply(mb, m, snap_.instanceHealth) == HealthReply::kSent) {
+      v = Verdict{Action::kLocal, DropReason::kNone, 0};
+    } else {
+      drop(v, DropReason::kHealthEndpointNoReply);
+    }
     return;
   }
 

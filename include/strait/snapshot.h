@@ -38,6 +38,16 @@ struct ServiceView {
   std::vector<uint16_t> maglev;
 };
 
+// The instance health endpoint (dataplane/health_endpoint.h): where it
+// listens (ip 0 = none) and what it answers now.
+enum class InstanceStatus : uint8_t { kReady, kDegraded, kDraining };
+struct InstanceHealthView {
+  uint32_t ip = 0;
+  uint16_t port = 0;
+  InstanceStatus status = InstanceStatus::kDegraded;
+  uint64_t key0 = 0, key1 = 0;  // ISN hash key, per process
+};
+
 enum AddrRole : uint8_t {
   kRoleInterface = 1,  // an [[interface]] address: answers ARP and ping
   kRoleVip = 2,        // a service listen address
@@ -52,6 +62,7 @@ class Snapshot {
   std::vector<ServiceView> services;
   // Backend slots whose flows must be dropped (backend remove --flush).
   std::bitset<kMaxBackendSlots> flushedBackends;
+  InstanceHealthView instanceHealth;
 
   // Call after filling `services` and the extra local addresses.
   void buildIndexes(const std::vector<uint32_t>& interfaceIps);

@@ -475,6 +475,7 @@ class Lab:
     services: object = None          # callable(topo) -> list[Service]
     dataplane: dict = field(default_factory=dict)
     control: dict = field(default_factory=dict)
+    instance: dict = field(default_factory=dict)
     dns_records: dict | None = None  # start a dnsmasq with these records
     before_start: object = None      # callable(topo), run before straitd starts
     af_packet_frames: int = 0        # the af_packet PMD's ring per queue (0: its default)
@@ -492,7 +493,7 @@ class Lab:
             if self.before_start is not None:
                 self.before_start(self.topo)
             self.d = Straitd(self.topo.lb, self.topo.workdir, services=self.services(self.topo),
-                             workers=self.workers,
+                             workers=self.workers, instance=self.instance,
                              dataplane={"timeouts": SHORT_TIMEOUTS, **self.dataplane},
                              af_packet_frames=self.af_packet_frames)
             if self.control:

@@ -17,7 +17,10 @@ Checked, with the detection times measured and printed (pytest -s):
   only (the TCP check still passes), while nginx keeps serving;
 * every backend of a service down: the service fails open (metric
   strait_service_fail_open, lbctl's warning and JSON field) and new
-  connections still reach every backend.
+  connections still reach every backend;
+* a backend that joins a checked service is `initial` (lbctl, metric
+  strait_backend_initial) and takes no new flow until its first passing
+  checks, like an NLB target: one with nothing listening never does.
 """
 
 from __future__ import annotations
@@ -305,7 +308,8 @@ def test_service_added_by_lbctl_carries_its_health_check(healthy, record_propert
         print(text)
         record_property("health_lbctl_service", text)
         assert took <= DOWN_BOUND_S, text
-        assert health(lab, svc, b1) == "up"
+        # A joining backend is `initial` until its first `rise` passes.
+        wait_for(lambda: health(lab, svc, b1) == "up", f"{b1} up", UP_BOUND_S + 3)
         shown = lab.lbctl("config", "show").stdout.decode()
         block = shown[shown.index(f'name = "{svc}"'):]
         assert 'type = "tcp"' in block and f"interval_ms = {INTERVAL_MS}" in block, block[:600]
@@ -316,3 +320,49 @@ def test_service_added_by_lbctl_carries_its_health_check(healthy, record_propert
         assert bad.returncode == 1 and "timeout_ms" in err + out, (bad.returncode, err, out)
     finally:
         lab.lbctl("service", "remove", svc)
+
+
+def test_joining_backend_is_initial_until_its_checks_pass(healthy, record_property):
+    """The case an operator met: a backend added with nothing listening
+    used to show `up` and take new connections until `fall` failures had
+    passed. Now a backend joining a checked service is `initial`: listed
+    as such, strait_backend_initial 1, and out of the Maglev table until
+    its first `rise` passing checks. A long interval and a high `fall`
+    keep the dead one initial for the whole test."""
+    lab = healthy
+    b1, _ = lab.topo.backend_ips
+    dead = "203.0.113.79"   # nothing there: connects time out
+    name, port = "proving", 83
+    lab.lbctl("service", "add", name, "--listen", f"{VIP}:{port}", "--protocol", "tcp",
+              "--health", "tcp", "--health-interval", "1000", "--health-timeout", "500",
+              "--health-rise", "2", "--health-fall", "30")
+    try:
+        lab.lbctl("backend", "add", name, f"{b1}:80")
+        first = backends_by_address(lab.sock, name)[f"{b1}:80"]["health"]
+        assert first in ("initial", "up"), first
+        t0 = time.monotonic()
+        wait_for(lambda: backends_by_address(lab.sock, name)[f"{b1}:80"]["health"] == "up",
+                 f"{b1} up after rise", 15, every=0.1)
+        rise_s = time.monotonic() - t0
+        lab.lbctl("backend", "add", name, f"{dead}:80")
+        listed = backends_by_address(lab.sock, name)[f"{dead}:80"]
+        assert listed["health"] == "initial", listed
+        table = lab.lbctl("backend", "list", name).stdout.decode()
+        assert any(f"{dead}:80" in line and "initial" in line for line in table.splitlines()), table
+        m = lab.d.metrics()
+        assert m.value("strait_backend_initial", service=name, backend=f"{dead}:80") == 1
+        assert m.value("strait_backend_initial", service=name, backend=f"{b1}:80") == 0
+        assert m.value("strait_backend_up", service=name, backend=f"{dead}:80") == 0
+        wait_picked_up(lab.sock)
+        s = sample_new_connections(lab.topo.client, 40, port=port)
+        after = backends_by_address(lab.sock, name)
+        text = (f"initial: {b1} up {rise_s:.2f}s after being listed; 40 new connections with "
+                f"{dead} initial -> {dict(s.counts)}, {len(s.failures)} failed, "
+                f"{dead} flows_total {after[f'{dead}:80']['flows_total']}")
+        print(text)
+        record_property("initial_state", text)
+        assert not s.failures, s.failures[:3]
+        assert set(s.counts) == {b1}, s.counts
+        assert after[f"{dead}:80"]["flows_total"] == 0 and after[f"{dead}:80"]["health"] == "initial"
+    finally:
+        lab.lbctl("service", "remove", name)

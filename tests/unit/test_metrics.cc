@@ -147,6 +147,11 @@ Topology webTopology() {
   t.backends.push_back({"web", "203.0.113.11:80", 10, true, false, 1});
   t.backends.push_back({"web", "203.0.113.12:80", 11, false, false, 2});
   t.backends.push_back({"dns", "203.0.113.53:53", 12, false, true, 0});
+  ServiceCapacity c;
+  c.service = "web";
+  c.newConnectionsPerS = 1075.2;
+  c.worstPoolUse = 0.25;
+  t.capacity.push_back(c);
   return t;
 }
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cctype>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <iomanip>
@@ -56,6 +57,14 @@ const char* const kUsage =
     "  stats\n"
     "  flows [--service NAME] [--limit N]\n"
     "  config show\n"
+    "  config reload                  re-read straitd's configuration file and apply it\n"
+    "  config save [PATH]             write the running configuration (default: the file\n"
+    "                                 straitd was started with) so a restart keeps it\n"
+    "  capacity                       per service: new connections/s the SNAT ports can\n"
+    "                                 sustain, and the fullest SNAT pool now\n"
+    "  drain                          fail the instance health endpoint and stop once\n"
+    "                                 flows are gone or shutdown_drain_s has passed\n"
+    "  instance                       the instance state the health endpoint reports\n"
     "\n"
     "A backend is IP:PORT, or NAME:PORT for a DNS-named backend.\n"
     "\n"
@@ -208,6 +217,23 @@ json roundTrip(const std::string& path, const json& request) {
   }
 }
 
+// Writes `text` to `path` through a temporary file in the same directory
+// and a rename, so a reader (or a crash) never sees half a file.
+void writeFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".lbctl-tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) throw RequestFailed("cannot write " + tmp + ": " + std::strerror(errno));
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                  ::fsync(fileno(f)) == 0;
+  const int err = errno;
+  std::fclose(f);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = ok ? errno : err;
+    std::remove(tmp.c_str());
+    throw RequestFailed("cannot write " + path + ": " + std::strerror(e));
+  }
+}
+
 // --- output ---------------------------------------------------------------
 
 std::string str(const json& j) {
@@ -325,6 +351,25 @@ void printStats(const json& r) {
   s.print(std::cout);
 }
 
+void printCapacity(const json& r) {
+  Table t({"SERVICE", "SNAT", "BACKENDS", "PORTS", "HOLD", "NEW CONN/S", "WORST POOL", "USE"});
+  for (const json& c : r.at("services")) {
+    std::ostringstream rate, hold, use;
+    rate << std::fixed << std::setprecision(0) << c.at("new_connections_per_s").get<double>();
+    hold << std::fixed << std::setprecision(0) << c.at("hold_s").get<double>() << "s";
+    std::string worst = "-";
+    const json& w = c.at("worst_pool");
+    if (!w.is_null()) {
+      worst = str(w.at("address")) + "->" + str(w.at("backend")) + " w" + str(w.at("worker")) + " " +
+              str(w.at("ports_in_use")) + "/" + str(w.at("ports_capacity"));
+      use << std::fixed << std::setprecision(1) << w.at("use").get<double>() * 100.0 << "%";
+    }
+    t.add({str(c.at("service")), str(c.at("snat_addresses")), str(c.at("backends_offered")), str(c.at("port_range")),
+           hold.str(), rate.str(), worst, w.is_null() ? "-" : use.str()});
+  }
+  t.print(std::cout);
+}
+
 void printFlows(const json& r) {
   Table t({"WORKER", "PROTO", "CLIENT", "VIP", "SNAT", "BACKEND", "SERVICE", "STATE", "IDLE"});
   for (const json& f : r.at("flows")) {
@@ -373,6 +418,7 @@ std::vector<std::string> splitCommandWords(const std::vector<std::string>& token
 int main(int argc, char** argv) {
   std::vector<std::string> tokens(argv + 1, argv + argc);
   std::string socketPath = kDefaultSocket;
+  std::string savePath;  // config save: "" = the daemon's own file
   bool jsonOut = false;
   Command cmd;
   try {
@@ -395,8 +441,12 @@ int main(int argc, char** argv) {
     std::string health, healthInterval, healthTimeout, healthRise, healthFall, healthPath, healthStatus, healthHost;
     bool flush = false;
     std::size_t operandsWanted = 0;
-    if (cmd.name == "service list" || cmd.name == "stats" || cmd.name == "config show") {
+    std::size_t operandsOptional = 0;
+    if (cmd.name == "service list" || cmd.name == "stats" || cmd.name == "config show" ||
+        cmd.name == "config reload" || cmd.name == "drain" || cmd.name == "instance" || cmd.name == "capacity") {
       operandsWanted = 0;
+    } else if (cmd.name == "config save") {
+      operandsOptional = 1;
     } else if (cmd.name == "service add") {
       opts.add_options()("listen", po::value(&listen))("protocol", po::value(&protocol))("snat",
                                                                                          po::value(&snat));
@@ -437,14 +487,20 @@ int main(int argc, char** argv) {
     }
     const auto operands =
         vm.count("operand") ? vm["operand"].as<std::vector<std::string>>() : std::vector<std::string>{};
-    if (operands.size() != operandsWanted) {
+    if (operands.size() != operandsWanted && !(operandsOptional && operands.size() <= operandsOptional)) {
       if (operands.size() > operandsWanted)
-        throw UsageError("unexpected argument \"" + operands[operandsWanted] + "\"");
+        throw UsageError("unexpected argument \"" + operands[std::max(operandsWanted, operandsOptional)] + "\"");
       throw UsageError(cmd.name == "service add" || cmd.name == "service remove" ? "missing service NAME"
                        : operands.empty()                                        ? "missing SERVICE"
                                                                                  : "missing backend IP:PORT");
     }
     if (socketPath.empty()) throw UsageError("--socket: empty path");
+    if (cmd.name == "config save") {
+      if (!operands.empty()) {
+        if (operands[0].empty()) throw UsageError("config save: empty PATH");
+        savePath = operands[0];
+      }
+    }
 
     json& a = cmd.args;
     if (cmd.name == "service add") {
@@ -525,8 +581,10 @@ int main(int argc, char** argv) {
 
   json reply;
   try {
-    reply =
-        roundTrip(socketPath, json{{"version", kProtocolVersion}, {"command", cmd.name}, {"args", cmd.args}});
+    // `config save` is `config show` written to a file by lbctl itself: the
+    // daemon runs sandboxed (ProtectSystem=strict) and cannot write /etc.
+    const std::string wire = cmd.name == "config save" ? "config show" : cmd.name;
+    reply = roundTrip(socketPath, json{{"version", kProtocolVersion}, {"command", wire}, {"args", cmd.args}});
   } catch (const RequestFailed& e) {
     std::cerr << "lbctl: " << e.what() << "\n";
     return kExitFailed;
@@ -536,6 +594,26 @@ int main(int argc, char** argv) {
         reply.is_object() && reply.contains("error") ? str(reply["error"]) : "malformed reply from straitd";
     std::cerr << "lbctl: " << err << "\n";
     return kExitFailed;
+  }
+  if (cmd.name == "config save") {
+    try {
+      const json& r = reply.at("result");
+      const std::string path = savePath.empty() ? str(r.at("file")) : savePath;
+      if (path.empty() || path == "-") throw RequestFailed("config save: straitd reports no configuration file; give a PATH");
+      writeFileAtomically(path, str(r.at("toml")));
+      if (jsonOut) {
+        std::cout << json{{"ok", true}, {"result", {{"file", path}}}}.dump(2) << "\n";
+      } else {
+        std::cout << "running configuration written to " << path << "\n";
+      }
+      return kExitOk;
+    } catch (const RequestFailed& e) {
+      std::cerr << "lbctl: " << e.what() << "\n";
+      return kExitFailed;
+    } catch (const json::exception& e) {
+      std::cerr << "lbctl: unexpected reply from straitd (" << e.what() << ")\n";
+      return kExitFailed;
+    }
   }
   if (jsonOut) {
     std::cout << reply.dump(2) << "\n";
@@ -568,6 +646,18 @@ int main(int argc, char** argv) {
       printFlows(r);
     } else if (cmd.name == "config show") {
       std::cout << str(r.at("toml"));
+    } else if (cmd.name == "config reload") {
+      const json& ch = r.at("changes");
+      std::cout << "reloaded " << str(r.at("file")) << ": " << ch.size() << " change(s)\n";
+      for (const json& c : ch) std::cout << "  " << str(c) << "\n";
+    } else if (cmd.name == "capacity") {
+      printCapacity(r);
+    } else if (cmd.name == "drain" || cmd.name == "instance") {
+      std::cout << "state              " << str(r.at("state")) << "\n"
+                << "health endpoint    " << (r.at("healthy").get<bool>() ? "200 (healthy)" : "503 (unhealthy)") << "\n"
+                << "flows active       " << str(r.at("flows_active")) << "\n"
+                << "shutdown_drain_s   " << str(r.at("shutdown_drain_s")) << "\n";
+      if (!str(r.at("reason")).empty()) std::cout << "reason             " << str(r.at("reason")) << "\n";
     }
   } catch (const json::exception& e) {
     std::cerr << "lbctl: unexpected reply from straitd (" << e.what() << "); use --json to see it\n";
