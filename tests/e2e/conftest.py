@@ -43,6 +43,20 @@ class E2E:
         return backend, r.stdout
 
 
+def _wait_backends_up(e: E2E, timeout: float = 30.0) -> None:
+    """With a health check a backend is `initial` until its first passing
+    checks and takes no new flow before: wait for every one to be up, so
+    no test SYN meets a service without a backend (a counted drop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        backends = e.d.lbctl_json("backend", "list", SERVICE)["result"]["backends"]
+        if backends and all(b["health"] == "up" for b in backends):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"backends not up within {timeout}s: {backends}; log:\n{e.d.log_tail()}")
+        time.sleep(0.2)
+
+
 def _wait_vip(e: E2E, timeout: float = 30.0) -> None:
     """The first SYN may meet an unresolved gateway (a counted drop) and
     the client retransmits after a second; wait until a request goes through."""
@@ -82,6 +96,7 @@ def e2e(request):
         d = Straitd(topo.lb, topo.workdir, services=[svc], workers=workers, io=io)
         d.start()
         e = E2E(topo, d, workers, io)
+        _wait_backends_up(e)
         _wait_vip(e)
         yield e
     finally:

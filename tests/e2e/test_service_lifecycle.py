@@ -101,6 +101,13 @@ def state_view(lab: Lab) -> tuple:
     return services, backends
 
 
+def settled(lab: Lab) -> None:
+    """Waits until no backend of an earlier test is left draining (its
+    flows ended and straitd reaped it), so state comparisons are stable."""
+    wait_for(lambda: all(s["backends_draining"] == 0 for s in control(lab.sock, "service list")["services"]),
+             "no backend left draining", 30, every=0.2)
+
+
 def test_sighup_applies_a_changed_backend_list_under_wrk(lab, record_property):
     b1, b2, b3 = lab.topo.backend_ips
     original = lab.d.config_text
@@ -150,6 +157,7 @@ def test_bad_reload_changes_nothing(lab, bad, reason):
         assert text != original
     else:
         text = bad
+    settled(lab)
     before_state = state_view(lab)
     refused = len(log_lines(lab, "event=reload_refused"))
     try:
@@ -178,6 +186,7 @@ def test_config_save_reloads_to_the_same_state(lab, tmp_path):
         lab.lbctl("backend", "add", "extra", f"{b1}:80")
         wait_for(lambda: backends_by_address(lab.sock, "extra")[f"{b1}:80"]["health"] == "up",
                  "extra backend up", 15, every=0.1)
+        settled(lab)
         before = state_view(lab)
         copy = tmp_path / "copy.toml"
         r = lab.lbctl("config", "save", str(copy))
@@ -251,9 +260,10 @@ def test_sigterm_drains_then_exits_0(lab, record_property):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(1)
+        started = len(log_lines(lab, "event=drain_start"))  # the log file is shared with earlier daemons
         t0 = time.monotonic()
         lab.d.proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: log_lines(lab, "event=drain_start"), "drain to start", 10, every=0.05)
+        wait_for(lambda: len(log_lines(lab, "event=drain_start")) > started, "drain to start", 10, every=0.05)
         st = control(lab.sock, "instance")
         assert st["state"] == "draining" and st["healthy"] is False, st
         assert instance_health(lab) == (503, "draining\n")
@@ -286,9 +296,10 @@ def test_lbctl_drain_then_second_sigterm_exits_at_once(lab):
     conn = KeepAliveConn(lab.topo.client, period=0.2)
     conn.start()
     try:
+        started = len(log_lines(lab, "event=drain_start"))
         st = json.loads(lab.lbctl("drain", json_out=True).stdout)["result"]
         assert st["state"] == "draining", st
-        wait_for(lambda: log_lines(lab, "event=drain_start"), "drain to start", 10, every=0.05)
+        wait_for(lambda: len(log_lines(lab, "event=drain_start")) > started, "drain to start", 10, every=0.05)
         time.sleep(1)
         assert lab.d.alive(), "a flow is left: straitd keeps draining"
         assert conn.failure is None, conn.failure

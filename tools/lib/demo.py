@@ -160,6 +160,16 @@ def _run_demo(workers: int, keep: bool, io: str, fallback: bool) -> int:
             print(f"$ ip link show lb0   (Strait's XDP program attached)\n{r.stdout.decode().rstrip()}")
         print(f"straitd running (pid {d.proc.pid}), log {d.log_path}")
 
+        # Health-checked backends are `initial` until their first passing
+        # checks; wait for both before the first request.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            r = sh([str(lbctl_path()), "--socket", str(d.socket), "--json", "backend", "list", "web"], check=False)
+            if r.returncode == 0 and all(b["health"] == "up"
+                                         for b in json.loads(r.stdout)["result"]["backends"]):
+                break
+            time.sleep(0.2)
+
         banner("requests through the VIP, one new connection each")
         deadline = time.monotonic() + 20
         while True:  # the first SYN may wait for straitd's ARP of its gateway
