@@ -7,9 +7,9 @@
 
 #include <arpa/inet.h>
 
-#include <random>
 
 #include "dataplane/maglev.h"
+#include "dataplane/siphash.h"
 
 namespace strait::controlplane {
 
@@ -30,9 +30,9 @@ BackendView view(const Backend& b, bool offered) {
 }  // namespace
 
 SnapshotBuilder::SnapshotBuilder() {
-  std::random_device rd;
-  isnKey0_ = (uint64_t{rd()} << 32) | rd();
-  isnKey1_ = (uint64_t{rd()} << 32) | rd();
+  const dataplane::SipKey k = dataplane::randomSipKey();
+  isnKey0_ = k.k0;
+  isnKey1_ = k.k1;
 }
 
 std::unique_ptr<Snapshot> SnapshotBuilder::build(const LbState& state, uint64_t generation) {

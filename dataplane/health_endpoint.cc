@@ -8,8 +8,8 @@
 #include <cstring>
 
 #include "dataplane/checksum.h"
-#include "dataplane/mix.h"
 #include "dataplane/nat_rewrite.h"
+#include "dataplane/siphash.h"
 
 namespace strait::dataplane {
 
@@ -78,12 +78,12 @@ bool writeReply(rte_mbuf* mb, const PacketMeta& m, uint32_t seq, uint32_t ack, u
 }  // namespace
 
 uint32_t healthIsn(const InstanceHealthView& h, uint32_t srcIp, uint32_t dstIp, uint16_t srcPort, uint16_t dstPort) {
-  // A keyed hash of the 4-tuple: an off-path sender cannot guess it, so a
-  // request is answered only from the address that received the SYN-ACK.
-  // (To move to SipHash-2-4 once dataplane/siphash.h is in the tree.)
-  uint64_t x = fmix64((uint64_t{srcIp} << 32 | dstIp) ^ h.key0);
-  x = fmix64(x ^ (uint64_t{srcPort} << 16 | dstPort) ^ h.key1);
-  x = fmix64(x + h.key0);
+  // SipHash-2-4 of the 4-tuple under a per-process key, as SYN cookies
+  // use: the value is seen by the peer, so it must not reveal the key. An
+  // off-path sender cannot guess it, so a request is answered only when it
+  // comes from the address that received the SYN-ACK.
+  const uint64_t x = sipHash16<2, 4>(SipKey{h.key0, h.key1}, uint64_t{srcIp} << 32 | dstIp,
+                                     uint64_t{srcPort} << 16 | dstPort);
   return static_cast<uint32_t>(x ^ (x >> 32));
 }
 

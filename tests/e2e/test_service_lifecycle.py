@@ -207,6 +207,27 @@ def test_config_save_reloads_to_the_same_state(lab, tmp_path):
     wait_for(lambda: len(control(lab.sock, "service list")["services"]) == 1, "extra service gone", 10)
 
 
+def test_lbctl_capacity_reports_the_formula_and_the_worst_pool(lab, record_property):
+    """`lbctl capacity` for the running configuration: one SNAT address (the
+    interface's), two backends of weight 1, ports 1024-65535 and the lab's
+    time_wait of 1 s give 64512 x 2 / 1 new connections/s; after traffic the
+    worst pool is one of web's and the metrics carry the same numbers."""
+    settled(lab)
+    sample_new_connections(lab.topo.client, 10)
+    web = next(c for c in control(lab.sock, "capacity")["services"] if c["service"] == SERVICE)
+    assert (web["snat_addresses"], web["backends_offered"], web["port_range"], web["hold_s"]) == (1, 2, 64512, 1), web
+    assert web["new_connections_per_s"] == 64512 * 2 / 1, web
+    w = web["worst_pool"]
+    assert w is not None and w["address"] == VIP and w["ports_capacity"] > 0, web
+    assert w["backend"] in {f"{ip}:80" for ip in lab.topo.backend_ips[:2]}, web
+    m = lab.d.metrics()
+    assert m.value("strait_service_new_connections_capacity", service=SERVICE) == 64512 * 2
+    assert 0 <= m.value("strait_service_snat_worst_pool_use", service=SERVICE) <= 1
+    table = lab.lbctl("capacity").stdout.decode()
+    assert "129024" in table and SERVICE in table, table
+    record_property("capacity", table)
+
+
 def restart(lab: Lab, drain_s: int) -> None:
     """A fresh straitd on the lab's topology with shutdown_drain_s."""
     if lab.d.alive():

@@ -115,6 +115,13 @@ std::unique_ptr<Snapshot> makeSnapshot(int variant) {
   snap->services.push_back(std::move(web));
   snap->services.push_back(std::move(dns));
   if (variant == 2) snap->flushedBackends.set(1);
+  // The instance health endpoint on the interface address, port 8080: the
+  // stateless responder rewrites frames in place, so it is fuzzed too.
+  snap->instanceHealth.ip = kInterfaceIp;
+  snap->instanceHealth.port = rte_cpu_to_be_16(8080);
+  snap->instanceHealth.status = static_cast<InstanceStatus>(variant % 3);
+  snap->instanceHealth.key0 = 0x0706050403020100ull;
+  snap->instanceHealth.key1 = 0x0f0e0d0c0b0a0908ull;
   snap->buildIndexes({kInterfaceIp});
   return snap;
 }

@@ -57,6 +57,7 @@ CORE_SOURCES=(
   dataplane/flow_table.cc
   dataplane/nat.cc
   dataplane/icmp.cc
+  dataplane/health_endpoint.cc
   dataplane/mss_clamp.cc
   dataplane/syncookie.cc
 )
