@@ -116,7 +116,10 @@ int main(int argc, char** argv) {
     Daemon d(std::move(cfg), DaemonOptions{controlSocket, metricsListen});
     return d.run(gSignals);
   } catch (const std::exception& e) {
-    logf(LogLevel::kError, "%s", e.what());
+    // The reason as written (quotes and all) for the person at the
+    // terminal, then the event for log collectors.
+    std::cerr << "straitd: " << e.what() << "\n";
+    logf(LogLevel::kError, "event=start_failed reason=%s", logValue(e.what()).c_str());
     return 1;
   }
 }
