@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <array>
 #include <string>
 
 #include "controlplane/api.h"
@@ -268,6 +269,7 @@ class NullRuntime : public Runtime {
   uint16_t workerCount() const override { return 0; }
   uint64_t flowsActive() const override { return 0; }
   uint64_t flowCapacity() const override { return 0; }
+  std::array<uint64_t, kFlowStateCount> flowsByState() const override { return {}; }
   std::vector<FlowInfo> flows(std::optional<uint16_t>, std::size_t) const override { return {}; }
   std::vector<SnatPoolInfo> snatPools() const override { return {}; }
   std::vector<PortInfo> ports() const override { return {}; }
