@@ -93,18 +93,22 @@ def report(lab: Lab, what: str, flood, extra: str) -> None:
 
 
 def test_spoofed_udp_flood_real_client_answered(lab):
-    probe = UdpProbe(lab.topo.client, VIP, UDP_PORT, period=0.05, wait=2.0)
+    # One retry, as a resolver makes: a datagram lost in an overflowing
+    # ring on the two shared CPUs is not what this test is about; a flow
+    # that finds no port or no table slot fails both tries.
+    probe = UdpProbe(lab.topo.client, VIP, UDP_PORT, period=0.05, wait=1.0, tries=2)
     flood = Flood(lab.topo.client, "udp", VIP, UDP_PORT, count=FLOOD_PACKETS, seconds=FLOOD_SECONDS,
                   rate=FLOOD_RATE)
     probe.start()
     result = flood.result()
     probe.stop()
-    during = (probe.sent, probe.answered)
-    after = UdpProbe(lab.topo.client, VIP, UDP_PORT, period=0.02, wait=2.0, limit=100)
+    during = (probe.sent, probe.answered, probe.first_try)
+    after = UdpProbe(lab.topo.client, VIP, UDP_PORT, period=0.02, wait=1.0, limit=100, tries=2)
     after.start()
     after.join(timeout=100 * 2.1 + 10)
-    report(lab, "UDP", result, f"real client during: {during[1]}/{during[0]} answered, "
-                               f"after: {after.answered}/{after.sent}")
+    report(lab, "UDP", result, f"real client during: {during[1]}/{during[0]} answered "
+                               f"({during[2]} on the first try), after: {after.answered}/{after.sent} "
+                               f"({after.first_try} on the first try)")
     assert result.sent > 0
     assert during[0] >= 20, f"the probe sent only {during[0]} datagrams during the flood"
     assert during[1] >= 0.99 * during[0], f"during the flood only {during[1]}/{during[0]} answered"

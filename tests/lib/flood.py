@@ -164,15 +164,22 @@ class FreshConnections:
 class UdpProbe(threading.Thread):
     """A real client in namespace `ns`: every `period` s a fresh socket
     sends one datagram to dst:port and waits up to `wait` s for its echo,
-    until stopped or `limit` datagrams were sent."""
+    until stopped or `limit` datagrams were sent. With `tries` > 1 an
+    unanswered datagram is sent again from the same socket (same flow), as
+    a resolver retries: that tells a lost packet (the shared CPUs' rings
+    overflowing under the flood) from a flow that cannot be served (no
+    port, no table slot), which is what the flood tests are about.
+    `answered` counts datagrams answered on any try, `first_try` those
+    answered without a retry."""
 
     def __init__(self, ns: str, dst: str, port: int, *, period: float = 0.05, wait: float = 2.0,
-                 limit: int = 1000) -> None:
+                 limit: int = 1000, tries: int = 1) -> None:
         super().__init__(daemon=True)
         self.ns, self.dst, self.port = ns, dst, port
-        self.period, self.wait, self.limit = period, wait, limit
+        self.period, self.wait, self.limit, self.tries = period, wait, limit, tries
         self.sent = 0
         self.answered = 0
+        self.first_try = 0
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -182,21 +189,28 @@ class UdpProbe(threading.Thread):
             try:
                 s.settimeout(self.wait)
                 token = f"probe {self.sent} {time.monotonic()}".encode()
-                s.sendto(token, (self.dst, self.port))
                 self.sent += 1
-                deadline = time.monotonic() + self.wait
-                while time.monotonic() < deadline:
-                    try:
-                        data, _ = s.recvfrom(2048)
-                    except socket.timeout:
-                        break
-                    if data == token:
+                for attempt in range(self.tries):
+                    s.sendto(token, (self.dst, self.port))
+                    if self._echoed(s, token):
                         self.answered += 1
+                        self.first_try += attempt == 0
                         break
             finally:
                 s.close()
             self.stop_event.wait(self.period)
 
+    def _echoed(self, s: socket.socket, token: bytes) -> bool:
+        deadline = time.monotonic() + self.wait
+        while time.monotonic() < deadline:
+            try:
+                data, _ = s.recvfrom(2048)
+            except socket.timeout:
+                return False
+            if data == token:
+                return True
+        return False
+
     def stop(self) -> None:
         self.stop_event.set()
-        self.join(timeout=self.wait + 5)
+        self.join(timeout=self.wait * self.tries + 5)
