@@ -97,6 +97,14 @@ Service& LbState::require(const std::string& name) {
   throw StateError("no service named " + q(name));
 }
 
+// One entry of a service's backend list, against the entries before it.
+void LbState::checkBackendEntry(const Service& s, const std::vector<BackendConfig>& before,
+                                const BackendConfig& b) const {
+  checkBackendAddress(s, b);
+  for (const BackendConfig& o : before)
+    if (sameEntry(o, b)) throw StateError("backend " + q(backendLabel(b)) + " is listed twice");
+}
+
 void LbState::checkBackendAddress(const Service& s, const BackendConfig& b) const {
   if (b.port == 0) throw StateError("backend " + q(backendLabel(b)) + ": port must be 1-65535");
   if (b.weight > kMaxBackendWeight)
@@ -158,9 +166,7 @@ uint16_t LbState::addService(ServiceConfig cfg) {
   std::vector<BackendConfig> configured;
   std::vector<DnsBackend> dns;
   for (const BackendConfig& b : cfg.backends) {
-    checkBackendAddress(s, b);
-    for (const BackendConfig& o : configured)
-      if (sameEntry(o, b)) throw StateError("backend " + q(backendLabel(b)) + " is listed twice");
+    checkBackendEntry(s, configured, b);
     configured.push_back(b);
     if (b.isDnsName()) dns.push_back(DnsBackend{b.host, b.port, b.weight, {}});
   }
@@ -440,9 +446,7 @@ void LbState::updateService(Service& s, const ServiceConfig& in) {
   std::vector<BackendConfig> configured;
   std::vector<DnsBackend> dns;
   for (const BackendConfig& b : cfg.backends) {
-    checkBackendAddress(s, b);
-    for (const BackendConfig& o : configured)
-      if (sameEntry(o, b)) throw StateError("backend " + q(backendLabel(b)) + " is listed twice");
+    checkBackendEntry(s, configured, b);
     configured.push_back(b);
     if (!b.isDnsName()) continue;
     // A name kept across the reload keeps its resolution until the

@@ -224,6 +224,8 @@ class LbState {
   void reconcile(Service& s, std::vector<BackendConfig> configured, std::vector<DnsBackend> dns, bool flush);
   uint16_t takeBackendSlot();
   void checkBackendAddress(const Service& s, const BackendConfig& b) const;
+  void checkBackendEntry(const Service& s, const std::vector<BackendConfig>& before,
+                         const BackendConfig& b) const;
   // Validates a service's SNAT list (defaulting it to the VIP's interface
   // address), maglev_size and mss_clamp. Throws StateError.
   void checkServiceSettings(ServiceConfig& cfg) const;
