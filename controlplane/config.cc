@@ -352,6 +352,18 @@ class Loader {
           fail(p + ".port", quoted(ifc.port) + ": expected xdp:IFNAME with a Linux interface name (1-15 "
                                                "characters, no '/', ':' or spaces)");
       }
+      if (ifc.port.rfind(kMemifPortPrefix, 0) == 0) {
+        // The path goes into a --vdev argument (',' separates its keys) and
+        // a sockaddr_un (108 bytes with the terminating NUL).
+        const std::string path = ifc.memifSocket();
+        const bool bad = path.size() < 2 || path[0] != '/' || path.size() > 107 ||
+                         std::any_of(path.begin(), path.end(), [](unsigned char ch) {
+                           return ch == ',' || ch == '=' || std::isspace(ch) || ch < 0x20 || ch == 0x7f;
+                         });
+        if (bad)
+          fail(p + ".port", quoted(ifc.port) + ": expected memif:/PATH with an absolute socket path (at most 107 "
+                                               "characters, no ',', '=' or spaces)");
+      }
       const toml::node* addrNode = t.get("address");
       if (!addrNode) fail(p + ".address", "missing (the dataplane's address on this link, A.B.C.D/N)");
       const std::string addrText = asString(*addrNode, p + ".address");

@@ -35,12 +35,20 @@ struct Ipv4Prefix {
 
 // `port = "xdp:IFNAME"`: the shared-NIC mode (AF_XDP on a kernel interface).
 inline constexpr const char* kXdpPortPrefix = "xdp:";
+// `port = "memif:/PATH.sock"`: a shared-memory packet interface (DPDK
+// net_memif, client role) to a peer process listening on the Unix socket
+// PATH, such as the kernel-free benchmark's generator or a VPP instance.
+inline constexpr const char* kMemifPortPrefix = "memif:";
 
 struct InterfaceConfig {
-  std::string port;          // DPDK device name, PCI address, or "xdp:IFNAME"
+  std::string port;          // DPDK device name, PCI address, "xdp:IFNAME" or "memif:PATH"
   // The kernel interface of a shared-NIC port, or "" for a DPDK device.
   std::string xdpInterface() const {
     return port.rfind(kXdpPortPrefix, 0) == 0 ? port.substr(4) : std::string();
+  }
+  // The socket path of a memif port, or "" for any other port.
+  std::string memifSocket() const {
+    return port.rfind(kMemifPortPrefix, 0) == 0 ? port.substr(6) : std::string();
   }
   Ipv4Prefix address;        // our address and the connected subnet
   std::optional<uint32_t> gateway;  // host order

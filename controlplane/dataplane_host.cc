@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -89,6 +90,17 @@ uint32_t roundPow2Minus1(uint64_t n) {
   uint64_t p = 1;
   while (p - 1 < n) p <<= 1;
   return static_cast<uint32_t>(p - 1);
+}
+
+// 02:xx:xx:xx:xx:xx (locally administered, unicast) from an FNV-1a hash of
+// the memif socket path.
+std::string memifMac(const std::string& path) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char ch : path) h = (h ^ ch) * 0x100000001b3ull;
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "02:%02x:%02x:%02x:%02x:%02x", unsigned(h >> 32 & 0xff), unsigned(h >> 24 & 0xff),
+                unsigned(h >> 16 & 0xff), unsigned(h >> 8 & 0xff), unsigned(h & 0xff));
+  return buf;
 }
 
 }  // namespace
@@ -188,6 +200,16 @@ void DataplaneHost::Impl::initEal() {
   for (const auto& x : xdpPorts)
     ealArgs.push_back("--vdev=" + deviceNames[x.iface] + ",iface=" + x.ifname +
                       ",start_queue=0,queue_count=" + std::to_string(numWorkers) + ",xdp_prog=" + x.object->path());
+  // memif ports: the client side of a peer listening on the socket path,
+  // one ring pair per worker (the peer sizes its side to match); the
+  // socket is a file, not an abstract name, so it follows the file
+  // system's permissions. The PMD's default MAC is a multicast address
+  // shared by every memif port: ours is locally administered and derived
+  // from the path, so it is stable across restarts.
+  for (std::size_t i = 0; i < cfg.interfaces.size(); ++i)
+    if (const std::string path = cfg.interfaces[i].memifSocket(); !path.empty())
+      ealArgs.push_back("--vdev=" + deviceNames[i] + ",role=client,socket=" + path +
+                        ",socket-abstract=no,mac=" + memifMac(path));
   if (!hasLcoreArg(cfg.dataplane.eal)) ealArgs.push_back(defaultLcores(numWorkers, allowedCpus()));
   std::string joined;
   for (const auto& a : ealArgs) joined += " " + a;
@@ -211,6 +233,10 @@ void DataplaneHost::Impl::initXdp() {
   for (std::size_t i = 0; i < cfg.interfaces.size(); ++i) {
     const auto& ifc = cfg.interfaces[i];
     const std::string ifname = ifc.xdpInterface();
+    if (!ifc.memifSocket().empty()) {
+      deviceNames.push_back("net_memif" + std::to_string(i));
+      continue;
+    }
     if (ifname.empty()) {
       deviceNames.push_back(ifc.port);
       continue;

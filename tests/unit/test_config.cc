@@ -437,6 +437,28 @@ TEST(Config, XdpPortNamesAKernelInterface) {
   EXPECT_EQ(c.interfaces[0].xdpInterface(), "abcdefghijklmno");
 }
 
+TEST(Config, MemifPortNamesASocketPath) {
+  const auto ifc = [](const std::string& port) {
+    return "[[interface]]\nport = \"" + port + "\"\naddress = \"192.0.2.10/24\"\n";
+  };
+  Config c;
+  ASSERT_NO_THROW(c = parse(ifc("memif:/run/strait/bench.sock")));
+  EXPECT_EQ(c.interfaces[0].memifSocket(), "/run/strait/bench.sock");
+  EXPECT_EQ(c.interfaces[0].xdpInterface(), "");
+  ASSERT_NO_THROW(c = parse(ifc("net_memif0")));
+  EXPECT_EQ(c.interfaces[0].memifSocket(), "");
+  const std::string longest = "/" + std::string(106, 'a');
+  ASSERT_NO_THROW(c = parse(ifc("memif:" + longest)));
+  EXPECT_EQ(c.interfaces[0].memifSocket(), longest);
+  for (const std::string& bad : {std::string("memif:"), std::string("memif:/"), std::string("memif:run/x.sock"),
+                                 std::string("memif:/a,role=server"), std::string("memif:/a=b"),
+                                 std::string("memif:/a b"), "memif:" + longest + "a"})
+    expectError(ifc(bad), "interface[0].port", "expected memif:/PATH");
+  expectError(ifc("memif:/run/x.sock") +
+                  "[[interface]]\nport = \"memif:/run/x.sock\"\naddress = \"198.51.100.1/24\"\n",
+              "interface[1].port", "already used by interface[0]");
+}
+
 TEST(Config, ServiceRules) {
   expectError(minimalWith("", "") + "[[service]]\nlisten = \"192.0.2.10:81\"\n", "service[1].name",
               "missing");

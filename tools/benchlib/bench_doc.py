@@ -12,6 +12,7 @@ marked placeholders for those sections.
 
 Usage: bench_doc.py --doc PATH --mode full|quick --command CMD
          [--inprocess FILE --inprocess-cmd CMD | --inprocess-skipped WHY]
+         [--memif FILE | --memif-skipped WHY]
          [--e2e FILE | --e2e-skipped WHY]
 """
 
@@ -115,6 +116,11 @@ def block(a: argparse.Namespace) -> str:
                 Path(a.inprocess).read_text().rstrip(), ""]
     else:
         out += [f"Not run: {a.inprocess_skipped or 'no output'}.", ""]
+    out += ["## Kernel-free I/O: straitd on net_memif against strait-memifgen", ""]
+    if a.memif:
+        out += [Path(a.memif).read_text().rstrip(), ""]
+    else:
+        out += [f"Not run: {a.memif_skipped or 'no output'}.", ""]
     out += ["## End to end: straitd (af_packet and AF_XDP) against iptables DNAT + MASQUERADE", ""]
     if a.e2e:
         out += [Path(a.e2e).read_text().rstrip(), ""]
@@ -148,6 +154,8 @@ def main() -> int:
     ap.add_argument("--inprocess")
     ap.add_argument("--inprocess-cmd", default="")
     ap.add_argument("--inprocess-skipped")
+    ap.add_argument("--memif")
+    ap.add_argument("--memif-skipped")
     ap.add_argument("--e2e")
     ap.add_argument("--e2e-skipped")
     a = ap.parse_args()

@@ -1,0 +1,404 @@
+#!/usr/bin/python3
+"""Kernel-free I/O benchmark: a real straitd on a net_memif port against
+strait-memifgen (tools/benchlib/memifgen.c) on the other end.
+
+No kernel is on the packet path: straitd's memif port (`port =
+"memif:PATH"`, the client role) and the generator's (the server role)
+share memory rings that both poll. The generator is the clients, the
+router and the backends; it checks every rewritten header that comes back
+(see memifgen.c). For each case this starts the generator, then straitd,
+reads straitd's counters at each phase boundary (the generator waits for
+us there) and reports:
+
+  * new flows/s: first packets (TCP SYN or UDP) of distinct flows that came
+    out SNAT'd, i.e. with a port taken, as fast as straitd takes them;
+  * established packets/s over all flows, both directions, and the latency
+    of each packet from the generator's TX to its RX (TSC in the payload);
+  * the same latency with one packet in flight (no queueing);
+  * straitd's own busy cycles per packet in each phase (its worker's busy
+    loop cycles over its received packets), which is what a worker would
+    forward if it were the only limit, and its busy ratio (below ~95%
+    the generator, not straitd, set the rate);
+  * every check error and every drop straitd counted.
+
+Usage: bench_memif.py [--quick] [--markdown FILE] [--json FILE]
+                      [--cases tcp:65536:1,udp:1000000:1,...] [--seconds S]
+Environment: STRAIT_BUILD_DIR (default build). Needs root (EAL memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from lib.straitd import Metrics, Service, render_config  # noqa: E402
+
+FULL_CASES = "tcp:65536:1,tcp:1000000:1,udp:65536:1,udp:1000000:1,tcp:65536:2,udp:65536:2"
+QUICK_CASES = "tcp:65536:1,udp:65536:1"
+GEN_MAC = "02:53:54:00:01:00"   # the generator's side (locally administered)
+LB_MAC = "02:53:54:00:00:01"    # straitd's side
+
+
+def build_dir() -> Path:
+    d = Path(os.environ.get("STRAIT_BUILD_DIR", "build"))
+    return d if d.is_absolute() else REPO / d
+
+
+def flow_capacity(flows: int) -> int:
+    """2^k - 1 with room for an eighth more flows than the run opens."""
+    want = flows + flows // 8 + 1024
+    cap = 1
+    while cap - 1 < want:
+        cap <<= 1
+    return cap - 1
+
+
+def free_hugepages_mb() -> int:
+    try:
+        n = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
+    except (OSError, ValueError):
+        return 0
+    return n * 2
+
+
+def cpu_plan(workers: int) -> tuple[str, int, str]:
+    """straitd's --lcores, the generator's CPU, and what was shared."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= workers + 2:
+        lc = ",".join(f"{i}@{cpus[i]}" for i in range(workers + 1))
+        return f"--lcores={lc}", cpus[workers + 1], "every worker and the generator on a CPU of its own"
+    # Too few CPUs: the control thread (mostly asleep) and the generator
+    # share the first; the workers share the others. A worker on the
+    # generator's CPU would starve it (busy polling against busy polling).
+    rest = cpus[1:] or cpus[:1]
+    lc = ",".join([f"0@{cpus[0]}"] + [f"{i}@{rest[(i - 1) % len(rest)]}" for i in range(1, workers + 1)])
+    shared = f"the generator shares CPU {cpus[0]} with straitd's control thread"
+    if workers > len(rest):
+        shared += (f"; OVERSUBSCRIBED: {workers} busy-polling workers share "
+                   f"{len(rest)} CPU{'s' if len(rest) > 1 else ''}")
+    return f"--lcores={lc}", cpus[0], shared
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for straitd's metrics endpoint."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url: str) -> Metrics:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return Metrics(r.read().decode(errors="replace"))
+
+
+def on_cpu_ns(pid: int, worker_threads: bool) -> float:
+    """Nanoseconds on a CPU so far (/proc schedstat) of straitd's worker
+    threads (DPDK 22.11 names them rte-worker-N) or of a whole process. On a
+    shared machine a busy-polling thread is preempted, and TSC cycles then
+    count time it was not running; this says how much it really ran."""
+    total = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                if worker_threads and not (task / "comm").read_text().startswith(("rte-worker", "lcore-worker")):
+                    continue
+                total += float((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    except OSError:
+        pass
+    return total
+
+
+def counters(m: Metrics, lb_pid: int = 0, gen_pid: int = 0) -> dict:
+    drops = {lab.get("reason", "?"): v for lab, v in m.series("strait_drops_total") if v}
+    return {
+        "wall_ns": time.monotonic_ns(),
+        "lb_cpu_ns": on_cpu_ns(lb_pid, True) if lb_pid else 0.0,
+        "gen_cpu_ns": on_cpu_ns(gen_pid, False) if gen_pid else 0.0,
+        "rx": m.value("strait_rx_packets_total"),
+        "tx": m.value("strait_tx_packets_total"),
+        "busy": m.value("strait_worker_busy_cycles_total"),
+        "busy_loops": m.value("strait_worker_busy_loops_total"),
+        "cycles": m.value("strait_worker_cycles_total"),
+        "handoff": m.value("strait_handoff_total", direction="out"),
+        "drops": drops,
+    }
+
+
+def delta(a: dict, b: dict) -> dict:
+    d = {k: b[k] - a[k] for k in ("rx", "tx", "busy", "busy_loops", "cycles", "handoff", "wall_ns", "lb_cpu_ns", "gen_cpu_ns")}
+    # Shares of one CPU over the phase (straitd: all its workers together).
+    d["lb_on_cpu"] = d["lb_cpu_ns"] / d["wall_ns"] if d["wall_ns"] else 0.0
+    d["gen_on_cpu"] = d["gen_cpu_ns"] / d["wall_ns"] if d["wall_ns"] else 0.0
+    d["drops"] = {k: v - a["drops"].get(k, 0) for k, v in b["drops"].items() if v - a["drops"].get(k, 0)}
+    d["cycles_per_packet"] = d["busy"] / d["rx"] if d["rx"] else 0.0
+    d["busy_ratio"] = d["busy"] / d["cycles"] if d["cycles"] else 0.0
+    # Packets per poll that found any: small when the generator, not
+    # straitd, is the limit (each poll's fixed cost is then shared by few).
+    d["packets_per_busy_poll"] = d["rx"] / d["busy_loops"] if d["busy_loops"] else 0.0
+    return d
+
+
+def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, port: int = 0) -> dict:
+    port = port or free_port()
+    build = build_dir()
+    gen = build / "tools" / "strait-memifgen"
+    straitd = build / "controlplane" / "straitd"
+    for exe in (gen, straitd):
+        if not exe.is_file():
+            raise SystemExit(f"bench_memif: {exe} not built")
+    sock = work / "memif.sock"
+    if sock.exists():
+        sock.unlink()
+    lcores, gen_cpu, sharing = cpu_plan(workers)
+    tag = f"{os.getpid()}-{proto}-{flows}-{workers}"
+    gen_argv = [str(gen), "-l", str(gen_cpu), "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+                "--no-telemetry", f"--file-prefix=memifgen-{tag}", "--log-level=lib.eal:error",
+                "--log-level=pmd.net.memif:error",
+                f"--vdev=net_memif0,role=server,socket={sock},socket-abstract=no,mac={GEN_MAC}",
+                "--", "--proto", proto, "--flows", str(flows), "--queues", str(workers),
+                "--seconds", str(seconds), "--sync"]
+    cap = flow_capacity(flows)
+    # Flow table, both keys and records: ~200 bytes a flow, plus mbufs.
+    need_mb = cap * 220 // (1 << 20) + 256 * workers + 256
+    if free_hugepages_mb() >= need_mb:
+        mem, mem_note = ["--in-memory"], "hugepages"
+    else:
+        mem, mem_note = ["--in-memory", "--no-huge", "-m", str(need_mb)], "no hugepages (plain memory)"
+    eal = ["--no-pci", f"--file-prefix=straitd-{tag}", "--log-level=pmd.net.memif:error"] + mem + [lcores]
+    timeouts = {"syn_sent": 600, "syn_recv": 600, "established": 3600, "udp": 600, "udp_unreplied": 600}
+    backends = lambda p: [f"203.0.113.{i}:{p}" for i in range(1, 33)]  # noqa: E731
+    services = [Service("tcp", "192.0.2.10:80", backends(8080), "tcp", snat=["192.0.2.10"]),
+                Service("udp", "192.0.2.10:9000", backends(9000), "udp", snat=["192.0.2.10"])]
+    cfg = render_config(eal=eal, workers=workers, address="192.0.2.2/24", gateway="192.0.2.1",
+                        services=services, port=f"memif:{sock}",
+                        dataplane={"flow_capacity": cap, "idle_sleep_us": 0, "timeouts": timeouts},
+                        instance={"shutdown_drain_s": 0})
+    # straitd writes its own MAC for a memif port; the generator checks
+    # the Ethernet source against what straitd's ARP reply said.
+    (work / "straitd.toml").write_text(cfg)
+    argv = [str(straitd), "--config", str(work / "straitd.toml"), "--control-socket", str(work / "ctl.sock"),
+            "--metrics-listen", f"127.0.0.1:{port}", "--log-level", "warn"]
+    if workers + 1 > len(os.sched_getaffinity(0)):
+        argv.append("--force")
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    genp = subprocess.Popen(gen_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    lines: list[str] = []
+    marks: dict[str, dict] = {}
+    lp = None
+    try:
+        # The server must listen before straitd (the client) starts.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = genp.stderr.readline().decode(errors="replace")
+            if not line:
+                break
+            lines.append(line)
+            if "listening" in line:
+                break
+        if not sock.exists():
+            raise RuntimeError("generator did not start:\n" + "".join(lines[-20:]))
+        log = open(work / "straitd.log", "wb")
+        lp = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+        log.close()
+
+        def reader() -> None:
+            for raw in genp.stderr:
+                line = raw.decode(errors="replace")
+                lines.append(line)
+                parts = line.split()
+                if len(parts) == 4 and parts[1] == "phase":
+                    try:
+                        marks[f"{parts[2]}:{parts[3]}"] = counters(scrape(url), lp.pid, genp.pid)
+                    except OSError as e:
+                        lines.append(f"bench_memif: scrape failed: {e}\n")
+                    try:
+                        genp.stdin.write(b"go\n")
+                        genp.stdin.flush()
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        # The generator's own bounds: 60 s for straitd to connect, 30 s for
+        # ARP, 20 s + flows / 20000 per flow phase, the established time,
+        # 30 s with one packet in flight.
+        limit = 60 + 30 + 2 * (20 + flows / 20_000) + seconds + 30 + 30
+        # Its stdout is one JSON object at the end: it cannot fill the pipe.
+        try:
+            genp.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(genp.pid, signal.SIGTERM)
+            genp.wait(timeout=30)
+        out = genp.stdout.read()
+        t.join(timeout=5)
+        # straitd's counters before the generator left: once the memif peer
+        # is gone, whatever straitd sends (an ARP refresh) counts as tx_full.
+        final = marks.get("done:begin")
+    finally:
+        if genp.poll() is None:
+            os.killpg(genp.pid, signal.SIGKILL)
+            genp.wait()
+        if lp is not None and lp.poll() is None:
+            lp.send_signal(signal.SIGTERM)
+            try:
+                lp.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                lp.kill()
+                lp.wait()
+        if sock.exists():
+            sock.unlink()
+    try:
+        res = json.loads(out.decode(errors="replace"))
+    except (ValueError, IndexError):
+        log_tail = (work / "straitd.log").read_text(errors="replace")[-3000:] if (work / "straitd.log").exists() else ""
+        raise RuntimeError(f"generator gave no result (exit {genp.returncode}):\n" + "".join(lines[-20:]) +
+                           "\nstraitd log:\n" + log_tail)
+    res["workers"] = workers
+    res["memory"] = mem_note
+    res["cpus"] = sharing
+    res["flow_capacity"] = cap
+    res["straitd"] = {}
+    for ph in ("new", "handshake", "established"):
+        a, b = marks.get(f"{ph}:begin"), marks.get(f"{ph}:end")
+        if a and b:
+            d = delta(a, b)
+            # Worker cycles while it was on a CPU, per packet: an upper
+            # bound of its cost (idle polls while on CPU count too), not
+            # inflated by time other processes had the CPU.
+            d["on_cpu_cycles_per_packet"] = d["lb_cpu_ns"] * res["tsc_hz"] / 1e9 / d["rx"] if d["rx"] else 0.0
+            res["straitd"][ph] = d
+    if final is not None:
+        res["straitd"]["total_drops"] = final["drops"]
+    res["exit"] = genp.returncode
+    return res
+
+
+def fmt_us(x: float) -> str:
+    """Microseconds; the generator reports a latency beyond its histogram
+    (3 ms at 2.6 GHz) as the negated bound."""
+    return f"> {-x:.0f}" if x < 0 else f"{x:.1f}"
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x / 1e6:.3f} M" if x >= 1e6 else f"{x / 1e3:.1f} K"
+
+
+def markdown(results: list[dict], cmd: str, seconds: float) -> str:
+    hz = results[0]["tsc_hz"] if results else 0
+    out = [f"`{cmd}` (tools/benchlib/bench_memif.py): straitd (`port = \"memif:PATH\"`, "
+           "`idle_sleep_us = 0`, busy polling) and strait-memifgen (tools/benchlib/memifgen.c) on the two "
+           "ends of a net_memif link, no kernel on the packet path. The generator is the clients "
+           "(198.51.100.0/24), the router and 32 backends (203.0.113.1-32); straitd does full NAT (VIP and "
+           "SNAT address 192.0.2.10). Frames are 70 bytes (TCP, 16 bytes of payload) or 60 bytes (UDP). "
+           f"TSC {hz / 1e9:.3f} GHz. Every packet that came back was checked (Ethernet addresses, TTL, IP and "
+           "TCP/UDP checksums, rewritten addresses and ports against the flow's, sequence numbers).", "",
+           "- **new flows/s**: first packets (TCP SYN, or UDP) of distinct flows that came out SNAT'd with "
+           "a port taken, at most 512 in flight;",
+           f"- **established**: {seconds:g} s over all flows in a scattered order, alternately client -> VIP "
+           "and backend -> SNAT address, at most 512 packets in flight: packets/s that came back (after a "
+           "10% warm-up), and each packet's time from the generator's TX to its RX (memif both ways, "
+           "straitd's poll loop and NAT) as p50 / p99;",
+           "- **one in flight**: the same path with a single packet outstanding (no queueing);",
+           "- **straitd cycles/pkt**: straitd's worker threads' time on a CPU (/proc schedstat) in TSC "
+           "cycles over the packets they received in the phase: an upper bound of the cost with I/O "
+           "(memif RX copy, NAT, TX copy; idle polls while on the CPU count too) that time other processes "
+           "held the CPU does not inflate; **pkts/poll**: packets per poll that found any (few: the "
+           "generator, not straitd, set the rate, and each poll's fixed cost is shared by few packets);",
+           "- **on CPU**: the share of a CPU straitd's workers and the generator each had in the "
+           "established phase.", ""]
+    out += ["| proto | flows | workers | new flows/s | straitd cycles/new flow | established pkt/s "
+            "| p50 / p99 us | one in flight p50 / p99 us | straitd cycles/pkt | pkts/poll "
+            "| on CPU straitd / generator | check errors | straitd drops |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        st = r.get("straitd", {})
+        new, est = st.get("new", {}), st.get("established", {})
+        drops = st.get("total_drops", {})
+        dtext = ", ".join(f"{k} {int(v)}" for k, v in sorted(drops.items())) or "0"
+        e, o = r["established"], r["one_in_flight"]
+        out.append(
+            f"| {r['proto']} | {r['flows']:,} | {r['workers']} | {fmt_rate(r['new']['per_s'])} "
+            f"| {new.get('on_cpu_cycles_per_packet', 0):,.0f} | {fmt_rate(e['pps'])} "
+            f"| {fmt_us(e['p50_us'])} / {fmt_us(e['p99_us'])} | {fmt_us(o['p50_us'])} / {fmt_us(o['p99_us'])} "
+            f"| {est.get('on_cpu_cycles_per_packet', 0):,.0f} | {est.get('packets_per_busy_poll', 0):.1f} "
+            f"| {100 * est.get('lb_on_cpu', 0):.0f}% / {100 * est.get('gen_on_cpu', 0):.0f}% "
+            f"| {r['errors']} of {r['checked']:,} | {dtext} |")
+    out.append("")
+    notes = sorted({f"{r['workers']} worker(s): {r['cpus']}; straitd EAL memory: {r['memory']}" for r in results})
+    out += [f"- {n}" for n in notes]
+    for r in results:
+        name = f"{r['proto']} {r['flows']:,} flows {r['workers']} worker(s)"
+        if not r.get("complete"):
+            out.append(f"- **incomplete**: {name}: {r['new']['done']} new flows done, "
+                       f"{r.get('handshake', {}).get('done', 0)} handshakes")
+        if r["established"]["lost"] or r["one_in_flight"]["lost"]:
+            out.append(f"- {name}: {r['established']['lost']} packets never came back under load, "
+                       f"{r['one_in_flight']['lost']} with one in flight")
+        if r["new"].get("resent"):
+            out.append(f"- {name}: {r['new']['resent']} first packets sent again after a quiet 100 ms")
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cases")
+    ap.add_argument("--seconds", type=float)
+    ap.add_argument("--markdown", type=Path)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--metrics-port", type=int, default=0, help="straitd's metrics port (default: a free one)")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_memif: needs root (EAL memory)", file=sys.stderr)
+        return 2
+    cases = a.cases or (QUICK_CASES if a.quick else FULL_CASES)
+    seconds = a.seconds or (2.0 if a.quick else 5.0)
+    results = []
+    failed = 0
+    work = Path(tempfile.mkdtemp(prefix="strait-memif-"))
+    try:
+        for c in cases.split(","):
+            proto, flows, workers = c.split(":")
+            print(f"bench_memif: {proto} {flows} flows, {workers} worker(s)", file=sys.stderr)
+            try:
+                r = run_case(proto, int(flows), int(workers), seconds, work, a.metrics_port)
+            except RuntimeError as e:
+                print(f"bench_memif: case {c} failed: {e}", file=sys.stderr)
+                failed = 1
+                continue
+            print(json.dumps(r), file=sys.stderr)
+            if r["exit"] != 0:
+                failed = 1
+            results.append(r)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cmd = "sudo tools/bench" + (" --quick" if a.quick else "")
+    md = markdown(results, cmd, seconds)
+    print(md)
+    if a.markdown:
+        a.markdown.write_text(md)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1) + "\n")
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
