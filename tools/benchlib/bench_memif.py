@@ -23,7 +23,9 @@ us there) and reports:
 
 Usage: bench_memif.py [--quick] [--markdown FILE] [--json FILE]
                       [--cases tcp:65536:1,udp:1000000:1,...] [--seconds S]
-Environment: STRAIT_BUILD_DIR (default build). Needs root (EAL memory).
+Environment: STRAIT_BUILD_DIR (default build); STRAIT_MEMIF_PERF=DIR records
+a perf profile of straitd per phase into DIR (perf from linux-perf).
+Needs root (EAL memory).
 """
 
 from __future__ import annotations
@@ -219,6 +221,9 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
                               start_new_session=True)
         log.close()
 
+        perf_dir = os.environ.get("STRAIT_MEMIF_PERF")
+        recorder: list[subprocess.Popen] = []
+
         def reader() -> None:
             for raw in genp.stderr:
                 line = raw.decode(errors="replace")
@@ -229,6 +234,16 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
                         marks[f"{parts[2]}:{parts[3]}"] = counters(scrape(url), lp.pid, genp.pid)
                     except OSError as e:
                         lines.append(f"bench_memif: scrape failed: {e}\n")
+                    # STRAIT_MEMIF_PERF=DIR: a perf profile of straitd per
+                    # phase (DIR/CASE-PHASE.data), for docs/benchmarks.md.
+                    if perf_dir and parts[3] == "end" and recorder:
+                        recorder.pop().send_signal(signal.SIGINT)
+                    if perf_dir and parts[3] == "begin" and parts[2] != "done":
+                        out_file = Path(perf_dir) / f"{proto}-{flows}-{workers}w-{parts[2]}.data"
+                        recorder.append(subprocess.Popen(
+                            ["perf", "record", "-q", "-F", "2999", "-g", "-p", str(lp.pid), "-o", str(out_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                        time.sleep(0.3)  # perf attached before the phase's traffic
                     try:
                         genp.stdin.write(b"go\n")
                         genp.stdin.flush()
