@@ -4,7 +4,8 @@
 // cycles per packet: the SYN path, established flows at several table sizes
 // with uniform and Zipf popularity, a 1% new-flow mix; the floors measured
 // in the same run (rte_hash_lookup_bulk on a table of the same size, and a
-// plain rx/tx loop on the net_null PMD); memory per flow; SNAT port
+// plain rx/tx loop on the net_null PMD, and the rte_hash work of a new
+// flow's insert); memory per flow; SNAT port
 // allocation; Maglev build times; and multi-worker scaling with one
 // generator per worker lcore. Figures are printed as Markdown so
 // tools/bench can paste them into docs/benchmarks.md.
@@ -61,6 +62,7 @@ struct Options {
   uint32_t maxWorkers = 8;
   bool quick = false;
   bool scaling = true;
+  bool synOnly = false;  // --syn-only: the SYN-path fill alone, for profiling
 };
 
 double median(std::vector<double> v) {
@@ -343,6 +345,60 @@ double hashFloor(uint32_t n, int runs, uint32_t packets) {
   return median(meds);
 }
 
+// Floor 3: what FlowTable::insert asks of rte_hash for one new flow - for
+// each of its two keys a lookup that misses (so a clash cannot hijack
+// another flow) and an add with the precomputed hash - filling an empty
+// table of the flow table's size (2 x capacity keys) with n flows, timed
+// per burst of 32 flows like the SYN path; median cycles per flow.
+double insertFloor(uint32_t n, uint32_t capacity) {
+  rte_hash_parameters hp{};
+  std::string name = "bench_ins_" + std::to_string(n);
+  hp.name = name.c_str();
+  hp.entries = 2 * capacity;
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = rte_hash_crc;
+  hp.hash_func_init_val = 0x5eed;
+  hp.socket_id = static_cast<int>(rte_socket_id());
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  rte_hash* h = rte_hash_create(&hp);
+  if (!h) return -1;
+  std::vector<FlowKey> keys(2 * std::size_t(n));
+  std::vector<hash_sig_t> sigs(keys.size());
+  for (uint32_t i = 0; i < n; ++i) {
+    FlowKey& a = keys[2 * std::size_t(i)];
+    FlowKey& b = keys[2 * std::size_t(i) + 1];
+    a = FlowKey{};
+    a.srcIp = htonl(0xC6336400u + (i % 250) + 1);
+    a.dstIp = htonl(kVip);
+    a.srcPort = htons(static_cast<uint16_t>(1024 + i / 250));
+    a.dstPort = htons(kVipPort);
+    a.proto = IPPROTO_TCP;
+    b = FlowKey{};
+    b.srcIp = htonl(0xCB00710B + i % kBackends);
+    b.dstIp = htonl(0xC0000214 + (i / kBackends) % kSnatAddrs);
+    b.srcPort = htons(80);
+    b.dstPort = htons(static_cast<uint16_t>(1024 + i / (kBackends * kSnatAddrs)));
+    b.proto = IPPROTO_TCP;
+  }
+  for (std::size_t k = 0; k < keys.size(); ++k) sigs[k] = rte_hash_crc(&keys[k], sizeof(FlowKey), 0x5eed);
+  std::vector<double> perBurst;
+  perBurst.reserve(n / kBurst + 1);
+  for (uint32_t f = 0; f + kBurst <= n; f += kBurst) {
+    uint64_t t0 = rte_rdtsc_precise();
+    for (uint32_t i = f; i < f + kBurst; ++i) {
+      const std::size_t k = 2 * std::size_t(i);
+      if (rte_hash_lookup_with_hash(h, &keys[k], sigs[k]) >= 0 ||
+          rte_hash_lookup_with_hash(h, &keys[k + 1], sigs[k + 1]) >= 0)
+        continue;
+      rte_hash_add_key_with_hash_data(h, &keys[k], sigs[k], reinterpret_cast<void*>(uintptr_t(i)));
+      rte_hash_add_key_with_hash_data(h, &keys[k + 1], sigs[k + 1], reinterpret_cast<void*>(uintptr_t(i)));
+    }
+    perBurst.push_back(double(rte_rdtsc_precise() - t0) / kBurst);
+  }
+  rte_hash_free(h);
+  return perBurst.empty() ? -1 : median(perBurst);
+}
+
 // Floor 2: rx_burst + tx_burst on a net_null port (the cost of moving
 // mbufs through a PMD with no NIC behind it).
 double nullPmdFloor(int runs, uint32_t packets) {
@@ -617,6 +673,8 @@ int main(int argc, char** argv) {
       o.sizes = {1000, 65536, 1000000};
       o.runs = 3;
       o.packetsPerRun = 500'000;
+    } else if (a == "--syn-only") {
+      o.synOnly = true;
     } else if (a == "--no-scaling") {
       o.scaling = false;
     } else if (a == "--max-workers" && i + 1 < argc) {
@@ -630,7 +688,9 @@ int main(int argc, char** argv) {
         p = q == std::string::npos ? s.size() : q + 1;
       }
     } else {
-      std::fprintf(stderr, "usage: strait-bench [EAL args --] [--quick] [--no-scaling] [--max-workers N] [--sizes a,b,c]\n");
+      std::fprintf(stderr,
+                   "usage: strait-bench [EAL args --] [--quick] [--no-scaling] [--max-workers N] [--sizes a,b,c] "
+                   "[--syn-only]\n");
       return 2;
     }
   }
@@ -642,7 +702,7 @@ int main(int argc, char** argv) {
   std::printf("### Fast path, one worker (cycles per packet; NatCore::process only)\n\n");
   std::printf("| case | flows | cycles/pkt (median) | p99 per burst | drops |\n|---|---|---|---|---|\n");
   std::vector<std::pair<uint32_t, double>> memPerFlow;
-  std::vector<std::pair<uint32_t, double>> floors;
+  std::vector<std::pair<uint32_t, double>> floors, insertFloors;
   for (uint32_t n : o.sizes) {
     if (n > kMaxFlows) continue;
     // Room for the 1% new flows of the mix on top of the n established ones,
@@ -653,6 +713,17 @@ int main(int argc, char** argv) {
     auto core = std::make_unique<Core>(capacity, 0, static_cast<int>(rte_socket_id()));
     Timing syn = fillFlows(*core, *snap, n);
     printRow("new flows (SYN path) while filling", n, syn);
+    if (o.synOnly) {
+      // For profiling the SYN path alone (perf record): refill a fresh
+      // table `runs` more times, nothing else.
+      for (int r = 0; r < o.runs; ++r) {
+        core.reset();
+        core = std::make_unique<Core>(capacity, 0, static_cast<int>(rte_socket_id()));
+        printRow("new flows (SYN path) while filling", n, fillFlows(*core, *snap, n));
+      }
+      std::fflush(stdout);
+      continue;
+    }
     establishAll(*core);
     Timing u = established(*core, *snap, n, o, nullptr);
     printRow("established, uniform", n, u);
@@ -665,9 +736,16 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     core.reset();
     floors.emplace_back(n, hashFloor(n, o.runs, o.packetsPerRun));
+    insertFloors.emplace_back(n, insertFloor(n, capacity));
+  }
+  if (o.synOnly) {
+    rte_eal_cleanup();
+    return 0;
   }
   std::printf("\n### Floors measured in the same run\n\n| floor | flows | cycles/pkt |\n|---|---|---|\n");
   for (auto& [n, c] : floors) std::printf("| rte_hash_lookup_bulk_data, 32 keys, 2 keys per flow | %u | %.1f |\n", n, c);
+  for (auto& [n, c] : insertFloors)
+    std::printf("| new flow's rte_hash work (2 x lookup miss + add, with hash), filling, per flow | %u | %.1f |\n", n, c);
   double nf = nullPmdFloor(o.runs, o.packetsPerRun);
   if (nf >= 0)
     std::printf("| net_null PMD rx_burst + tx_burst | - | %.1f |\n", nf);
