@@ -48,8 +48,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 from lib.straitd import Metrics, Service, render_config  # noqa: E402
 
-FULL_CASES = "tcp:65536:1,tcp:1000000:1,udp:65536:1,udp:1000000:1,tcp:65536:2,udp:65536:2"
-QUICK_CASES = "tcp:65536:1,udp:65536:1"
+FULL_CASES = ("tcp:65536:1,tcp:1000000:1,udp:65536:1,udp:1000000:1,tcp:65536:2,udp:65536:2,"
+              "cookie:1000000:1")
+QUICK_CASES = "tcp:65536:1,udp:65536:1,cookie:65536:1"
 GEN_MAC = "02:53:54:00:01:00"   # the generator's side (locally administered)
 LB_MAC = "02:53:54:00:00:01"    # straitd's side
 
@@ -155,8 +156,27 @@ def delta(a: dict, b: dict) -> dict:
     return d
 
 
+class Unsupported(RuntimeError):
+    """The straitd under test cannot run this case (its configuration lacks
+    a key the case needs)."""
+
+
+def accepts(straitd: Path, cfg: str, work: Path, force: bool) -> tuple[bool, str]:
+    """Whether straitd takes this configuration (`--check-config`)."""
+    probe = work / "probe.toml"
+    probe.write_text(cfg)
+    argv = [str(straitd), "--config", str(probe), "--check-config"] + (["--force"] if force else [])
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30, check=False)
+    return r.returncode == 0, r.stdout.decode(errors="replace")
+
+
 def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, port: int = 0) -> dict:
+    """One case; proto "tcp", "udp", or "cookie" (TCP with straitd's SYN
+    proxy on: SYN cookie answers per second, nothing else)."""
     port = port or free_port()
+    cookies = proto == "cookie"
+    if cookies:
+        proto = "tcp"
     build = build_dir()
     gen = build / "tools" / "strait-memifgen"
     straitd = build / "controlplane" / "straitd"
@@ -173,7 +193,7 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
                 "--log-level=pmd.net.memif:error",
                 f"--vdev=net_memif0,role=server,socket={sock},socket-abstract=no,mac={GEN_MAC}",
                 "--", "--proto", proto, "--flows", str(flows), "--queues", str(workers),
-                "--seconds", str(seconds), "--sync"]
+                "--seconds", str(seconds), "--sync"] + (["--cookies"] if cookies else [])
     cap = flow_capacity(flows)
     # Flow table, both keys and records: ~200 bytes a flow, plus mbufs.
     need_mb = cap * 220 // (1 << 20) + 256 * workers + 256
@@ -184,18 +204,33 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
     eal = ["--no-pci", f"--file-prefix=straitd-{tag}", "--log-level=pmd.net.memif:error"] + mem + [lcores]
     timeouts = {"syn_sent": 600, "syn_recv": 600, "established": 3600, "udp": 600, "udp_unreplied": 600}
     backends = lambda p: [f"203.0.113.{i}:{p}" for i in range(1, 33)]  # noqa: E731
-    services = [Service("tcp", "192.0.2.10:80", backends(8080), "tcp", snat=["192.0.2.10"]),
-                Service("udp", "192.0.2.10:9000", backends(9000), "udp", snat=["192.0.2.10"])]
-    cfg = render_config(eal=eal, workers=workers, address="192.0.2.2/24", gateway="192.0.2.1",
-                        services=services, port=f"memif:{sock}",
-                        dataplane={"flow_capacity": cap, "idle_sleep_us": 0, "timeouts": timeouts},
-                        instance={"shutdown_drain_s": 0})
+    # The benchmark opens up to a million half-open TCP flows on purpose: a
+    # SYN proxy in "auto" mode would answer them with cookies instead, so
+    # it is off, except in the cookie case, where it is on for every SYN.
+    # A straitd without a SYN proxy refuses the key: then there is none.
+    tcp = Service("tcp", "192.0.2.10:80", backends(8080), "tcp", snat=["192.0.2.10"],
+                  extra={"syn_proxy": "on" if cookies else "off"})
+    services = [tcp, Service("udp", "192.0.2.10:9000", backends(9000), "udp", snat=["192.0.2.10"])]
+    force = workers + 1 > len(os.sched_getaffinity(0))
+
+    def render() -> str:
+        return render_config(eal=eal, workers=workers, address="192.0.2.2/24", gateway="192.0.2.1",
+                             services=services, port=f"memif:{sock}",
+                             dataplane={"flow_capacity": cap, "idle_sleep_us": 0, "timeouts": timeouts},
+                             instance={"shutdown_drain_s": 0})
+    cfg = render()
+    ok, why = accepts(straitd, cfg, work, force)
+    if not ok and "syn_proxy" in why:
+        if cookies:
+            raise Unsupported("this straitd has no SYN proxy (its configuration refuses syn_proxy)")
+        tcp.extra = {}
+        cfg = render()
     # straitd writes its own MAC for a memif port; the generator checks
     # the Ethernet source against what straitd's ARP reply said.
     (work / "straitd.toml").write_text(cfg)
     argv = [str(straitd), "--config", str(work / "straitd.toml"), "--control-socket", str(work / "ctl.sock"),
             "--metrics-listen", f"127.0.0.1:{port}", "--log-level", "warn"]
-    if workers + 1 > len(os.sched_getaffinity(0)):
+    if force:
         argv.append("--force")
     url = f"http://127.0.0.1:{port}/metrics"
 
@@ -287,6 +322,7 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
         raise RuntimeError(f"generator gave no result (exit {genp.returncode}):\n" + "".join(lines[-20:]) +
                            "\nstraitd log:\n" + log_tail)
     res["workers"] = workers
+    res["case"] = "cookie" if cookies else proto
     res["memory"] = mem_note
     res["cpus"] = sharing
     res["flow_capacity"] = cap
@@ -316,7 +352,9 @@ def fmt_rate(x: float) -> str:
     return f"{x / 1e6:.3f} M" if x >= 1e6 else f"{x / 1e3:.1f} K"
 
 
-def markdown(results: list[dict], cmd: str, seconds: float) -> str:
+def markdown(results: list[dict], cmd: str, seconds: float, skipped: list[str] | None = None) -> str:
+    cookies = [r for r in results if r.get("cookies")]
+    results = [r for r in results if not r.get("cookies")]
     hz = results[0]["tsc_hz"] if results else 0
     out = [f"`{cmd}` (tools/benchlib/bench_memif.py): straitd (`port = \"memif:PATH\"`, "
            "`idle_sleep_us = 0`, busy polling) and strait-memifgen (tools/benchlib/memifgen.c) on the two "
@@ -357,10 +395,27 @@ def markdown(results: list[dict], cmd: str, seconds: float) -> str:
             f"| {100 * est.get('lb_on_cpu', 0):.0f}% / {100 * est.get('gen_on_cpu', 0):.0f}% "
             f"| {r['errors']} of {r['checked']:,} | {dtext} |")
     out.append("")
-    notes = sorted({f"{r['workers']} worker(s): {r['cpus']}; straitd EAL memory: {r['memory']}" for r in results})
+    if cookies:
+        out += ["", "SYN cookies (`syn_proxy = \"on\"`): the generator sends the SYNs of distinct clients as "
+                "above and counts the SYN-ACKs straitd answers itself (to the client, acking its ISN; nothing "
+                "reaches a backend):", "",
+                "| flows | workers | SYN cookie answers/s | straitd cycles/answer | check errors | straitd drops |",
+                "|---|---|---|---|---|---|"]
+        for r in cookies:
+            st = r.get("straitd", {})
+            drops = st.get("total_drops", {})
+            dtext = ", ".join(f"{k} {int(v)}" for k, v in sorted(drops.items())) or "0"
+            out.append(f"| {r['flows']:,} | {r['workers']} | {fmt_rate(r['new']['per_s'])} "
+                       f"| {st.get('new', {}).get('on_cpu_cycles_per_packet', 0):,.0f} "
+                       f"| {r['errors']} of {r['checked']:,} | {dtext} |")
+        out.append("")
+    for sk in skipped or []:
+        out.append(f"- not run: {sk}")
+    results_all = results + cookies
+    notes = sorted({f"{r['workers']} worker(s): {r['cpus']}; straitd EAL memory: {r['memory']}" for r in results_all})
     out += [f"- {n}" for n in notes]
-    for r in results:
-        name = f"{r['proto']} {r['flows']:,} flows {r['workers']} worker(s)"
+    for r in results_all:
+        name = f"{r.get('case', r['proto'])} {r['flows']:,} flows {r['workers']} worker(s)"
         if not r.get("complete"):
             out.append(f"- **incomplete**: {name}: {r['new']['done']} new flows done, "
                        f"{r.get('handshake', {}).get('done', 0)} handshakes")
@@ -387,6 +442,7 @@ def main() -> int:
     cases = a.cases or (QUICK_CASES if a.quick else FULL_CASES)
     seconds = a.seconds or (2.0 if a.quick else 5.0)
     results = []
+    skipped: list[str] = []
     failed = 0
     work = Path(tempfile.mkdtemp(prefix="strait-memif-"))
     try:
@@ -395,6 +451,10 @@ def main() -> int:
             print(f"bench_memif: {proto} {flows} flows, {workers} worker(s)", file=sys.stderr)
             try:
                 r = run_case(proto, int(flows), int(workers), seconds, work, a.metrics_port)
+            except Unsupported as e:
+                print(f"bench_memif: case {c} not run: {e}", file=sys.stderr)
+                skipped.append(f"{c}: {e}")
+                continue
             except RuntimeError as e:
                 print(f"bench_memif: case {c} failed: {e}", file=sys.stderr)
                 failed = 1
@@ -406,7 +466,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     cmd = "sudo tools/bench" + (" --quick" if a.quick else "")
-    md = markdown(results, cmd, seconds)
+    md = markdown(results, cmd, seconds, skipped)
     print(md)
     if a.markdown:
         a.markdown.write_text(md)

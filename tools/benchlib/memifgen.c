@@ -26,8 +26,11 @@
  * printed; the result is one JSON object on stdout.
  *
  *   strait-memifgen EAL-ARGS -- --proto tcp|udp --flows N --queues Q
- *       [--seconds S] [--window W] [--latency-samples K] [--sync]
+ *       [--seconds S] [--window W] [--latency-samples K] [--sync] [--cookies]
  *
+ * --cookies (TCP, straitd's SYN proxy on): the new-flow phase counts the
+ * SYN-ACKs straitd answers itself (SYN cookies) instead of SYNs reaching a
+ * backend, and the run ends there: cookie answers per second.
  * --sync: at each phase boundary print "memifgen: phase NAME begin|end" on
  * stderr and wait for a line on stdin (the harness reads straitd's
  * counters meanwhile, so no packet of the next phase is counted in them).
@@ -111,7 +114,8 @@ static struct {
   double seconds;
   uint32_t window;
   uint32_t latencySamples;
-} opt = {1, 65536, 1, 5.0, 512, 20000};
+  int cookies; /* --cookies: straitd answers SYNs itself (SYN proxy on) */
+} opt = {1, 65536, 1, 5.0, 512, 20000, 0};
 
 static uint16_t port;
 static struct rte_mempool* pool;
@@ -395,7 +399,9 @@ static void onIpv4(struct rte_mbuf* m) {
   if (total < sizeof *ip + l4len || total > len - ipOff) { fail(E_UNKNOWN, 0, "bad IPv4 total length"); return; }
   checked++;
   if (rte_ipv4_cksum(ip) != 0) fail(E_IPCSUM, 0, "bad IPv4 header checksum");
-  if (ip->time_to_live != 63) fail(E_TTL, 0, "TTL not 63");
+  /* Forwarded: one hop less. In --cookies mode straitd writes the
+   * SYN-ACKs itself, with a TTL of its own choosing. */
+  if (ip->time_to_live != 63 && !opt.cookies) fail(E_TTL, 0, "TTL not 63");
   if (!l4ChecksumOk(ip)) fail(E_L4CSUM, 0, "bad TCP/UDP checksum");
   const uint32_t src = rte_be_to_cpu_32(ip->src_addr), dst = rte_be_to_cpu_32(ip->dst_addr);
   const uint16_t payload = (uint16_t)(rte_be_to_cpu_16(ip->total_length) - sizeof *ip - l4len);
@@ -448,6 +454,19 @@ static void onIpv4(struct rte_mbuf* m) {
     if (src != VIP || rte_be_to_cpu_16(sport) != vport() || dst != clientIp(f) ||
         rte_be_to_cpu_16(dport) != clientPort(f))
       { fail(E_ADDR, f, "backend -> client: not VIP:vport -> client:port"); return; }
+    if (opt.cookies) {
+      /* A SYN cookie: the answer to the client's SYN, from the VIP, acking
+       * the client's ISN; nothing reached a backend. */
+      if (!t || flags != (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG) || ack != ISN_CLIENT + f + 1) {
+        fail(E_ADDR, f, "not a SYN-ACK acking the client's SYN");
+        return;
+      }
+      if (stage[f] == 0) {
+        stage[f] = 1;
+        if (phase == PH_NEW) progress++;
+      }
+      return;
+    }
     if (stage[f] == 0) { fail(E_FLOW, f, "reply before the flow's first packet"); return; }
     if (t && seq != ISN_BACKEND + f + (flags & RTE_TCP_SYN_FLAG ? 0 : 1))
       { fail(E_ADDR, f, "sequence number changed"); return; }
@@ -672,7 +691,7 @@ static void mark(const char* name, const char* what) {
 static void usage(void) {
   fprintf(stderr,
           "usage: strait-memifgen EAL-ARGS -- --proto tcp|udp --flows N --queues Q [--seconds S] "
-          "[--window W] [--latency-samples K] [--sync]\n");
+          "[--window W] [--latency-samples K] [--sync] [--cookies]\n");
   exit(2);
 }
 
@@ -688,6 +707,10 @@ int main(int argc, char** argv) {
     const char* a = argv[i];
     if (!strcmp(a, "--sync")) {
       syncPhases = 1;
+      continue;
+    }
+    if (!strcmp(a, "--cookies")) {
+      opt.cookies = 1;
       continue;
     }
     const char* v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -781,7 +804,7 @@ int main(int argc, char** argv) {
   /* Phase 3: TCP handshakes. */
   double hsS = 0;
   uint64_t hsDone = 0;
-  if (opt.tcp && newDone == opt.flows) {
+  if (opt.tcp && !opt.cookies && newDone == opt.flows) {
     phase = PH_HANDSHAKE;
     mark("handshake", "begin");
     hsS = windowed(wantHandshake, makeSynAck, &resentHs, phaseLimit);
@@ -793,7 +816,7 @@ int main(int argc, char** argv) {
   uint64_t lost = 0, got = 0, lostIdle = 0, gotIdle = 0;
   double pps = 0, p50 = 0, p99 = 0, idle50 = 0, idle99 = 0;
   uint64_t samples = 0, idleSamples = 0;
-  const int ready = newDone == opt.flows && (!opt.tcp || hsDone == opt.flows);
+  const int ready = newDone == opt.flows && (!opt.tcp || hsDone == opt.flows) && !opt.cookies;
   if (ready) {
     phase = PH_ESTABLISHED;
     mark("established", "begin");
@@ -830,10 +853,12 @@ int main(int argc, char** argv) {
          ", \"errors\": %" PRIu64 ", \"error_kinds\": {",
          rxTotal, txTotal, checked, errTotal);
   for (int e = 0; e < E_COUNT; ++e) printf("%s\"%s\": %" PRIu64, e ? ", " : "", kErrNames[e], errors[e]);
-  printf("}, \"complete\": %s}\n", ready && !stopRequested ? "true" : "false");
+  const int complete = opt.cookies ? newDone == opt.flows : ready;
+  printf("}, \"cookies\": %s, \"complete\": %s}\n", opt.cookies ? "true" : "false",
+         complete && !stopRequested ? "true" : "false");
   fflush(stdout);
   rte_eth_dev_stop(port);
   rte_eth_dev_close(port);
   rte_eal_cleanup();
-  return ready && errTotal == 0 ? 0 : 1;
+  return complete && errTotal == 0 ? 0 : 1;
 }
