@@ -112,6 +112,8 @@ struct Daemon::Impl : public Runtime {
   std::vector<PortInfo> ports() const override { return host->ports(); }
   std::size_t neighbourCount() const override { return host->neighbourCount(); }
   uint64_t snapshotGeneration() const override { return host->snapshotGeneration(); }
+  double tscHz() const override { return host->tscHz(); }
+  uint64_t takeLoopMaxCycles(uint16_t w) const override { return host->takeLoopMaxCycles(w); }
 
   Topology topology() const {
     const std::vector<SnatPoolInfo> pools = host->snatPools();

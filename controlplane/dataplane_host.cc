@@ -6,6 +6,7 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
@@ -15,6 +16,7 @@
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
+#include <rte_ring_elem.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -41,6 +43,7 @@
 #include "dataplane/toeplitz.h"
 #include "dataplane/worker.h"
 #include "dataplane/xdp_program.h"
+#include "dataplane/worker_commands.h"
 
 namespace strait::controlplane {
 
@@ -49,41 +52,6 @@ using namespace strait::dataplane;
 namespace {
 
 
-void addCounters(WorkerCounters& into, const WorkerCounters& c) {
-  into.rxPackets += c.rxPackets;
-  into.rxBytes += c.rxBytes;
-  into.txPackets += c.txPackets;
-  into.txBytes += c.txBytes;
-  into.flowsCreated += c.flowsCreated;
-  into.flowsExpired += c.flowsExpired;
-  into.flowsFlushed += c.flowsFlushed;
-  into.handoffOut += c.handoffOut;
-  into.handoffIn += c.handoffIn;
-  into.toControl += c.toControl;
-  into.icmpErrorsTranslated += c.icmpErrorsTranslated;
-  into.icmpEchoReplies += c.icmpEchoReplies;
-  into.mssClamped += c.mssClamped;
-  into.tcpSynIgnored += c.tcpSynIgnored;
-  into.tcpResynced += c.tcpResynced;
-  into.loops += c.loops;
-  into.busyLoops += c.busyLoops;
-  into.busyCycles += c.busyCycles;
-  into.totalCycles += c.totalCycles;
-  into.snapshotGeneration = std::max(into.snapshotGeneration, c.snapshotGeneration);
-  for (std::size_t i = 0; i < kDropReasonCount; ++i) into.drops[i] += c.drops[i];
-  for (std::size_t i = 0; i < kFlowStateCount; ++i) into.earlyDrops[i] += c.earlyDrops[i];
-  for (std::size_t i = 0; i < kMaxServiceSlots; ++i) {
-    into.services[i].packets += c.services[i].packets;
-    into.services[i].bytes += c.services[i].bytes;
-    into.services[i].flowsCreated += c.services[i].flowsCreated;
-    into.services[i].flowsClosed += c.services[i].flowsClosed;
-  }
-  for (std::size_t i = 0; i < kMaxBackendSlots; ++i) {
-    into.backends[i].packets += c.backends[i].packets;
-    into.backends[i].bytes += c.backends[i].bytes;
-    into.backends[i].flowsCreated += c.backends[i].flowsCreated;
-    into.backends[i].flowsClosed += c.backends[i].flowsClosed;
-  }
 }
 
 uint32_t roundPow2Minus1(uint64_t n) {
@@ -105,6 +73,19 @@ std::string memifMac(const std::string& path) {
 
 }  // namespace
 
+// A command sent to a worker, with the buffer its results go to. It lives
+// in Worker::pending from the moment it is enqueued until the worker's
+// reply for it is taken off the reply ring (or the worker has stopped), so
+// the worker never writes into freed memory, even for a request whose
+// caller gave up waiting.
+struct PendingCommand {
+  uint32_t id = 0;
+  std::unique_ptr<std::byte[]> buffer;
+  bool answered = false;
+  bool abandoned = false;  // the caller timed out; freed when the reply comes
+  uint32_t count = 0;
+};
+
 struct Worker {
   uint16_t id = 0;
   unsigned lcore = 0;
@@ -114,6 +95,10 @@ struct Worker {
   std::unique_ptr<PortAllocator> ports;
   std::unique_ptr<NatCore> nat;
   std::unique_ptr<WorkerContext> ctx;
+  rte_ring* commands = nullptr;  // WorkerCommand, control thread -> worker (SPSC)
+  rte_ring* replies = nullptr;   // WorkerReply, worker -> control thread (SPSC)
+  std::unique_ptr<CommandRunner> runner;
+  std::deque<std::unique_ptr<PendingCommand>> pending;  // under taskMu
 };
 
 // A shared-NIC interface (`port = "xdp:IFNAME"`): the net_af_xdp vdev
@@ -175,7 +160,7 @@ struct DataplaneHost::Impl {
   uint64_t lastTickMs = 0;
   uint64_t announcedGeneration = 0;
   std::vector<uint32_t> ownedAddresses;
-  mutable std::mutex taskMu;
+  std::mutex taskMu;
   std::vector<std::string> deviceNames;  // per interface: what setupPort opens
   std::vector<XdpPort> xdpPorts;
 
@@ -188,7 +173,14 @@ struct DataplaneHost::Impl {
   void initRouting();
   void initWorkers();
   void reclaim(bool force);
-  bool runOnWorker(uint16_t w, std::function<void()> fn) const;
+  // Sends `cmd` (its `out` pointing into req->buffer) to worker `w` and
+  // waits up to 2 s for the reply. Returns the request, answered, or null
+  // on a timeout or a full command ring (the request then stays pending
+  // until the worker answers). Serialised by taskMu: the ring has one
+  // producer.
+  std::unique_ptr<PendingCommand> call(uint16_t w, WorkerCommand cmd, std::unique_ptr<PendingCommand> req);
+  void takeReplies(Worker& wk);
+  uint32_t nextCommandId = 0;  // under taskMu
 };
 
 void DataplaneHost::Impl::initEal() {
@@ -351,6 +343,16 @@ void DataplaneHost::Impl::initMemory() {
   };
   uint32_t hsz = std::bit_ceil(std::max<uint32_t>(dp.handoffRingSize, 64));
   for (uint16_t w = 0; w < numWorkers; ++w) handoff.push_back(mkRing("strait_ho" + std::to_string(w), hsz, RING_F_SC_DEQ));
+  for (uint16_t w = 0; w < numWorkers; ++w) {
+    const unsigned flags = RING_F_SP_ENQ | RING_F_SC_DEQ;
+    std::string n = "strait_cmd" + std::to_string(w);
+    workers[w].commands = rte_ring_create_elem(n.c_str(), sizeof(WorkerCommand), kCommandRingSize, SOCKET_ID_ANY, flags);
+    n = "strait_rep" + std::to_string(w);
+    workers[w].replies = rte_ring_create_elem(n.c_str(), sizeof(WorkerReply), kCommandRingSize, SOCKET_ID_ANY, flags);
+    if (workers[w].commands == nullptr || workers[w].replies == nullptr)
+      throw std::runtime_error("cannot create the command rings of worker " + std::to_string(w) + ": " +
+                               rte_strerror(rte_errno));
+  }
   toControl = mkRing("strait_toctl", 1024, RING_F_SC_DEQ);
   resolve = mkRing("strait_resolve", 1024, RING_F_SC_DEQ);
   fromControl = mkRing("strait_fromctl", 1024, RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -500,6 +502,8 @@ void DataplaneHost::Impl::initWorkers() {
     ctx->resolve = resolve;
     ctx->fromControl = w == 0 ? fromControl : nullptr;
     ctx->stop = &stopFlag;
+    wk.runner = std::make_unique<CommandRunner>(wk.commands, wk.replies, wk.flows.get(), wk.ports.get());
+    ctx->commands = wk.runner.get();
     wk.ctx = std::move(ctx);
     logf(LogLevel::kInfo, "worker %u: flow table %u flows, %.1f MiB; SNAT ports %u-%u, up to %u pools", w,
          fp.capacity, double(wk.flows->memoryBytes()) / 1048576.0, pp.portMin, pp.portMax, pp.maxPools);
@@ -540,6 +544,11 @@ DataplaneHost::~DataplaneHost() {
     while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
     rte_ring_free(r);
   };
+  for (auto& w : d.workers) {
+    w.pending.clear();  // the workers have stopped: nothing writes into these buffers any more
+    rte_ring_free(w.commands);
+    rte_ring_free(w.replies);
+  }
   for (rte_ring* r : d.handoff) drain(r);
   drain(d.toControl);
   drain(d.fromControl);
@@ -568,9 +577,7 @@ bool DataplaneHost::waitPickup(uint64_t generation, uint32_t timeoutMs) const {
   for (;;) {
     bool all = true;
     for (const auto& w : d.workers) {
-      // Single writer (the worker); an aligned 64-bit load is not torn.
-      const volatile uint64_t* g = &w.counters->snapshotGeneration;
-      if (*g < generation) all = false;
+      if (peek(w.counters->snapshotGeneration) < generation) all = false;
     }
     if (all) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -595,11 +602,16 @@ void DataplaneHost::start() {
     rte_rcu_qsbr_thread_register(d.rcu, w.id);
     rte_rcu_qsbr_thread_online(d.rcu, w.id);
   }
-  for (auto& w : d.workers) {
-    int rc = rte_eal_remote_launch(workerMain, w.ctx.get(), w.lcore);
-    if (rc != 0) throw std::runtime_error("cannot launch worker " + std::to_string(w.id) + " on lcore " + std::to_string(w.lcore));
+  {
+    // Before the launch, commands are run by the calling thread (see call):
+    // none may be under way when the workers take over.
+    std::lock_guard lk(d.taskMu);
+    for (auto& w : d.workers) {
+      int rc = rte_eal_remote_launch(workerMain, w.ctx.get(), w.lcore);
+      if (rc != 0) throw std::runtime_error("cannot launch worker " + std::to_string(w.id) + " on lcore " + std::to_string(w.lcore));
+    }
+    d.started = true;
   }
-  d.started = true;
   // Resolve the gateways now rather than dropping the first packets of the
   // first flows on a neighbour miss.
   uint64_t now = steadyNowMs();
@@ -645,6 +657,7 @@ void DataplaneHost::stop() {
   d.stopFlag.store(true);
   rte_eal_mp_wait_lcore();
   for (auto& w : d.workers) rte_rcu_qsbr_thread_offline(d.rcu, w.id);
+  std::lock_guard lk(d.taskMu);
   d.started = false;
 }
 
@@ -656,12 +669,30 @@ std::vector<uint32_t> DataplaneHost::interfaceIps() const {
 
 WorkerCounters DataplaneHost::totals() const {
   auto t = std::make_unique<WorkerCounters>();
-  for (const auto& w : impl_->workers) addCounters(*t, *w.counters);
-  addCounters(*t, *impl_->controlCounters);
+  auto one = std::make_unique<WorkerCounters>();
+  for (const auto& w : impl_->workers) {
+    readCounters(*w.counters, *one);
+    addCounters(*t, *one);
+  }
+  readCounters(*impl_->controlCounters, *one);
+  addCounters(*t, *one);
   return *t;
 }
 
-WorkerCounters DataplaneHost::worker(uint16_t w) const { return *impl_->workers.at(w).counters; }
+WorkerCounters DataplaneHost::worker(uint16_t w) const {
+  auto c = std::make_unique<WorkerCounters>();
+  readCounters(*impl_->workers.at(w).counters, *c);
+  return *c;
+}
+
+double DataplaneHost::tscHz() const { return static_cast<double>(rte_get_tsc_hz()); }
+
+uint64_t DataplaneHost::takeLoopMaxCycles(uint16_t w) const {
+  Worker& wk = impl_->workers.at(w);
+  const uint64_t v = peek(wk.counters->loopMaxCycles);
+  wk.ctx->loopMaxEpoch.fetch_add(1, std::memory_order_relaxed);
+  return v;
+}
 uint16_t DataplaneHost::workerCount() const { return impl_->numWorkers; }
 
 uint64_t DataplaneHost::flowsActive() const {
@@ -686,90 +717,131 @@ uint64_t DataplaneHost::flowCapacity() const {
   return n;
 }
 
-bool DataplaneHost::Impl::runOnWorker(uint16_t w, std::function<void()> fn) const {
-  std::lock_guard lk(taskMu);
-  const Worker& wk = workers.at(w);
-  if (!started) {
-    fn();  // workers not running: nothing races with us
-    return true;
-  }
-  auto* task = new std::function<void()>(std::move(fn));
-  wk.ctx->task.store(task, std::memory_order_release);
-  for (int i = 0; i < 20000; ++i) {
-    if (wk.ctx->task.load(std::memory_order_acquire) == nullptr) {
-      delete task;
-      return true;
+void DataplaneHost::Impl::takeReplies(Worker& wk) {
+  WorkerReply r;
+  while (rte_ring_sc_dequeue_elem(wk.replies, &r, sizeof r) == 0) {
+    for (auto it = wk.pending.begin(); it != wk.pending.end(); ++it) {
+      if ((*it)->id != r.id) continue;
+      if ((*it)->abandoned) {
+        wk.pending.erase(it);  // the worker is done with it: now it may go
+      } else {
+        (*it)->answered = true;
+        (*it)->count = r.count;
+      }
+      break;
     }
+  }
+}
+
+std::unique_ptr<PendingCommand> DataplaneHost::Impl::call(uint16_t w, WorkerCommand cmd,
+                                                          std::unique_ptr<PendingCommand> req) {
+  std::lock_guard lk(taskMu);
+  Worker& wk = workers.at(w);
+  takeReplies(wk);
+  cmd.id = req->id = ++nextCommandId;
+  if (rte_ring_sp_enqueue_elem(wk.commands, &cmd, sizeof cmd) != 0) {
+    logf(LogLevel::kWarn, "worker %u: command ring full (%zu requests unanswered)", w, wk.pending.size());
+    return nullptr;  // never seen by the worker: safe to free
+  }
+  PendingCommand* mine = req.get();
+  wk.pending.push_back(std::move(req));
+  auto finish = [&]() -> std::unique_ptr<PendingCommand> {
+    for (auto it = wk.pending.begin(); it != wk.pending.end(); ++it) {
+      if (it->get() != mine) continue;
+      std::unique_ptr<PendingCommand> out = std::move(*it);
+      wk.pending.erase(it);
+      return out;
+    }
+    return nullptr;
+  };
+  if (!started) {
+    // No worker runs: this thread is the only one touching the worker's
+    // state, so it runs the worker's end itself.
+    for (;;) {
+      const bool did = wk.runner->step(kCommandBudget);
+      takeReplies(wk);
+      if (mine->answered) return finish();
+      if (!did && !wk.runner->busy()) break;
+    }
+    mine->abandoned = true;  // cannot happen: a command is always answered
+    return nullptr;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    takeReplies(wk);
+    if (mine->answered) return finish();
+    if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
-  // The worker did not pick it up in 2 s: take it back if it still can be.
-  std::function<void()>* expected = task;
-  if (wk.ctx->task.compare_exchange_strong(expected, nullptr)) {
-    delete task;
-  }
-  // Otherwise the worker is running it right now; leak rather than free under it.
+  mine->abandoned = true;
   logf(LogLevel::kWarn, "worker %u did not answer a control request within 2 s", w);
-  return false;
+  return nullptr;
 }
 
 std::vector<FlowInfo> DataplaneHost::flows(std::optional<uint16_t> serviceSlot, std::size_t limit) const {
   std::vector<FlowInfo> out;
-  uint32_t now = tscNowMs();
   for (const auto& wk : impl_->workers) {
     if (out.size() >= limit) break;
-    std::vector<FlowInfo> part;
-    std::size_t room = limit - out.size();
-    const FlowTable* ft = wk.flows.get();
-    uint16_t wid = wk.id;
-    impl_->runOnWorker(wk.id, [&part, room, ft, wid, serviceSlot, now] {
-      ft->forEach([&](uint32_t, const Flow& f) {
-        if (part.size() >= room) return;
-        if (serviceSlot && f.serviceSlot != *serviceSlot) return;
-        FlowInfo fi;
-        fi.worker = wid;
-        fi.proto = f.proto;
-        fi.clientIp = ntohl(f.clientIp);
-        fi.clientPort = ntohs(f.clientPort);
-        fi.vip = ntohl(f.vip);
-        fi.vipPort = ntohs(f.vipPort);
-        fi.snatIp = ntohl(f.snatIp);
-        fi.snatPort = ntohs(f.snatPort);
-        fi.backendIp = ntohl(f.backendIp);
-        fi.backendPort = ntohs(f.backendPort);
-        fi.serviceSlot = f.serviceSlot;
-        fi.backendSlot = f.backendSlot;
-        fi.state = std::string(flowStateName(f.state));
-        int32_t idle = static_cast<int32_t>(now - f.lastSeenMs);
-        fi.idleMs = idle > 0 ? static_cast<uint32_t>(idle) : 0;
-        part.push_back(std::move(fi));
-      });
-    });
-    out.insert(out.end(), part.begin(), part.end());
+    const auto room = static_cast<uint32_t>(std::min<std::size_t>(limit - out.size(), 1u << 24));
+    auto req = std::make_unique<PendingCommand>();
+    req->buffer = std::make_unique<std::byte[]>(sizeof(Flow) * room);
+    WorkerCommand cmd{};
+    cmd.kind = CommandKind::kDumpFlows;
+    cmd.capacity = room;
+    cmd.serviceSlot = serviceSlot ? *serviceSlot : kAnyService;
+    cmd.out = req->buffer.get();
+    req = impl_->call(wk.id, cmd, std::move(req));
+    if (!req) continue;
+    const auto* got = reinterpret_cast<const Flow*>(req->buffer.get());
+    const uint32_t now = tscNowMs();
+    for (uint32_t i = 0; i < req->count; ++i) {
+      const Flow& f = got[i];
+      FlowInfo fi;
+      fi.worker = wk.id;
+      fi.proto = f.proto;
+      fi.clientIp = ntohl(f.clientIp);
+      fi.clientPort = ntohs(f.clientPort);
+      fi.vip = ntohl(f.vip);
+      fi.vipPort = ntohs(f.vipPort);
+      fi.snatIp = ntohl(f.snatIp);
+      fi.snatPort = ntohs(f.snatPort);
+      fi.backendIp = ntohl(f.backendIp);
+      fi.backendPort = ntohs(f.backendPort);
+      fi.serviceSlot = f.serviceSlot;
+      fi.backendSlot = f.backendSlot;
+      fi.state = std::string(flowStateName(f.state));
+      const int32_t idle = static_cast<int32_t>(now - f.lastSeenMs);
+      fi.idleMs = idle > 0 ? static_cast<uint32_t>(idle) : 0;
+      out.push_back(std::move(fi));
+    }
   }
   return out;
 }
 
 std::vector<SnatPoolInfo> DataplaneHost::snatPools() const {
   std::vector<SnatPoolInfo> out;
+  const uint32_t maxPools = impl_->cfg.dataplane.snatPoolsPerWorker;
   for (const auto& wk : impl_->workers) {
-    std::vector<SnatPoolInfo> part;
-    const PortAllocator* pa = wk.ports.get();
-    uint16_t wid = wk.id;
-    impl_->runOnWorker(wk.id, [&part, pa, wid] {
-      for (uint32_t p = 0; p < pa->poolCount(); ++p) {
-        const PoolKey& k = pa->key(p);
-        SnatPoolInfo si;
-        si.worker = wid;
-        si.snatIp = ntohl(k.snatIp);
-        si.backendIp = ntohl(k.backendIp);
-        si.backendPort = ntohs(k.backendPort);
-        si.proto = k.proto;
-        si.inUse = pa->inUse(p);
-        si.capacity = pa->capacity(p);
-        part.push_back(si);
-      }
-    });
-    out.insert(out.end(), part.begin(), part.end());
+    auto req = std::make_unique<PendingCommand>();
+    req->buffer = std::make_unique<std::byte[]>(sizeof(PoolSample) * maxPools);
+    WorkerCommand cmd{};
+    cmd.kind = CommandKind::kPoolStats;
+    cmd.capacity = maxPools;
+    cmd.out = req->buffer.get();
+    req = impl_->call(wk.id, cmd, std::move(req));
+    if (!req) continue;
+    const auto* got = reinterpret_cast<const PoolSample*>(req->buffer.get());
+    for (uint32_t i = 0; i < req->count; ++i) {
+      SnatPoolInfo si;
+      si.worker = wk.id;
+      si.snatIp = ntohl(got[i].key.snatIp);
+      si.backendIp = ntohl(got[i].key.backendIp);
+      si.backendPort = ntohs(got[i].key.backendPort);
+      si.proto = got[i].key.proto;
+      si.inUse = got[i].inUse;
+      si.capacity = got[i].capacity;
+      out.push_back(si);
+    }
   }
   return out;
 }

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +47,10 @@ class DataplaneHost {
   // Runtime pieces.
   WorkerCounters totals() const;
   WorkerCounters worker(uint16_t w) const;
+  // The longest loop iteration of worker `w` (TSC cycles) since the last
+  // call for it; the worker starts a new maximum afterwards.
+  uint64_t takeLoopMaxCycles(uint16_t w) const;
+  double tscHz() const;
   uint16_t workerCount() const;
   uint64_t flowsActive() const;
   uint64_t flowCapacity() const;

@@ -19,6 +19,7 @@
 #include <deque>
 #include <future>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -225,11 +226,33 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     auto& gen =
         addFamily(s, "strait_worker_snapshot_generation",
                   "Snapshot generation the worker last picked up at its quiescent point.", MetricType::Gauge);
+    auto& loopMax = addFamily(s, "strait_worker_loop_max_seconds",
+                              "Longest poll-loop iteration of the worker since the previous scrape: "
+                              "how long its RX queues went unpolled at worst.",
+                              MetricType::Gauge);
+    auto& loopHist = addFamily(s, "strait_worker_loop_seconds",
+                               "Duration of the worker's poll-loop iterations.", MetricType::Histogram);
+    const double hz = rt_.tscHz();
     const uint16_t n = rt_.workerCount();
     for (uint16_t w = 0; w < n; ++w) {
       // One worker's block at a time: it is large (per-slot arrays) and only
       // its scalars are needed here.
       const WorkerCounters c = rt_.worker(w);
+      if (hz > 0) {
+        addSample(loopMax, {{"worker", std::to_string(w)}}, num(rt_.takeLoopMaxCycles(w)) / hz);
+        ClientMetric m;
+        m.label = {{"worker", std::to_string(w)}};
+        uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < kLoopBucketsUs.size(); ++b) {
+          cumulative += c.loopBuckets[b];
+          m.histogram.bucket.push_back({cumulative, kLoopBucketsUs[b] / 1e6});
+        }
+        cumulative += c.loopBuckets[kLoopBucketsUs.size()];
+        m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+        m.histogram.sample_count = cumulative;
+        m.histogram.sample_sum = num(c.totalCycles) / hz;
+        loopHist.metric.push_back(std::move(m));
+      }
       const std::string id = std::to_string(w);
       addSample(rxPk, {{"worker", id}}, num(c.rxPackets));
       addSample(rxBy, {{"worker", id}}, num(c.rxBytes));

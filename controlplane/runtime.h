@@ -77,6 +77,13 @@ class Runtime {
   virtual std::vector<PortInfo> ports() const = 0;
   virtual std::size_t neighbourCount() const = 0;
   virtual uint64_t snapshotGeneration() const = 0;
+
+  // TSC cycles per second: the unit of the workers' cycle counters and
+  // loop histogram bounds (0 when there is no dataplane).
+  virtual double tscHz() const { return 0; }
+  // Longest poll-loop iteration of worker `w`, in TSC cycles, since the
+  // previous call for that worker (the metrics scrape is the one caller).
+  virtual uint64_t takeLoopMaxCycles(uint16_t /*w*/) const { return 0; }
 };
 
 }  // namespace strait::controlplane

@@ -242,7 +242,7 @@ void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx
 }
 
 uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
-  if (size_ == capacity_ || f.state >= FlowState::kCount) return kNoFlow;
+  if (size() == capacity_ || f.state >= FlowState::kCount) return kNoFlow;
   const FlowKey ko = originalKey(f);
   const FlowKey kr = replyKey(f);
   // One key cannot lead to both directions of the same flow.
@@ -269,7 +269,7 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
   queueStamps(flows_, capacity_)[idx] = nowMs;
   listPush(rec.state, idx);
   if (inPoolList(rec)) poolPush(idx);
-  ++size_;
+  std::atomic_ref<uint32_t>(size_).store(size() + 1, std::memory_order_relaxed);
   return idx;
 }
 
@@ -299,7 +299,7 @@ void FlowTable::remove(uint32_t idx) {
   rec.prev = kNoFlow;
   rec.next = freeHead_;
   freeHead_ = idx;
-  --size_;
+  std::atomic_ref<uint32_t>(size_).store(size() - 1, std::memory_order_relaxed);
 }
 
 // `onExpire` sees the flow just before it is removed; it must not change

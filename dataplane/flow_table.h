@@ -13,6 +13,8 @@
 // Single-threaded: only the owning worker calls it.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -119,7 +121,11 @@ class FlowTable {
   uint32_t earlyDropVictim() const;
   uint32_t earlyDropVictim(uint32_t pool) const;
 
-  uint32_t size() const { return size_; }
+  // Any thread may read the size while the owner works: it is only ever
+  // accessed through relaxed atomic_ref (see include/strait/counters.h).
+  uint32_t size() const {
+    return std::atomic_ref<uint32_t>(const_cast<uint32_t&>(size_)).load(std::memory_order_relaxed);
+  }
   uint32_t capacity() const { return capacity_; }
   const FlowTimeouts& timeouts() const { return timeouts_; }
   // The table's hash of a flow key: the low 32 bits of SipHash-1-3 (rte_hash
@@ -129,8 +135,25 @@ class FlowTable {
     static_assert(sizeof(FlowKey) == 16, "the flow hash takes exactly two 8-byte words");
     return static_cast<uint32_t>(sipHash13x16(hashKey_, &key));
   }
-  // Visits every live flow (control path / tests / flush sweeps).
+  // Visits every live flow (tests, shutdown).
   void forEach(const std::function<void(uint32_t idx, const Flow&)>& fn) const;
+  // Cursor iteration over the record array, for work the worker loop
+  // spreads over many iterations (flow dumps, flush sweeps): visits at most
+  // `maxRecords` records (live or free) from index `from` on, calling
+  // fn(idx, flow) for each live one until fn returns false, and returns
+  // the index to continue from; capacity() once the array is done. fn may
+  // remove the flow it is given. Flows inserted or removed between calls
+  // may or may not be seen; none is seen twice unless removed and reused.
+  template <class F>
+  uint32_t scan(uint32_t from, uint32_t maxRecords, F&& fn) const {
+    const uint32_t end = maxRecords < capacity_ - std::min(from, capacity_) ? from + maxRecords : capacity_;
+    uint32_t i = from;
+    while (i < end) {
+      const Flow& f = flows_[i++];
+      if (f.state < FlowState::kCount && !fn(i - 1, f)) break;
+    }
+    return i;
+  }
   // Bytes reserved for records and hash (for the memory-per-flow figure).
   std::size_t memoryBytes() const;
 

@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <new>
 #include <type_traits>
-#include <vector>
 
 #include "dataplane/health_endpoint.h"
 #include "dataplane/icmp.h"
@@ -66,13 +65,14 @@ TcpSegment tcpSegmentOf(const uint8_t* l4, const PacketMeta& m) {
 // count it closed.
 void closeAccounting(PortAllocator& pa, WorkerCounters& c, const Flow& f) {
   pa.release(f.pool, rte_be_to_cpu_16(f.snatPort));
-  if (f.serviceSlot < kMaxServiceSlots) c.services[f.serviceSlot].flowsClosed++;
-  if (f.backendSlot < kMaxBackendSlots) c.backends[f.backendSlot].flowsClosed++;
+  if (f.serviceSlot < kMaxServiceSlots) bump(c.services[f.serviceSlot].flowsClosed);
+  if (f.backendSlot < kMaxBackendSlots) bump(c.backends[f.backendSlot].flowsClosed);
 }
 
 // Spreads new flows over a service's SNAT addresses. Mixed again so the
 // address choice is independent of the Maglev slot the same hash picks.
 inline uint32_t snatSpread(uint32_t h) { return fmix32(h); }
+
 
 // Uninitialised stack storage for per-burst scratch arrays, instead of
 // value-initialising all kMaxBurst entries (several KiB) on every call. The
@@ -136,12 +136,12 @@ class Burst {
   bool handoff(rte_mbuf* mb, uint16_t worker, Verdict& v);
   void count(const Flow& f, uint32_t bytes) {
     if (f.serviceSlot < kMaxServiceSlots) {
-      c_.services[f.serviceSlot].packets++;
-      c_.services[f.serviceSlot].bytes += bytes;
+      bump(c_.services[f.serviceSlot].packets);
+      bump(c_.services[f.serviceSlot].bytes, bytes);
     }
     if (f.backendSlot < kMaxBackendSlots) {
-      c_.backends[f.backendSlot].packets++;
-      c_.backends[f.backendSlot].bytes += bytes;
+      bump(c_.backends[f.backendSlot].packets);
+      bump(c_.backends[f.backendSlot].bytes, bytes);
     }
   }
   void drop(Verdict& v, DropReason r) {
@@ -290,7 +290,7 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
   }
   if (m.l3 == L3Kind::kArp) {
     v = Verdict{Action::kToControl, DropReason::kNone, 0};
-    c_.toControl++;
+    bump(c_.toControl);
     return;
   }
   if (m.l3 != L3Kind::kIpv4) {
@@ -307,7 +307,7 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
     if (m.icmpType == kIcmpEchoRequest) {
       icmpEchoReply(data, m);
       v = Verdict{Action::kLocal, DropReason::kNone, 0};
-      c_.icmpEchoReplies++;
+      bump(c_.icmpEchoReplies);
       return;
     }
     // An error is only ours when it quotes a TCP/UDP packet that we sent
@@ -381,11 +381,8 @@ FlowKey& Burst::addCandidate(uint16_t i, Cand kind, const ServiceView* svc) {
 }
 
 void Burst::dropFlushed(uint32_t fi, Verdict& v) {
-  const Flow& f = ft_.at(fi);
-  pa_.release(f.pool, rte_be_to_cpu_16(f.snatPort));
-  if (f.serviceSlot < kMaxServiceSlots) c_.services[f.serviceSlot].flowsClosed++;
-  if (f.backendSlot < kMaxBackendSlots) c_.backends[f.backendSlot].flowsClosed++;
-  c_.flowsFlushed++;
+  closeAccounting(pa_, c_, ft_.at(fi));
+  bump(c_.flowsFlushed);
   ft_.remove(fi);
   noteRemoved(fi);
   drop(v, DropReason::kFlowFlushed);
@@ -403,10 +400,10 @@ bool Burst::trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direct
       drop(v, DropReason::kRstOutOfWindow);
       return false;
     case TcpCheck::kSynIgnored:
-      c_.tcpSynIgnored++;
+      bump(c_.tcpSynIgnored);
       break;
     case TcpCheck::kResynced:
-      c_.tcpResynced++;
+      bump(c_.tcpResynced);
       break;
     case TcpCheck::kOk:
       break;
@@ -424,7 +421,7 @@ bool Burst::trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direct
 bool Burst::earlyDrop(uint32_t victim) {
   if (victim == kNoFlow) return false;
   const Flow& f = ft_.at(victim);
-  c_.earlyDrops[static_cast<std::size_t>(f.state)]++;
+  bump(c_.earlyDrops[static_cast<std::size_t>(f.state)]);
   closeAccounting(pa_, c_, f);
   ft_.remove(victim);
   noteRemoved(victim);
@@ -459,7 +456,7 @@ bool Burst::handoff(rte_mbuf* mb, uint16_t worker, Verdict& v) {
   if (hops + 1 >= d_.numWorkers) return false;
   mb->hash.usr = hops + 1;
   v = Verdict{Action::kHandoff, DropReason::kNone, worker};
-  c_.handoffOut++;
+  bump(c_.handoffOut);
   return true;
 }
 
@@ -550,9 +547,9 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v) {
     return kNoFlow;
   }
   inserted_ = true;
-  c_.flowsCreated++;
-  if (svc.slot < kMaxServiceSlots) c_.services[svc.slot].flowsCreated++;
-  if (be.slot < kMaxBackendSlots) c_.backends[be.slot].flowsCreated++;
+  bump(c_.flowsCreated);
+  if (svc.slot < kMaxServiceSlots) bump(c_.services[svc.slot].flowsCreated);
+  if (be.slot < kMaxBackendSlots) bump(c_.backends[be.slot].flowsCreated);
   return fi;
 }
 
@@ -573,7 +570,7 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
     const bool ack = (m.tcpFlags & kTcpAck) != 0;
     if ((dir == Direction::kOriginal) != ack) {
       if (svc == nullptr) svc = snap_.findService(f.vip, f.vipPort, f.proto);
-      if (svc != nullptr && svc->mssClamp != 0 && clampMss(l4, m.tcpHdrLen, svc->mssClamp)) c_.mssClamped++;
+      if (svc != nullptr && svc->mssClamp != 0 && clampMss(l4, m.tcpHdrLen, svc->mssClamp)) bump(c_.mssClamped);
     }
   }
   count(f, rte_pktmbuf_pkt_len(mb));
@@ -583,7 +580,7 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
 void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v) {
   const Flow& f = ft_.at(fi);
   icmpTranslateError(rte_pktmbuf_mtod(mb, uint8_t*), m, f, dir);
-  c_.icmpErrorsTranslated++;
+  bump(c_.icmpErrorsTranslated);
   count(f, rte_pktmbuf_pkt_len(mb));
   v = Verdict{Action::kForward, DropReason::kNone, 0};
 }
@@ -609,35 +606,52 @@ uint32_t NatCore::expire(uint32_t nowMs, uint32_t budget) {
   WorkerCounters& c = *d_.counters;
   return d_.flows->expire(nowMs, budget, [&pa, &c](const Flow& f) {
     closeAccounting(pa, c, f);
-    c.flowsExpired++;
+    bump(c.flowsExpired);
   });
+}
+
+template <class Pred>
+uint32_t NatCore::sweep(uint32_t cursor, uint32_t budget, Pred&& pred, uint64_t& reason, uint32_t* removed) {
+  FlowTable& ft = *d_.flows;
+  uint64_t spent = 0;
+  uint32_t n = 0;
+  const uint32_t next = ft.scan(cursor, budget, [&](uint32_t idx, const Flow& f) {
+    ++spent;
+    if (pred(f)) {
+      closeAccounting(*d_.ports, *d_.counters, f);
+      bump(reason);
+      ft.remove(idx);
+      ++n;
+      spent += kSweepRemoveCost;
+    }
+    return spent < budget;
+  });
+  if (removed != nullptr) *removed += n;
+  return next;
+}
+
+uint32_t NatCore::flushStep(const Snapshot& snap, uint32_t cursor, uint32_t budget, uint32_t* removed) {
+  if (snap.flushedBackends.none()) return d_.flows->capacity();
+  return sweep(
+      cursor, budget,
+      [&snap](const Flow& f) { return f.backendSlot < kMaxBackendSlots && snap.flushedBackends[f.backendSlot]; },
+      d_.counters->flowsFlushed, removed);
+}
+
+// Counted as expiry so that created - expired - flushed stays the number of
+// live flows.
+uint32_t NatCore::clearStep(uint32_t cursor, uint32_t budget, uint32_t* removed) {
+  return sweep(cursor, budget, [](const Flow&) { return true; }, d_.counters->flowsExpired, removed);
 }
 
 uint32_t NatCore::flush(const Snapshot& snap) {
-  if (snap.flushedBackends.none()) return 0;
-  std::vector<uint32_t> victims;
-  d_.flows->forEach([&](uint32_t idx, const Flow& f) {
-    if (f.backendSlot < kMaxBackendSlots && snap.flushedBackends[f.backendSlot]) victims.push_back(idx);
-  });
-  for (uint32_t idx : victims) {
-    closeAccounting(*d_.ports, *d_.counters, d_.flows->at(idx));
-    d_.counters->flowsFlushed++;
-    d_.flows->remove(idx);
-  }
-  return static_cast<uint32_t>(victims.size());
+  uint32_t removed = 0;
+  for (uint32_t c = 0; c < d_.flows->capacity();) c = flushStep(snap, c, kSweepAll, &removed);
+  return removed;
 }
 
 void NatCore::clear() {
-  std::vector<uint32_t> all;
-  all.reserve(d_.flows->size());
-  d_.flows->forEach([&](uint32_t idx, const Flow&) { all.push_back(idx); });
-  // Counted as expiry so that created - expired - flushed stays the number
-  // of live flows.
-  for (uint32_t idx : all) {
-    closeAccounting(*d_.ports, *d_.counters, d_.flows->at(idx));
-    d_.counters->flowsExpired++;
-    d_.flows->remove(idx);
-  }
+  for (uint32_t c = 0; c < d_.flows->capacity();) c = clearStep(c, kSweepAll);
 }
 
 }  // namespace strait::dataplane

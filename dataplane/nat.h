@@ -64,16 +64,34 @@ class NatCore {
   // counting them. Call once per poll loop.
   uint32_t expire(uint32_t nowMs, uint32_t budget);
 
-  // Drops every flow whose backend slot is flushed in `snap` (control path:
-  // run by the worker when it picks up a snapshot that flushes backends).
-  uint32_t flush(const Snapshot& snap);
+  // Bounded sweeps over the flow records, so that the worker loop never
+  // stalls on a large table: each call visits records from `cursor` on
+  // until `budget` work units are spent (a record visited costs 1, a flow
+  // removed 1 + kSweepRemoveCost) and returns the cursor to continue from;
+  // flows().capacity() means the sweep is done. Nothing is allocated.
+  // `removed`, when given, is increased by the number of flows removed.
+  //
+  // flushStep drops the flows whose backend slot is flushed in `snap` (the
+  // worker runs it after picking up a snapshot that flushes backends;
+  // packets of such flows are dropped on sight meanwhile).
+  uint32_t flushStep(const Snapshot& snap, uint32_t cursor, uint32_t budget, uint32_t* removed = nullptr);
+  // clearStep drops every flow, counted as expired.
+  uint32_t clearStep(uint32_t cursor, uint32_t budget, uint32_t* removed = nullptr);
 
-  // Drops every flow (shutdown, tests).
+  // Whole-table forms, only for when no worker runs this core (shutdown,
+  // tests, benchmarks). flush returns the number of flows dropped.
+  uint32_t flush(const Snapshot& snap);
   void clear();
 
   const FlowTable& flows() const { return *d_.flows; }
 
+  static constexpr uint32_t kSweepRemoveCost = 32;  // two hash deletes, list unlink, port release: ~30x a visit
+  static constexpr uint32_t kSweepAll = 0xffffffffu;
+
  private:
+  template <class Pred>
+  uint32_t sweep(uint32_t cursor, uint32_t budget, Pred&& pred, uint64_t& reason, uint32_t* removed);
+
   Deps d_;
 };
 

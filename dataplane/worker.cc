@@ -41,6 +41,10 @@ class Loop {
     for (uint16_t p : ctx.ports)
       if (p < RTE_MAX_ETHPORTS && p < ctx.portMacs.size()) txPort_[p] = true;
     if (ctx.id < ctx.handoff.size()) inbox_ = ctx.handoff[ctx.id];
+    const uint64_t perUs = rte_get_tsc_hz() / 1000000;
+    for (std::size_t i = 0; i < kLoopBucketsUs.size(); ++i) bucketCycles_[i] = kLoopBucketsUs[i] * perUs;
+    sweepEnd_ = ctx.nat != nullptr ? ctx.nat->flows().capacity() : 0;
+    sweepCursor_ = sweepEnd_;
   }
 
   void run() {
@@ -52,34 +56,56 @@ class Loop {
       if (snap != prev && snap != nullptr) pickUp(*snap);
       prev = snap;
 
-      if (auto* task = ctx_.task.load(std::memory_order_acquire)) {
-        (*task)();
-        ctx_.task.store(nullptr, std::memory_order_release);
-      }
-
       uint32_t work = 0;
-      if (snap != nullptr) work = iterate(*snap);
+      if (ctx_.commands != nullptr && ctx_.commands->step(kCommandBudget)) ++work;
+      if (snap != nullptr) {
+        if (sweepCursor_ < sweepEnd_) {
+          sweepCursor_ = ctx_.nat->flushStep(*snap, sweepCursor_, kSweepBudget);
+          ++work;
+        }
+        work += iterate(*snap);
+      }
 
       const uint64_t end = rte_rdtsc();
-      ++c_.loops;
-      c_.totalCycles += end - start;
-      if (work != 0) {
-        ++c_.busyLoops;
-        c_.busyCycles += end - start;
-      } else if (ctx_.idleSleepUs > 0) {
-        rte_delay_us_sleep(ctx_.idleSleepUs);
-      }
+      account(end - start, work != 0);
+      if (work == 0 && ctx_.idleSleepUs > 0) rte_delay_us_sleep(ctx_.idleSleepUs);
     }
     flushAll();
   }
 
  private:
-  // A new snapshot: note its generation, and drop the flows of backends it
-  // newly marks as flushed (lbctl backend remove --flush).
+  // A new snapshot: note its generation, and start (or restart) a flush
+  // sweep when it newly marks backends as flushed (lbctl backend remove
+  // --flush). Until the sweep reaches a flow, a packet of it is dropped on
+  // sight (NatCore), so the sweep only frees the memory and ports early.
   void pickUp(const Snapshot& snap) {
-    c_.snapshotGeneration = snap.generation;
-    if ((snap.flushedBackends & ~flushed_).any()) ctx_.nat->flush(snap);
+    store(c_.snapshotGeneration, snap.generation);
+    if ((snap.flushedBackends & ~flushed_).any()) sweepCursor_ = 0;
     flushed_ = snap.flushedBackends;
+  }
+
+  // Loop statistics: the iteration count and cycles, the histogram of
+  // iteration times, and the longest iteration since the control thread
+  // last read it (it bumps loopMaxEpoch when it does).
+  void account(uint64_t cycles, bool busy) {
+    bump(c_.loops);
+    bump(c_.totalCycles, cycles);
+    if (busy) {
+      bump(c_.busyLoops);
+      bump(c_.busyCycles, cycles);
+    }
+    std::size_t b = 0;
+    while (b < bucketCycles_.size() && cycles > bucketCycles_[b]) ++b;
+    bump(c_.loopBuckets[b]);
+    const uint64_t epoch = ctx_.loopMaxEpoch.load(std::memory_order_relaxed);
+    if (epoch != maxEpoch_) {
+      maxEpoch_ = epoch;
+      loopMax_ = 0;
+    }
+    if (cycles > loopMax_) {
+      loopMax_ = cycles;
+      store(c_.loopMaxCycles, cycles);
+    }
   }
 
   uint32_t iterate(const Snapshot& snap) {
@@ -93,8 +119,10 @@ class Loop {
       const uint16_t n = rte_eth_rx_burst(port, ctx_.id, pkts, burst_);
       if (n == 0) continue;
       work += n;
-      c_.rxPackets += n;
-      for (uint16_t i = 0; i < n; ++i) c_.rxBytes += rte_pktmbuf_pkt_len(pkts[i]);
+      bump(c_.rxPackets, n);
+      uint64_t bytes = 0;
+      for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
+      bump(c_.rxBytes, bytes);
       processBurst(pkts, n, snap, now);
     }
 
@@ -102,7 +130,7 @@ class Loop {
       const unsigned n = rte_ring_sc_dequeue_burst(inbox_, reinterpret_cast<void**>(pkts), burst_, nullptr);
       if (n != 0) {
         work += n;
-        c_.handoffIn += n;
+        bump(c_.handoffIn, n);
         processBurst(pkts, static_cast<uint16_t>(n), snap, now, true);
       }
     }
@@ -130,6 +158,14 @@ class Loop {
                     bool fromHandoff = false) {
     Verdict verdicts[kMaxBurst];
     ctx_.nat->process(pkts, n, snap, now, verdicts, fromHandoff);
+    // Frames for the control thread and for other workers are collected
+    // and enqueued in one burst per ring: each multi-producer enqueue is a
+    // compare-and-swap on a cache line all producers share.
+    rte_mbuf* toControl[kMaxBurst];
+    uint16_t nControl = 0;
+    rte_mbuf* handoff[kMaxBurst];
+    uint16_t handoffTo[kMaxBurst];
+    uint16_t nHandoff = 0;
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = pkts[i];
       const Verdict& v = verdicts[i];
@@ -144,13 +180,15 @@ class Loop {
             drop(m, DropReason::kNoRoute);
           break;
         case Action::kToControl:
-          if (ctx_.toControl == nullptr || rte_ring_mp_enqueue(ctx_.toControl, m) != 0)
-            drop(m, DropReason::kControlQueueFull);
+          toControl[nControl++] = m;
           break;
         case Action::kHandoff:
-          if (v.worker >= ctx_.handoff.size() || ctx_.handoff[v.worker] == nullptr ||
-              rte_ring_mp_enqueue(ctx_.handoff[v.worker], m) != 0)
+          if (v.worker >= ctx_.handoff.size() || ctx_.handoff[v.worker] == nullptr) {
             drop(m, DropReason::kHandoffFull);
+          } else {
+            handoff[nHandoff] = m;
+            handoffTo[nHandoff++] = v.worker;
+          }
           break;
         case Action::kDrop:
         default:
@@ -158,6 +196,33 @@ class Loop {
           break;
       }
     }
+    if (nControl != 0) enqueueOrDrop(ctx_.toControl, toControl, nControl, DropReason::kControlQueueFull);
+    // Group the handed-off frames by destination, keeping their order.
+    for (uint16_t i = 0; i < nHandoff;) {
+      const uint16_t w = handoffTo[i];
+      rte_mbuf* group[kMaxBurst];
+      uint16_t g = 0;
+      uint16_t keep = i;
+      for (uint16_t j = i; j < nHandoff; ++j) {
+        if (handoffTo[j] == w) {
+          group[g++] = handoff[j];
+        } else {
+          handoff[keep] = handoff[j];
+          handoffTo[keep++] = handoffTo[j];
+        }
+      }
+      nHandoff = keep;
+      enqueueOrDrop(ctx_.handoff[w], group, g, DropReason::kHandoffFull);
+    }
+  }
+
+  // One burst enqueue; what does not fit is dropped under `reason`.
+  void enqueueOrDrop(rte_ring* r, rte_mbuf** m, uint16_t n, DropReason reason) {
+    const unsigned done =
+        r == nullptr ? 0 : rte_ring_mp_enqueue_burst(r, reinterpret_cast<void* const*>(m), n, nullptr);
+    if (done == n) return;
+    bump(c_.drops[static_cast<std::size_t>(reason)], n - done);
+    rte_pktmbuf_free_bulk(m + done, n - done);
   }
 
   // Routes on the (rewritten) IPv4 destination and writes the Ethernet
@@ -212,13 +277,11 @@ class Loop {
     for (uint16_t i = 0; i < b.n; ++i) bytes += rte_pktmbuf_pkt_len(b.pkts[i]);
     // Sent mbufs belong to the PMD afterwards: only the unsent are read.
     const uint16_t sent = rte_eth_tx_burst(port, ctx_.id, b.pkts, b.n);
-    for (uint16_t i = sent; i < b.n; ++i) {
-      bytes -= rte_pktmbuf_pkt_len(b.pkts[i]);
-      c_.drop(DropReason::kTxFull);
-    }
+    for (uint16_t i = sent; i < b.n; ++i) bytes -= rte_pktmbuf_pkt_len(b.pkts[i]);
+    if (sent < b.n) bump(c_.drops[static_cast<std::size_t>(DropReason::kTxFull)], b.n - sent);
     if (sent < b.n) rte_pktmbuf_free_bulk(b.pkts + sent, b.n - sent);
-    c_.txPackets += sent;
-    c_.txBytes += bytes;
+    bump(c_.txPackets, sent);
+    bump(c_.txBytes, bytes);
     b.n = 0;
   }
 
@@ -239,6 +302,11 @@ class Loop {
 
   WorkerContext& ctx_;
   WorkerCounters& c_;
+  std::array<uint64_t, kLoopBucketsUs.size()> bucketCycles_{};
+  uint64_t loopMax_ = 0;
+  uint64_t maxEpoch_ = 0;
+  uint32_t sweepCursor_ = 0;  // flush sweep position; sweepEnd_ = none running
+  uint32_t sweepEnd_ = 0;
   uint16_t burst_ = 32;
   uint32_t now_ = 0;
   rte_ring* inbox_ = nullptr;

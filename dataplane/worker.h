@@ -5,19 +5,22 @@
 // and transmits through per-port TX buffers; ARP frames go to the control
 // thread. At the top of every iteration it picks up the current Snapshot
 // and reports a quiescent state to RCU, which is what lets the control
-// thread free replaced snapshots safely.
+// thread free replaced snapshots safely. Control work (commands from the
+// control thread, flush sweeps after a snapshot flushes backends) advances
+// a bounded step per iteration, and the loop measures its own iterations
+// (WorkerCounters::loopMaxCycles, loopBuckets) so stalls are visible.
 #pragma once
 
 #include <rte_ether.h>
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <vector>
 
 #include "dataplane/nat.h"
 #include "dataplane/neighbour.h"
 #include "dataplane/route.h"
+#include "dataplane/worker_commands.h"
 #include "strait/counters.h"
 #include "strait/snapshot.h"
 
@@ -48,11 +51,20 @@ struct WorkerContext {
   rte_ring* fromControl = nullptr; // frames the control thread sends (worker 0 drains it)
 
   const std::atomic<bool>* stop = nullptr;
-  // Control-path work to run on this worker between bursts (flow dumps,
-  // pool statistics): the control thread stores a task and waits until the
-  // worker has run it and stored nullptr back.
-  std::atomic<std::function<void()>*> task{nullptr};
+  // Control work on worker state (flow dumps, pool statistics): commands
+  // arrive through an SPSC ring and advance a bounded step per iteration
+  // (worker_commands.h). Null: no commands.
+  CommandRunner* commands = nullptr;
+  // Bumped by the control thread each time it reads
+  // WorkerCounters::loopMaxCycles; the worker then starts a new maximum.
+  std::atomic<uint64_t> loopMaxEpoch{0};
 };
+
+// Per-iteration bounds on control work, so that no iteration is long
+// enough to overflow an RX ring: records a command may visit, and work
+// units a flush sweep may spend (see NatCore::flushStep).
+inline constexpr uint32_t kCommandBudget = 2048;
+inline constexpr uint32_t kSweepBudget = 1024;
 
 // lcore entry point (rte_eal_remote_launch); `arg` is a WorkerContext*.
 int workerMain(void* arg);

@@ -31,42 +31,6 @@
 namespace strait::controlplane {
 namespace {
 
-void addInto(WorkerCounters& t, const WorkerCounters& c) {
-  t.rxPackets += c.rxPackets;
-  t.rxBytes += c.rxBytes;
-  t.txPackets += c.txPackets;
-  t.txBytes += c.txBytes;
-  t.flowsCreated += c.flowsCreated;
-  t.flowsExpired += c.flowsExpired;
-  t.flowsFlushed += c.flowsFlushed;
-  t.handoffOut += c.handoffOut;
-  t.handoffIn += c.handoffIn;
-  t.toControl += c.toControl;
-  t.icmpErrorsTranslated += c.icmpErrorsTranslated;
-  t.icmpEchoReplies += c.icmpEchoReplies;
-  t.mssClamped += c.mssClamped;
-  t.tcpSynIgnored += c.tcpSynIgnored;
-  t.tcpResynced += c.tcpResynced;
-  t.loops += c.loops;
-  t.busyLoops += c.busyLoops;
-  t.busyCycles += c.busyCycles;
-  t.totalCycles += c.totalCycles;
-  for (std::size_t i = 0; i < kDropReasonCount; ++i) t.drops[i] += c.drops[i];
-  for (std::size_t i = 0; i < kFlowStateCount; ++i) t.earlyDrops[i] += c.earlyDrops[i];
-  for (std::size_t i = 0; i < kMaxServiceSlots; ++i) {
-    t.services[i].packets += c.services[i].packets;
-    t.services[i].bytes += c.services[i].bytes;
-    t.services[i].flowsCreated += c.services[i].flowsCreated;
-    t.services[i].flowsClosed += c.services[i].flowsClosed;
-  }
-  for (std::size_t i = 0; i < kMaxBackendSlots; ++i) {
-    t.backends[i].packets += c.backends[i].packets;
-    t.backends[i].bytes += c.backends[i].bytes;
-    t.backends[i].flowsCreated += c.backends[i].flowsCreated;
-    t.backends[i].flowsClosed += c.backends[i].flowsClosed;
-  }
-}
-
 class FakeRuntime : public Runtime {
  public:
   explicit FakeRuntime(uint16_t workers) {
@@ -77,7 +41,7 @@ class FakeRuntime : public Runtime {
   uint64_t publish() override { return ++generation; }
   WorkerCounters totals() const override {
     WorkerCounters t;
-    for (const auto& c : workers_) addInto(t, *c);
+    for (const auto& c : workers_) addCounters(t, *c);
     return t;
   }
   WorkerCounters worker(uint16_t i) const override { return *workers_.at(i); }
@@ -93,7 +57,14 @@ class FakeRuntime : public Runtime {
   }
   std::size_t neighbourCount() const override { return neighbours; }
   uint64_t snapshotGeneration() const override { return generation; }
+  double tscHz() const override { return 1e9; }
+  uint64_t takeLoopMaxCycles(uint16_t w) const override {
+    const uint64_t v = loopMax.at(w);
+    loopMax.at(w) = 0;
+    return v;
+  }
 
+  mutable std::vector<uint64_t> loopMax = std::vector<uint64_t>(8, 0);
   uint64_t generation = 1;
   uint64_t active = 0;
   uint64_t capacity = 2u << 20;
@@ -584,11 +555,35 @@ TEST(Metrics, WritesExposition) {
   for (const auto& f : familyNames(text)) {
     EXPECT_NE(text.find("# HELP " + f + " "), std::string::npos) << f;
     bool any = false;
-    for (const auto& [k, v] : s) any = any || k == f || k.rfind(f + "{", 0) == 0;
+    for (const auto& [k, v] : s) any = any || k == f || k.rfind(f + "{", 0) == 0 || k.rfind(f + "_bucket{", 0) == 0;
     EXPECT_TRUE(any) << f << " has no sample in the populated exposition";
   }
   if (env == nullptr) std::remove(path.c_str());
 }
 
 }  // namespace
+// The stall metric: the longest iteration since the previous scrape (the
+// collector takes it, so a second scrape shows only what came after), and
+// the loop histogram, cumulative in seconds from the per-bucket counts.
+TEST(Metrics, WorkerLoopMaxAndHistogram) {
+  FakeRuntime rt(1);
+  rt.w(0).loopBuckets[0] = 90;   // <= 1 us
+  rt.w(0).loopBuckets[4] = 9;    // 25-50 us
+  rt.w(0).loopBuckets[kLoopBucketCount - 1] = 1;  // > 100 ms
+  rt.w(0).totalCycles = 2'000'000'000;  // 2 s at the fake 1 GHz
+  rt.loopMax[0] = 150'000'000;           // 150 ms
+  MetricsCollector m(rt, webTopology, "0.0.0-test");
+  auto s = samples(m.render());
+  EXPECT_DOUBLE_EQ(s.at("strait_worker_loop_max_seconds{worker=\"0\"}"), 0.15);
+  EXPECT_EQ(s.at("strait_worker_loop_seconds_bucket{worker=\"0\",le=\"1e-06\"}"), 90);
+  EXPECT_EQ(s.at("strait_worker_loop_seconds_bucket{worker=\"0\",le=\"2.5e-05\"}"), 90);
+  EXPECT_EQ(s.at("strait_worker_loop_seconds_bucket{worker=\"0\",le=\"5e-05\"}"), 99);
+  EXPECT_EQ(s.at("strait_worker_loop_seconds_bucket{worker=\"0\",le=\"0.1\"}"), 99);
+  EXPECT_EQ(s.at("strait_worker_loop_seconds_bucket{worker=\"0\",le=\"+Inf\"}"), 100);
+  EXPECT_EQ(s.at("strait_worker_loop_seconds_count{worker=\"0\"}"), 100);
+  EXPECT_DOUBLE_EQ(s.at("strait_worker_loop_seconds_sum{worker=\"0\"}"), 2.0);
+  s = samples(m.render());
+  EXPECT_EQ(s.at("strait_worker_loop_max_seconds{worker=\"0\"}"), 0);
+}
+
 }  // namespace strait::controlplane

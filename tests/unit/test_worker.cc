@@ -5,8 +5,10 @@
 // with the next hop's MAC, echo replies, ARP to the control ring, handoff
 // to the owner's ring, no-route and neighbour-miss drops with a
 // rate-limited resolve request), frames from the control thread leaving
-// through worker 0, TX-full accounting, snapshot pickup with a flush,
-// posted tasks, and that every mbuf is freed or handed on (no leaks).
+// through worker 0, TX-full accounting, snapshot pickup with a flush sweep,
+// commands through the command ring (flow dumps and pool statistics as
+// cursors, every command answered), the loop statistics, and that every
+// mbuf is freed or handed on (no leaks).
 // The port is brought up with setupPort, so this is also its test on a
 // PMD without RSS or MTU control.
 #include <arpa/inet.h>
@@ -19,11 +21,11 @@
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -171,6 +173,24 @@ class WorkerTest : public ::testing::Test {
     ctx_.resolve = resolve_;
     ctx_.fromControl = fromControl_;
     ctx_.stop = &stop_;
+    commands_ = rte_ring_create_elem((tag_ + "cmd").c_str(), sizeof(sd::WorkerCommand), 16, SOCKET_ID_ANY,
+                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
+    replies_ = rte_ring_create_elem((tag_ + "rep").c_str(), sizeof(sd::WorkerReply), 16, SOCKET_ID_ANY,
+                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(commands_, nullptr);
+    ASSERT_NE(replies_, nullptr);
+    runner_ = std::make_unique<sd::CommandRunner>(commands_, replies_, flows_.get(), alloc_.get());
+    ctx_.commands = runner_.get();
+  }
+
+  // Sends one command and waits for its reply; returns the entry count.
+  uint32_t command(sd::CommandKind kind, void* out, uint32_t capacity, uint16_t service = sd::kAnyService) {
+    sd::WorkerCommand c{kind, ++lastId_, capacity, service, 0, out};
+    EXPECT_EQ(rte_ring_sp_enqueue_elem(commands_, &c, sizeof c), 0);
+    sd::WorkerReply r{};
+    EXPECT_TRUE(waitFor([&] { return rte_ring_sc_dequeue_elem(replies_, &r, sizeof r) == 0; }));
+    EXPECT_EQ(r.id, lastId_);
+    return r.count;
   }
 
   void TearDown() override {
@@ -185,6 +205,9 @@ class WorkerTest : public ::testing::Test {
     alloc_.reset();
     routes_.reset();
     for (rte_ring* r : rings_) rte_ring_free(r);
+    runner_.reset();
+    rte_ring_free(commands_);
+    rte_ring_free(replies_);
     rte_free(rcu_);
     if (pool_ != nullptr) {
       EXPECT_EQ(rte_mempool_in_use_count(pool_), 0u) << "mbufs leaked";
@@ -289,22 +312,22 @@ class WorkerTest : public ::testing::Test {
   }
 
   std::string dropSummary() const {
-    std::string s = "rx " + std::to_string(counters_->rxPackets) + " tx " +
-                    std::to_string(counters_->txPackets) + ", drops:";
+    std::string s = "rx " + std::to_string(strait::peek(counters_->rxPackets)) + " tx " +
+                    std::to_string(strait::peek(counters_->txPackets)) + ", drops:";
     for (std::size_t i = 0; i < strait::kDropReasonCount; ++i)
-      if (counters_->drops[i] != 0)
-        s += " " + std::string(strait::kDropReasonNames[i]) + "=" + std::to_string(counters_->drops[i]);
+      if (strait::peek(counters_->drops[i]) != 0)
+        s += " " + std::string(strait::kDropReasonNames[i]) + "=" + std::to_string(strait::peek(counters_->drops[i]));
     return s;
   }
 
-  uint64_t drops(DropReason r) const { return counters_->drops[static_cast<std::size_t>(r)]; }
+  uint64_t drops(DropReason r) const { return strait::peek(counters_->drops[static_cast<std::size_t>(r)]); }
 
   // Waits until the worker has taken everything injected so far.
   void drained() {
     EXPECT_TRUE(waitFor([&] { return rte_ring_count(rx_) == 0; }));
     // One more full iteration after the ring emptied.
-    uint64_t loops = counters_->loops;
-    EXPECT_TRUE(waitFor([&] { return counters_->loops > loops + 1; }));
+    uint64_t loops = strait::peek(counters_->loops);
+    EXPECT_TRUE(waitFor([&] { return strait::peek(counters_->loops) > loops + 1; }));
   }
 
   static const rte_ipv4_hdr* ipOf(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, 14); }
@@ -334,6 +357,10 @@ class WorkerTest : public ::testing::Test {
   sd::NeighbourTable neigh_{64};
   std::atomic<bool> stop_{false};
   sd::WorkerContext ctx_;
+  rte_ring* commands_ = nullptr;
+  rte_ring* replies_ = nullptr;
+  std::unique_ptr<sd::CommandRunner> runner_;
+  uint32_t lastId_ = 0;
   std::thread thread_;
 };
 
@@ -444,7 +471,7 @@ TEST_F(WorkerTest, RepliesForAnotherWorkersPortAreHandedOverAndHandoffIsDrained)
   ASSERT_TRUE(waitFor([&] { return rte_ring_dequeue(handoff_[1], &got) == 0; }));
   EXPECT_EQ(got, r);
   rte_pktmbuf_free(r);
-  EXPECT_EQ(counters_->handoffOut, 1u);
+  EXPECT_EQ(strait::peek(counters_->handoffOut), 1u);
 
   // Something another worker hands to worker 0 is processed like RX.
   ASSERT_EQ(rte_ring_enqueue(handoff_[0],
@@ -454,8 +481,8 @@ TEST_F(WorkerTest, RepliesForAnotherWorkersPortAreHandedOverAndHandoffIsDrained)
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(ipOf(out[0])->dst_addr, ip4("192.0.2.1"));
   freeAll(out);
-  EXPECT_TRUE(waitFor([&] { return counters_->handoffIn == 1; }));
-  EXPECT_EQ(counters_->rxPackets, 1u);  // handed-over frames are not RX
+  EXPECT_TRUE(waitFor([&] { return strait::peek(counters_->handoffIn) == 1; }));
+  EXPECT_EQ(strait::peek(counters_->rxPackets), 1u);  // handed-over frames are not RX
 }
 
 TEST_F(WorkerTest, ControlFramesLeaveThroughWorkerZero) {
@@ -466,7 +493,7 @@ TEST_F(WorkerTest, ControlFramesLeaveThroughWorkerZero) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0], a);
   freeAll(out);
-  EXPECT_TRUE(waitFor([&] { return counters_->txPackets == 1; }));
+  EXPECT_TRUE(waitFor([&] { return strait::peek(counters_->txPackets) == 1; }));
 }
 
 TEST_F(WorkerTest, SnapshotPickupFlushesAndTasksRun) {
@@ -475,17 +502,11 @@ TEST_F(WorkerTest, SnapshotPickupFlushesAndTasksRun) {
   auto out = sent(1);
   freeAll(out);
 
-  // Posted task: runs on the worker, which stores nullptr back.
-  int ran = 0;
-  uint32_t flowsSeen = 0;
-  std::function<void()> task = [&] {
-    ++ran;
-    flowsSeen = nat_->flows().size();
-  };
-  ctx_.task.store(&task, std::memory_order_release);
-  ASSERT_TRUE(waitFor([&] { return ctx_.task.load(std::memory_order_acquire) == nullptr; }));
-  EXPECT_EQ(ran, 1);
-  EXPECT_EQ(flowsSeen, 1u);
+  // A flow dump through the command ring, answered on the reply ring.
+  std::vector<sd::Flow> buf(8);
+  ASSERT_EQ(command(sd::CommandKind::kDumpFlows, buf.data(), 8), 1u);
+  EXPECT_EQ(buf[0].backendSlot, 7);
+  EXPECT_EQ(buf[0].backendIp, ip4("203.0.113.11"));
 
   // A snapshot that flushes backend slot 7: the flow goes.
   Snapshot next = snap_;
@@ -493,16 +514,81 @@ TEST_F(WorkerTest, SnapshotPickupFlushesAndTasksRun) {
   next.flushedBackends.set(7);
   snapPtr_.store(&next, std::memory_order_release);
   rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);  // returns once the worker passed the top
-  ASSERT_TRUE(waitFor([&] { return counters_->snapshotGeneration == 2; }));
-  EXPECT_EQ(counters_->flowsFlushed, 1u);
+  ASSERT_TRUE(waitFor([&] { return strait::peek(counters_->snapshotGeneration) == 2; }));
+  ASSERT_TRUE(waitFor([&] { return strait::peek(counters_->flowsFlushed) == 1; }));
+  EXPECT_EQ(nat_->flows().size(), 0u);
   // The same flushed set again (generation 3) flushes nothing more.
   Snapshot again = next;
   again.generation = 3;
   snapPtr_.store(&again, std::memory_order_release);
-  ASSERT_TRUE(waitFor([&] { return counters_->snapshotGeneration == 3; }));
+  ASSERT_TRUE(waitFor([&] { return strait::peek(counters_->snapshotGeneration) == 3; }));
   stopWorker();
   EXPECT_EQ(counters_->flowsFlushed, 1u);
   snapPtr_.store(&snap_);
+}
+
+// Many flows, a dump of a service that has few of them, and pool
+// statistics: each command advances over several iterations and the
+// results land in the caller's buffer. The loop statistics count every
+// iteration in some bucket.
+TEST_F(WorkerTest, CommandsAdvanceAsCursorsOverManyIterations) {
+  // 600 flows straight into the table (capacity 1024), 5 of them on
+  // service slot 4; a dump visits at most kCommandBudget records per
+  // iteration, so the whole array takes more than one step only when the
+  // budget is smaller than the table: check the result, not the timing.
+  for (uint32_t i = 0; i < 600; ++i) {
+    sd::Flow f{};
+    f.clientIp = ip4("198.51.100.7") + htonl(i);
+    f.vip = ip4("192.0.2.20");
+    f.clientPort = htons(static_cast<uint16_t>(10000 + i));
+    f.vipPort = htons(5000);
+    f.backendIp = ip4("203.0.113.11");
+    f.backendPort = htons(80);
+    f.snatIp = ip4("192.0.2.10");
+    f.snatPort = htons(static_cast<uint16_t>(30000 + i));
+    f.proto = IPPROTO_UDP;
+    f.state = strait::FlowState::kUdp;
+    f.serviceSlot = i % 120 == 0 ? 4 : 3;
+    f.backendSlot = 7;
+    f.pool = sd::kNoPool;
+    ASSERT_NE(flows_->insert(f, sd::tscNowMs()), sd::kNoFlow);  // the worker's clock: nothing expires
+  }
+  startWorker();
+  std::vector<sd::Flow> buf(16);
+  ASSERT_EQ(command(sd::CommandKind::kDumpFlows, buf.data(), 16, 4), 5u);
+  for (uint32_t i = 0; i < 5; ++i) EXPECT_EQ(buf[i].serviceSlot, 4);
+  // The buffer bounds the dump.
+  ASSERT_EQ(command(sd::CommandKind::kDumpFlows, buf.data(), 16), 16u);
+  // Pool statistics: one pool exists once a flow was created by a packet.
+  inject(frame(ip4("198.51.100.7"), ip4("192.0.2.20"), {IPPROTO_UDP, 40000, 5000}, port_.mac));
+  auto out = sent(1);
+  freeAll(out);
+  std::vector<sd::PoolSample> pools(4);
+  ASSERT_EQ(command(sd::CommandKind::kPoolStats, pools.data(), 4), 1u);
+  EXPECT_EQ(pools[0].inUse, 1u);
+  EXPECT_EQ(pools[0].capacity, 500u);  // even ports of 2000-2999
+  stopWorker();
+  uint64_t inBuckets = 0;
+  for (uint64_t b : counters_->loopBuckets) inBuckets += b;
+  EXPECT_EQ(inBuckets, counters_->loops);
+  EXPECT_GT(counters_->loopMaxCycles, 0u);
+}
+
+// A request nobody waits for any more still gets its reply, and its buffer
+// is only given up then: the worker answers every command it takes.
+TEST_F(WorkerTest, EveryCommandIsAnsweredInOrder) {
+  startWorker();
+  std::vector<sd::Flow> a(4), b(4);
+  sd::WorkerCommand c1{sd::CommandKind::kDumpFlows, 1, 4, sd::kAnyService, 0, a.data()};
+  sd::WorkerCommand c2{sd::CommandKind::kDumpFlows, 2, 4, sd::kAnyService, 0, b.data()};
+  ASSERT_EQ(rte_ring_sp_enqueue_elem(commands_, &c1, sizeof c1), 0);
+  ASSERT_EQ(rte_ring_sp_enqueue_elem(commands_, &c2, sizeof c2), 0);
+  sd::WorkerReply r{};
+  ASSERT_TRUE(waitFor([&] { return rte_ring_sc_dequeue_elem(replies_, &r, sizeof r) == 0; }));
+  EXPECT_EQ(r.id, 1u);
+  ASSERT_TRUE(waitFor([&] { return rte_ring_sc_dequeue_elem(replies_, &r, sizeof r) == 0; }));
+  EXPECT_EQ(r.id, 2u);
+  EXPECT_EQ(r.count, 0u);
 }
 
 class WorkerTxFullTest : public WorkerTest {

@@ -7,7 +7,8 @@
 // plain rx/tx loop on the net_null PMD, and the rte_hash work of a new
 // flow's insert); memory per flow; SNAT port
 // allocation; Maglev build times; and multi-worker scaling with one
-// generator per worker lcore. Figures are printed as Markdown so
+// generator per worker lcore; and the longest worker-loop iteration while
+// a flow dump and a flush run over a million-flow table. Figures are printed as Markdown so
 // tools/bench can paste them into docs/benchmarks.md.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +21,8 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 #include <rte_tcp.h>
 
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <random>
 #include <string>
@@ -41,6 +45,8 @@
 #include "dataplane/port_alloc.h"
 #include "dataplane/siphash.h"
 #include "dataplane/siphash_batch.h"
+#include "dataplane/worker.h"
+#include "dataplane/worker_commands.h"
 #include "strait/snapshot.h"
 #include "tools/lib/crc32c_collisions.h"
 
@@ -63,6 +69,8 @@ struct Options {
   bool quick = false;
   bool scaling = true;
   bool synOnly = false;  // --syn-only: the SYN-path fill alone, for profiling
+  uint32_t controlStallFlows = 1'000'000;
+  bool controlStallOnly = false;
 };
 
 double median(std::vector<double> v) {
@@ -185,7 +193,8 @@ struct Timing {
 // Runs `bursts` bursts whose frames come from `fill(i, mbuf)`; times only
 // NatCore::process.
 template <class Fill>
-std::vector<double> timeBursts(Core& c, const Snapshot& snap, uint32_t bursts, Fill&& fill, uint64_t* dropped) {
+std::vector<double> timeBursts(Core& c, const Snapshot& snap, uint32_t bursts, Fill&& fill, uint64_t* dropped,
+                               uint32_t now = 1000) {
   std::vector<double> perBurst;
   perBurst.reserve(bursts);
   rte_mbuf* pkts[kBurst];
@@ -194,7 +203,6 @@ std::vector<double> timeBursts(Core& c, const Snapshot& snap, uint32_t bursts, F
     std::fprintf(stderr, "mbuf alloc failed\n");
     std::exit(1);
   }
-  uint32_t now = 1000;
   for (uint32_t b = 0; b < bursts; ++b) {
     for (uint16_t i = 0; i < kBurst; ++i) fill(b * kBurst + i, pkts[i]);
     uint64_t t0 = rte_rdtsc_precise();
@@ -228,10 +236,11 @@ void printRow(const char* what, uint32_t flows, const Timing& t) {
 }
 
 // Fills the table with `n` flows through the SYN path and times it.
-Timing fillFlows(Core& c, const Snapshot& snap, uint32_t n) {
+Timing fillFlows(Core& c, const Snapshot& snap, uint32_t n, uint32_t now = 1000) {
   Timing t;
   uint32_t bursts = (n + kBurst - 1) / kBurst;
-  auto v = timeBursts(c, snap, bursts, [&](uint32_t i, rte_mbuf* m) { writeFrame(m, i % n, 0x02); }, &t.dropped);
+  auto v = timeBursts(c, snap, bursts, [&](uint32_t i, rte_mbuf* m) { writeFrame(m, i % n, 0x02); }, &t.dropped,
+                      now);
   t.cyclesPerPacket = median(v);
   t.p99Burst = percentile(v, 0.99);
   return t;
@@ -239,11 +248,11 @@ Timing fillFlows(Core& c, const Snapshot& snap, uint32_t n) {
 
 // The fill sent SYNs only; move every flow to ESTABLISHED (as the
 // handshake would) so the established-flow figures measure that state.
-void establishAll(Core& c) {
+void establishAll(Core& c, uint32_t now = 1000) {
   std::vector<uint32_t> idx;
   idx.reserve(c.flows->size());
   c.flows->forEach([&](uint32_t i, const Flow&) { idx.push_back(i); });
-  for (uint32_t i : idx) c.flows->setState(i, FlowState::kEstablished, 1000);
+  for (uint32_t i : idx) c.flows->setState(i, FlowState::kEstablished, now);
 }
 
 Timing established(Core& c, const Snapshot& snap, uint32_t n, const Options& o, const Zipf* zipf) {
@@ -655,6 +664,160 @@ void scaling(const Snapshot& snap, const Options& o) {
   }
 }
 
+// Control work inside the real worker loop: workerMain runs (on a thread,
+// no ports) over a table of `n` flows, and the loop's own stall metric
+// (WorkerCounters::loopMaxCycles and the iteration histogram) is read
+// around a flow dump of the whole table (a service filter that matches
+// nothing: every record is visited), a dump that fills the largest buffer
+// lbctl can ask for, and a flush of every flow's backend.
+struct StallFigure {
+  double maxUs = 0;
+  uint64_t iterations = 0;
+  uint64_t over50Us = 0;
+  double wallMs = 0;
+};
+
+void controlStall(uint32_t n) {
+  uint32_t capacity = 1023;
+  while (capacity < n + n / 8) capacity = capacity * 2 + 1;
+  auto snap = makeSnapshot();
+  auto core = std::make_unique<Core>(capacity, 7, static_cast<int>(rte_socket_id()));
+  // On the clock the worker loop uses, so that nothing expires meanwhile.
+  fillFlows(*core, *snap, n, tscNowMs());
+  establishAll(*core, tscNowMs());
+  const uint32_t live = core->flows->size();
+
+  const unsigned flags = RING_F_SP_ENQ | RING_F_SC_DEQ;
+  rte_ring* cmds = rte_ring_create_elem("bench_cmd", sizeof(WorkerCommand), kCommandRingSize, SOCKET_ID_ANY, flags);
+  rte_ring* reps = rte_ring_create_elem("bench_rep", sizeof(WorkerReply), kCommandRingSize, SOCKET_ID_ANY, flags);
+  CommandRunner runner(cmds, reps, core->flows.get(), core->ports.get());
+  std::atomic<const Snapshot*> current{snap.get()};
+  std::atomic<bool> stop{false};
+  WorkerContext ctx;
+  ctx.snapshot = &current;
+  ctx.nat = core->nat.get();
+  ctx.counters = core->counters;
+  ctx.commands = &runner;
+  ctx.stop = &stop;
+  // On an lcore of its own where there is one (-l 0,1), else a thread.
+  const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+  const bool onLcore = lcore < RTE_MAX_LCORE;
+  std::thread worker;
+  if (onLcore)
+    rte_eal_remote_launch(workerMain, &ctx, lcore);
+  else
+    worker = std::thread([&ctx] { workerMain(&ctx); });
+
+  const double perUs = double(rte_get_tsc_hz()) / 1e6;
+  WorkerCounters& c = *core->counters;
+  auto over50 = [&] {
+    uint64_t k = 0;
+    for (std::size_t b = 0; b < kLoopBucketsUs.size(); ++b)
+      if (kLoopBucketsUs[b] > 50) k += peek(c.loopBuckets[b]);
+    return k + peek(c.loopBuckets[kLoopBucketsUs.size()]);
+  };
+  // Runs `work` (which returns once the operation is complete) between two
+  // reads of the loop statistics.
+  auto measure = [&](auto&& work) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ctx.loopMaxEpoch.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const uint64_t loops0 = peek(c.loops);
+    const uint64_t slow0 = over50();
+    const auto t0 = std::chrono::steady_clock::now();
+    work();
+    StallFigure f;
+    f.wallMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    f.maxUs = double(peek(c.loopMaxCycles)) / perUs;
+    f.iterations = peek(c.loops) - loops0;
+    f.over50Us = over50() - slow0;
+    return f;
+  };
+  uint32_t id = 0;
+  auto dump = [&](uint16_t service, uint32_t cap, uint32_t& got) {
+    std::vector<Flow> buf(cap);
+    WorkerCommand cmd{CommandKind::kDumpFlows, ++id, cap, service, 0, buf.data()};
+    while (rte_ring_sp_enqueue_elem(cmds, &cmd, sizeof cmd) != 0) std::this_thread::yield();
+    WorkerReply r{};
+    while (rte_ring_sc_dequeue_elem(reps, &r, sizeof r) != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    got = r.count;
+  };
+  std::printf("\n### Control work in the worker loop (%u flows; workerMain on its own thread)\n\n", live);
+  std::printf("| operation | result | loop iterations | longest iteration (us) | iterations > 50 us | wall ms |\n"
+              "|---|---|---|---|---|---|\n");
+  auto row = [](const char* what, const std::string& result, const StallFigure& f) {
+    std::printf("| %s | %s | %llu | %.1f | %llu | %.1f |\n", what, result.c_str(),
+                static_cast<unsigned long long>(f.iterations), f.maxUs, static_cast<unsigned long long>(f.over50Us),
+                f.wallMs);
+    std::fflush(stdout);
+  };
+  row("idle loop (reference)", "-", measure([] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); }));
+  uint32_t got = 0;
+  auto f = measure([&] { dump(42, 100, got); });  // no flow on service slot 42: the whole array is visited
+  row("flow dump, filter matching nothing", std::to_string(got) + " flows", f);
+  f = measure([&] { dump(kAnyService, 100000, got); });
+  row("flow dump, 100000 flows (lbctl's largest --limit)", std::to_string(got) + " flows", f);
+  Snapshot flushed = *snap;
+  flushed.generation = 2;
+  for (int b = 0; b < kBackends; ++b) flushed.flushedBackends.set(static_cast<std::size_t>(b));
+  f = measure([&] {
+    current.store(&flushed, std::memory_order_release);
+    while (core->flows->size() != 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  });
+  row("flush of every flow's backend", std::to_string(peek(c.flowsFlushed)) + " flows flushed", f);
+  stop = true;
+  if (onLcore)
+    rte_eal_wait_lcore(lcore);
+  else
+    worker.join();
+
+  // The same steps again, called one by one on this thread: each step's
+  // TSC time and its thread CPU time. On a shared host the loop's longest
+  // iteration includes time the worker was not running at all (preempted);
+  // the CPU time of a step is what the step itself costs.
+  fillFlows(*core, *snap, n, tscNowMs());
+  establishAll(*core, tscNowMs());
+  std::printf("\n| step (called directly, %u flows) | steps | median us | p99 us | max us (TSC) | max us (thread CPU time) |\n"
+              "|---|---|---|---|---|---|\n", core->flows->size());
+  auto stepRow = [&](const char* what, auto&& step) {
+    std::vector<double> tsc;
+    double maxCpu = 0;
+    bool more = true;
+    while (more) {
+      timespec c0{}, c1{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+      const uint64_t t0 = rte_rdtsc_precise();
+      more = step();
+      const uint64_t t1 = rte_rdtsc_precise();
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+      tsc.push_back(double(t1 - t0) / perUs);
+      maxCpu = std::max(maxCpu, double(c1.tv_sec - c0.tv_sec) * 1e6 + double(c1.tv_nsec - c0.tv_nsec) / 1e3);
+    }
+    const std::size_t steps = tsc.size();
+    const double med = median(tsc);
+    const double p99 = percentile(tsc, 0.99);
+    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.1f |\n", what, steps, med, p99, tsc.back(), maxCpu);
+    std::fflush(stdout);
+  };
+  std::vector<Flow> buf(100000);
+  WorkerCommand none{CommandKind::kDumpFlows, ++id, 100, 42, 0, buf.data()};
+  rte_ring_sp_enqueue_elem(cmds, &none, sizeof none);
+  stepRow("flow dump, filter matching nothing", [&] { return runner.step(kCommandBudget) && runner.busy(); });
+  WorkerReply r{};
+  rte_ring_sc_dequeue_elem(reps, &r, sizeof r);
+  WorkerCommand all{CommandKind::kDumpFlows, ++id, 100000, kAnyService, 0, buf.data()};
+  rte_ring_sp_enqueue_elem(cmds, &all, sizeof all);
+  stepRow("flow dump, 100000 flows", [&] { return runner.step(kCommandBudget) && runner.busy(); });
+  rte_ring_sc_dequeue_elem(reps, &r, sizeof r);
+  uint32_t cursor = 0;
+  stepRow("flush sweep of every flow", [&] {
+    cursor = core->nat->flushStep(flushed, cursor, kSweepBudget);
+    return cursor < core->flows->capacity();
+  });
+  rte_ring_free(cmds);
+  rte_ring_free(reps);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -675,6 +838,9 @@ int main(int argc, char** argv) {
       o.packetsPerRun = 500'000;
     } else if (a == "--syn-only") {
       o.synOnly = true;
+    } else if (a == "--control-stall" && i + 1 < argc) {
+      o.controlStallFlows = static_cast<uint32_t>(std::stoul(argv[++i]));
+      o.controlStallOnly = true;
     } else if (a == "--no-scaling") {
       o.scaling = false;
     } else if (a == "--max-workers" && i + 1 < argc) {
@@ -690,7 +856,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: strait-bench [EAL args --] [--quick] [--no-scaling] [--max-workers N] [--sizes a,b,c] "
-                   "[--syn-only]\n");
+                   "[--syn-only] [--control-stall FLOWS]\n");
       return 2;
     }
   }
@@ -699,6 +865,11 @@ int main(int argc, char** argv) {
   std::printf("TSC %.3f GHz, burst %u, %d runs of %u packets per figure\n\n", tsc / 1e9, kBurst, o.runs,
               o.packetsPerRun);
 
+  if (o.controlStallOnly) {
+    controlStall(o.controlStallFlows);
+    rte_eal_cleanup();
+    return 0;
+  }
   std::printf("### Fast path, one worker (cycles per packet; NatCore::process only)\n\n");
   std::printf("| case | flows | cycles/pkt (median) | p99 per burst | drops |\n|---|---|---|---|---|\n");
   std::vector<std::pair<uint32_t, double>> memPerFlow;
@@ -754,6 +925,7 @@ int main(int argc, char** argv) {
   std::printf("\n### Memory per flow (flow record + both hash keys, measured from DPDK heap use)\n\n| flows | bytes per flow |\n|---|---|\n");
   for (auto& [n, b] : memPerFlow) std::printf("| %u | %.1f |\n", n, b);
   collisionBench(o.runs);
+  controlStall(o.controlStallFlows);
   portAllocBench();
   maglevBench();
   if (o.scaling && rte_lcore_count() > 1) scaling(*snap, o);

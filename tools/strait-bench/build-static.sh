@@ -9,7 +9,8 @@ mkdir -p "$out"
 cflags="$(pkg-config --cflags libdpdk | sed 's/-I/-isystem /g')"
 srcs=(tools/strait-bench/bench.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
       dataplane/maglev.cc dataplane/toeplitz.cc dataplane/port_alloc.cc dataplane/tcp_state.cc
-      dataplane/flow_table.cc dataplane/nat.cc dataplane/icmp.cc dataplane/mss_clamp.cc)
+      dataplane/flow_table.cc dataplane/nat.cc dataplane/icmp.cc dataplane/mss_clamp.cc
+      dataplane/worker.cc dataplane/worker_commands.cc dataplane/route.cc dataplane/neighbour.cc)
 lib=/usr/lib/x86_64-linux-gnu
 whole=(net_null mempool_ring bus_vdev)
 libs=(ethdev hash rcu lpm mbuf mempool ring net meter telemetry kvargs pci eal)
