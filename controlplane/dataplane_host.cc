@@ -311,6 +311,11 @@ void DataplaneHost::Impl::initMemory() {
                                 : nports * (uint64_t(dp.rxDescriptors) + dp.txDescriptors + 2ull * dp.burst) +
                                       dp.handoffRingSize + 4096;
   uint32_t n = roundPow2Minus1(perWorker);
+  // One segment per frame at the largest configured MTU (jumbo frames
+  // included): the NAT path parses and rewrites single-segment mbufs.
+  uint32_t maxMtu = 0;
+  for (const auto& ifc : cfg.interfaces) maxMtu = std::max<uint32_t>(maxMtu, ifc.mtu);
+  const uint16_t dataRoom = mbufDataRoomForMtu(maxMtu);
   workers.resize(numWorkers);
   unsigned lcore = rte_get_next_lcore(-1, 1, 0);
   for (uint16_t w = 0; w < numWorkers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0)) {
@@ -319,16 +324,16 @@ void DataplaneHost::Impl::initMemory() {
     wk.lcore = lcore;
     int socket = static_cast<int>(rte_lcore_to_socket_id(lcore));
     std::string name = "strait_mb" + std::to_string(w);
-    wk.pool = rte_pktmbuf_pool_create(name.c_str(), n, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    wk.pool = rte_pktmbuf_pool_create(name.c_str(), n, 256, 0, dataRoom, socket);
     if (!wk.pool)
       throw std::runtime_error("cannot create mbuf pool " + name + " of " + std::to_string(n) +
                                " mbufs: " + rte_strerror(rte_errno) + " (hugepages set? see docs/running.md)");
     void* mem = rte_zmalloc_socket("strait_counters", sizeof(WorkerCounters), 64, socket);
     if (!mem) throw std::runtime_error("cannot allocate worker counters");
     wk.counters = new (mem) WorkerCounters();
-    logf(LogLevel::kInfo, "worker %u: lcore %u, mbuf pool %u x %u bytes = %.1f MiB", w, lcore, n,
-         RTE_MBUF_DEFAULT_BUF_SIZE + static_cast<unsigned>(sizeof(rte_mbuf)),
-         double(n) * (RTE_MBUF_DEFAULT_BUF_SIZE + sizeof(rte_mbuf)) / 1048576.0);
+    logf(LogLevel::kInfo, "worker %u: lcore %u, mbuf pool %u x %u bytes = %.1f MiB (data room %u for mtu %u)", w,
+         lcore, n, dataRoom + static_cast<unsigned>(sizeof(rte_mbuf)),
+         double(n) * (dataRoom + sizeof(rte_mbuf)) / 1048576.0, dataRoom, maxMtu);
   }
   controlPool = rte_pktmbuf_pool_create("strait_mbctl", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   if (!controlPool) throw std::runtime_error(std::string("cannot create control mbuf pool: ") + rte_strerror(rte_errno));

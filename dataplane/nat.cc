@@ -277,8 +277,11 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
 }
 
 void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
+  // Mbufs are sized for the largest configured MTU (port.h), so a chain
+  // only comes from a PMD that scatters anyway or a frame above the MTU:
+  // counted as its own reason, not as a malformed packet.
   if (mb->nb_segs > 1) {
-    drop(v, DropReason::kMalformed);
+    drop(v, DropReason::kMultiSegment);
     return;
   }
   uint8_t* data = rte_pktmbuf_mtod(mb, uint8_t*);

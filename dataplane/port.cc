@@ -7,11 +7,13 @@
 #include "dataplane/port.h"
 
 #include <rte_errno.h>
+#include <rte_mbuf.h>
 #include <rte_ethdev.h>
 #include <rte_log.h>
 #include <rte_pci.h>
 #include <rte_random.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace strait::dataplane {
@@ -68,6 +70,13 @@ bool readReta(uint16_t portId, uint16_t size, uint16_t queues, std::vector<uint1
 
 }  // namespace
 
+uint16_t mbufDataRoomForMtu(uint32_t mtu) {
+  const uint32_t room = RTE_PKTMBUF_HEADROOM + frameBytesForMtu(mtu);
+  // Rounded up to a cache line: PMDs program RX buffer sizes in such units.
+  const uint32_t rounded = (room + RTE_CACHE_LINE_SIZE - 1) / RTE_CACHE_LINE_SIZE * RTE_CACHE_LINE_SIZE;
+  return static_cast<uint16_t>(std::max<uint32_t>(rounded, RTE_MBUF_DEFAULT_BUF_SIZE));
+}
+
 PortState setupPort(const PortParams& p) {
   const std::string& dev = p.device;
   if (p.rss != "auto" && p.rss != "ena" && p.rss != "toeplitz" && p.rss != "none")
@@ -100,6 +109,27 @@ PortState setupPort(const PortParams& p) {
                              std::to_string(info.max_rx_queues) + " RX / " +
                              std::to_string(info.max_tx_queues) +
                              " TX (for net_af_packet, set qpairs= in its --vdev argument)");
+
+  // The MTU check needs the device's limits, so it happens here, before
+  // the port is configured and long before anything is forwarded. DPDK's
+  // own check (rte_eth_dev_set_mtu) counts the frame without a VLAN tag.
+  const uint32_t frame = p.mtu + uint32_t{RTE_ETHER_HDR_LEN} + RTE_ETHER_CRC_LEN;
+  if (frame > info.max_rx_pktlen || p.mtu > info.max_mtu) {
+    const uint32_t limit = std::min<uint32_t>(info.max_mtu, info.max_rx_pktlen > RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN
+                                                                ? info.max_rx_pktlen - RTE_ETHER_HDR_LEN - RTE_ETHER_CRC_LEN
+                                                                : 0);
+    throw std::runtime_error("port " + dev + " (" + s.driver + "): mtu " + std::to_string(p.mtu) + " needs frames of " +
+                             std::to_string(frame) + " bytes, but the device's maximum frame is " +
+                             std::to_string(info.max_rx_pktlen) + " bytes (max_rx_pktlen) and its maximum MTU " +
+                             std::to_string(info.max_mtu) + ": set mtu <= " + std::to_string(limit));
+  }
+  for (uint16_t q = 0; q < p.queues; ++q) {
+    const uint32_t room = rte_pktmbuf_data_room_size(p.rxPools[q]);
+    if (room < RTE_PKTMBUF_HEADROOM + frame)
+      throw std::runtime_error("port " + dev + ": RX mbufs of " + std::to_string(room) + " bytes cannot hold a frame of mtu " +
+                               std::to_string(p.mtu) + " (" + std::to_string(frame) + " bytes + " +
+                               std::to_string(RTE_PKTMBUF_HEADROOM) + " headroom)");
+  }
 
   rte_eth_conf conf{};
   std::vector<uint8_t> key;

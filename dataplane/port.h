@@ -43,7 +43,16 @@ struct PortState {
   std::vector<uint16_t> reta;
 };
 
-// Finds the port by name, configures and starts it. Throws std::runtime_error
+// Bytes of an Ethernet frame carrying an IP packet of `mtu` bytes, with one
+// 802.1Q tag and the CRC (what a NIC's maximum frame length counts).
+inline constexpr uint32_t frameBytesForMtu(uint32_t mtu) { return mtu + 14 + 4 + 4; }
+// Mbuf data room (headroom included) that holds a whole frame of `mtu`
+// in one segment, and never less than DPDK's default (2 KiB + headroom).
+uint16_t mbufDataRoomForMtu(uint32_t mtu);
+
+// Finds the port by name, configures and starts it. Refuses, before
+// configuring anything, an `mtu` the device cannot carry (its
+// max_rx_pktlen / max_mtu), naming the device's limit. Throws std::runtime_error
 // naming the device and the failing step.
 PortState setupPort(const PortParams& p);
 void stopPort(const PortState& s);

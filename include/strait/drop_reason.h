@@ -33,7 +33,8 @@ namespace strait {
   X(kControlQueueFull, "control_queue_full")     /* ring to the control thread was full */ \
   X(kFlowFlushed, "flow_flushed")                /* packet of a flow removed by backend remove --flush */ \
   X(kRstOutOfWindow, "rst_out_of_window")        /* TCP RST whose sequence number is outside the receiver's window */ \
-  X(kHealthEndpointNoReply, "health_endpoint_no_reply") /* instance health endpoint segment needing no answer (ACK, RST) */
+  X(kHealthEndpointNoReply, "health_endpoint_no_reply") /* instance health endpoint segment needing no answer (ACK, RST) */ \
+  X(kMultiSegment, "multi_segment")              /* frame delivered as an mbuf chain (larger than the mbuf data room) */
 
 enum class DropReason : uint8_t {
   kNone = 0,

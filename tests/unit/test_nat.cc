@@ -707,7 +707,7 @@ TEST_F(NatTest, NonIpv4AndMalformed) {
   trunc.resize(kEth + 30);
   EXPECT_DROP(one(trunc), DropReason::kMalformed);
 
-  // Chained mbufs are refused.
+  // Chained mbufs are refused under their own reason, not as malformed.
   Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
   rte_mbuf* a = toMbuf(Bytes(syn.begin(), syn.begin() + 34));
   rte_mbuf* b = toMbuf(Bytes(syn.begin() + 34, syn.end()));
@@ -715,8 +715,9 @@ TEST_F(NatTest, NonIpv4AndMalformed) {
   Verdict cv;
   nat_->process(&a, 1, snap_, 1000, &cv);
   rte_pktmbuf_free(a);
-  EXPECT_DROP(cv, DropReason::kMalformed);
-  EXPECT_EQ(drops(DropReason::kMalformed), 2u);
+  EXPECT_DROP(cv, DropReason::kMultiSegment);
+  EXPECT_EQ(drops(DropReason::kMalformed), 1u);
+  EXPECT_EQ(drops(DropReason::kMultiSegment), 1u);
   EXPECT_EQ(ft_->size(), 0u);
 }
 

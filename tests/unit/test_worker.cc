@@ -17,6 +17,8 @@
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_ip.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
@@ -77,8 +79,8 @@ class WorkerTest : public ::testing::Test {
   void SetUp() override {
     static int n = 0;
     tag_ = "wt" + std::to_string(n++);
-    pool_ =
-        rte_pktmbuf_pool_create((tag_ + "p").c_str(), 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    // Mbufs sized for jumbo frames, as straitd sizes them for mtu = 9001.
+    pool_ = rte_pktmbuf_pool_create((tag_ + "p").c_str(), 1023, 0, 0, sd::mbufDataRoomForMtu(9001), SOCKET_ID_ANY);
     ASSERT_NE(pool_, nullptr);
     rx_ = ring("rx", 64);
     tx_ = ring("tx", txRingSize_);
@@ -89,6 +91,7 @@ class WorkerTest : public ::testing::Test {
     sd::PortParams pp;
     pp.device = name;
     pp.queues = 1;
+    pp.mtu = 9001;  // net_ring carries any frame size (and has no MTU control)
     pp.rxPools = {pool_};
     port_ = sd::setupPort(pp);
     ASSERT_EQ(port_.portId, port);
@@ -589,6 +592,198 @@ TEST_F(WorkerTest, EveryCommandIsAnsweredInOrder) {
   ASSERT_TRUE(waitFor([&] { return rte_ring_sc_dequeue_elem(replies_, &r, sizeof r) == 0; }));
   EXPECT_EQ(r.id, 2u);
   EXPECT_EQ(r.count, 0u);
+}
+
+// ---- jumbo frames ----
+
+// An IPv4 frame of `ipLen` bytes (IP header included) with a TCP or UDP
+// header and a payload of a repeating pattern, checksums valid.
+rte_mbuf* jumboFrame(rte_mempool* pool, uint16_t portId, const rte_ether_addr& dst, uint32_t src, uint32_t dstIp,
+                     uint8_t proto, uint16_t sport, uint16_t dport, uint16_t ipLen, uint8_t tcpFlags = 0x10) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  if (m == nullptr) std::abort();
+  auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(14 + ipLen)));
+  if (d == nullptr) std::abort();  // the mbuf cannot hold the frame: a fixture error
+  std::memset(d, 0, 14 + ipLen);
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(d);
+  eth->dst_addr = dst;
+  eth->src_addr = kClientSideMac;
+  eth->ether_type = htons(RTE_ETHER_TYPE_IPV4);
+  auto* iph = reinterpret_cast<rte_ipv4_hdr*>(d + 14);
+  iph->version_ihl = 0x45;
+  iph->total_length = htons(ipLen);
+  iph->time_to_live = 64;
+  iph->next_proto_id = proto;
+  iph->src_addr = src;
+  iph->dst_addr = dstIp;
+  iph->hdr_checksum = rte_ipv4_cksum(iph);
+  uint8_t* l4 = d + 34;
+  const uint16_t l4Len = static_cast<uint16_t>(ipLen - 20);
+  const uint16_t hdr = proto == IPPROTO_TCP ? 20 : 8;
+  for (uint16_t i = hdr; i < l4Len; ++i) l4[i] = static_cast<uint8_t>(i * 7 + 3);
+  if (proto == IPPROTO_TCP) {
+    auto* t = reinterpret_cast<rte_tcp_hdr*>(l4);
+    t->src_port = htons(sport);
+    t->dst_port = htons(dport);
+    t->data_off = 0x50;
+    t->tcp_flags = tcpFlags;
+    t->rx_win = htons(65535);
+    t->cksum = rte_ipv4_udptcp_cksum(iph, t);
+  } else {
+    auto* u = reinterpret_cast<rte_udp_hdr*>(l4);
+    u->src_port = htons(sport);
+    u->dst_port = htons(dport);
+    u->dgram_len = htons(l4Len);
+    u->dgram_cksum = rte_ipv4_udptcp_cksum(iph, u);
+  }
+  m->port = portId;
+  return m;
+}
+
+// The frame left intact: same length, valid IPv4 and L4 checksums, and
+// the payload pattern unchanged after the L4 header.
+void expectIntact(rte_mbuf* m, uint16_t ipLen, uint32_t src, uint32_t dst) {
+  ASSERT_EQ(m->nb_segs, 1);
+  ASSERT_EQ(rte_pktmbuf_pkt_len(m), 14u + ipLen);
+  auto* iph = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, 14);
+  EXPECT_EQ(ntohs(iph->total_length), ipLen);
+  EXPECT_EQ(iph->src_addr, src);
+  EXPECT_EQ(iph->dst_addr, dst);
+  const uint16_t stored = iph->hdr_checksum;
+  iph->hdr_checksum = 0;
+  EXPECT_EQ(rte_ipv4_cksum(iph), stored) << "IPv4 header checksum";
+  iph->hdr_checksum = stored;
+  const uint8_t* l4 = reinterpret_cast<const uint8_t*>(iph) + 20;
+  EXPECT_EQ(rte_ipv4_udptcp_cksum_verify(iph, l4), 0) << "L4 checksum";
+  const uint16_t hdr = iph->next_proto_id == IPPROTO_TCP ? 20 : 8;
+  bool same = true;
+  for (uint16_t i = hdr; i < ipLen - 20; ++i) same = same && l4[i] == static_cast<uint8_t>(i * 7 + 3);
+  EXPECT_TRUE(same) << "payload changed";
+}
+
+class WorkerJumboTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    WorkerTest::SetUp();
+    // A TCP service next to the UDP one: 192.0.2.20:5002 -> 203.0.113.11:80.
+    ServiceView sv = snap_.services[0];
+    sv.name = "tcp";
+    sv.slot = 5;
+    sv.port = htons(5002);
+    sv.proto = IPPROTO_TCP;
+    snap_.services.push_back(sv);
+    snap_.buildIndexes({ip4("192.0.2.10")});
+  }
+  static constexpr uint16_t kJumbo = 9001;  // IP packet bytes (the mtu)
+};
+
+TEST_F(WorkerJumboTest, UdpJumboFramesBothDirections) {
+  startWorker();
+  const uint32_t client = ip4("198.51.100.7");
+  inject(jumboFrame(pool_, port_.portId, port_.mac, client, ip4("192.0.2.20"), IPPROTO_UDP, 40000, 5000, kJumbo));
+  auto out = sent(1);
+  ASSERT_EQ(out.size(), 1u);
+  expectIntact(out[0], kJumbo, ip4("192.0.2.10"), ip4("203.0.113.11"));
+  const uint16_t snatPort = ntohs(rte_pktmbuf_mtod_offset(out[0], const rte_udp_hdr*, 34)->src_port);
+  freeAll(out);
+  inject(jumboFrame(pool_, port_.portId, port_.mac, ip4("203.0.113.11"), ip4("192.0.2.10"), IPPROTO_UDP, 80,
+                    snatPort, kJumbo));
+  out = sent(1);
+  ASSERT_EQ(out.size(), 1u);
+  expectIntact(out[0], kJumbo, ip4("192.0.2.20"), client);
+  freeAll(out);
+  drained();
+  EXPECT_EQ(strait::peek(counters_->txBytes), 2u * (14 + kJumbo));
+}
+
+TEST_F(WorkerJumboTest, TcpJumboSegmentsBothDirectionsAndIcmpErrorsQuotingThem) {
+  startWorker();
+  const uint32_t client = ip4("198.51.100.7");
+  const uint32_t vip = ip4("192.0.2.20");
+  const uint32_t snat = ip4("192.0.2.10");
+  const uint32_t backend = ip4("203.0.113.11");
+  inject(jumboFrame(pool_, port_.portId, port_.mac, client, vip, IPPROTO_TCP, 40001, 5002, 40, 0x02));  // SYN
+  auto out = sent(1);
+  ASSERT_EQ(out.size(), 1u);
+  const uint16_t snatPort = ntohs(rte_pktmbuf_mtod_offset(out[0], const rte_tcp_hdr*, 34)->src_port);
+  freeAll(out);
+  inject(jumboFrame(pool_, port_.portId, port_.mac, backend, snat, IPPROTO_TCP, 80, snatPort, 40, 0x12));  // SYN-ACK
+  out = sent(1);
+  freeAll(out);
+  inject(jumboFrame(pool_, port_.portId, port_.mac, client, vip, IPPROTO_TCP, 40001, 5002, kJumbo, 0x18));
+  out = sent(1);
+  ASSERT_EQ(out.size(), 1u);
+  expectIntact(out[0], kJumbo, snat, backend);
+  freeAll(out);
+  inject(jumboFrame(pool_, port_.portId, port_.mac, backend, snat, IPPROTO_TCP, 80, snatPort, kJumbo, 0x18));
+  out = sent(1);
+  ASSERT_EQ(out.size(), 1u);
+  expectIntact(out[0], kJumbo, vip, client);
+  freeAll(out);
+
+  // A router on the backend side answers a jumbo segment with "fragmentation
+  // needed" (next-hop MTU 1500), quoting 8,000 bytes of it: the error goes
+  // to the client with the quote translated back to the client's segment
+  // (client -> VIP).
+  rte_mbuf* quoted = jumboFrame(pool_, port_.portId, port_.mac, snat, backend, IPPROTO_TCP, snatPort, 80, kJumbo, 0x18);
+  const uint16_t quoteLen = 8000;
+  rte_mbuf* err = rte_pktmbuf_alloc(pool_);
+  ASSERT_NE(err, nullptr);
+  const uint16_t errIpLen = static_cast<uint16_t>(20 + 8 + quoteLen);
+  auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(err, static_cast<uint16_t>(14 + errIpLen)));
+  ASSERT_NE(d, nullptr);
+  std::memcpy(d, rte_pktmbuf_mtod(quoted, uint8_t*), 14);
+  auto* iph = reinterpret_cast<rte_ipv4_hdr*>(d + 14);
+  std::memset(iph, 0, 28);
+  iph->version_ihl = 0x45;
+  iph->total_length = htons(errIpLen);
+  iph->time_to_live = 64;
+  iph->next_proto_id = IPPROTO_ICMP;
+  iph->src_addr = ip4("203.0.113.1");
+  iph->dst_addr = snat;
+  iph->hdr_checksum = rte_ipv4_cksum(iph);
+  uint8_t* icmp = d + 34;
+  icmp[0] = 3;  // destination unreachable
+  icmp[1] = 4;  // fragmentation needed
+  icmp[6] = 1500 >> 8;
+  icmp[7] = 1500 & 0xff;
+  std::memcpy(icmp + 8, rte_pktmbuf_mtod_offset(quoted, uint8_t*, 14), quoteLen);
+  rte_pktmbuf_free(quoted);
+  const uint16_t ck = static_cast<uint16_t>(~rte_raw_cksum(icmp, 8 + quoteLen));
+  std::memcpy(icmp + 2, &ck, 2);
+  err->port = port_.portId;
+  inject(err);
+  out = sent(1);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(rte_pktmbuf_pkt_len(out[0]), 14u + errIpLen);
+  const auto* oip = rte_pktmbuf_mtod_offset(out[0], const rte_ipv4_hdr*, 14);
+  EXPECT_EQ(oip->dst_addr, client);
+  const auto* inner = rte_pktmbuf_mtod_offset(out[0], const rte_ipv4_hdr*, 14 + 28);
+  EXPECT_EQ(inner->src_addr, client);  // the segment as the client sent it
+  EXPECT_EQ(inner->dst_addr, vip);
+  EXPECT_EQ(ntohs(inner->total_length), kJumbo);
+  const uint8_t* oicmp = rte_pktmbuf_mtod_offset(out[0], const uint8_t*, 34);
+  EXPECT_EQ(static_cast<uint16_t>(~rte_raw_cksum(oicmp, 8 + quoteLen)), 0) << "ICMP checksum over the whole quote";
+  freeAll(out);
+  drained();
+  EXPECT_EQ(strait::peek(counters_->icmpErrorsTranslated), 1u);
+}
+
+// A frame that arrives as a chain of mbufs is dropped under its own reason
+// (not as malformed) and both segments go back to the pool.
+TEST_F(WorkerJumboTest, ChainedMbufsAreCountedAsMultiSegment) {
+  startWorker();
+  rte_mbuf* head = jumboFrame(pool_, port_.portId, port_.mac, ip4("198.51.100.7"), ip4("192.0.2.20"), IPPROTO_UDP,
+                              40000, 5000, 1000);
+  rte_mbuf* tail = rte_pktmbuf_alloc(pool_);
+  ASSERT_NE(tail, nullptr);
+  ASSERT_NE(rte_pktmbuf_append(tail, 500), nullptr);
+  ASSERT_EQ(rte_pktmbuf_chain(head, tail), 0);
+  inject(head);
+  drained();
+  EXPECT_EQ(drops(DropReason::kMultiSegment), 1u);
+  EXPECT_EQ(drops(DropReason::kMalformed), 0u);
+  EXPECT_EQ(strait::peek(counters_->txPackets), 0u);
 }
 
 class WorkerTxFullTest : public WorkerTest {
