@@ -181,8 +181,7 @@ json serviceJson(const Service& s, const WorkerCounters& t) {
               {"bytes", c.bytes}};
 }
 
-json ok(json result) { return json{{"ok", true}, {"result", std::move(result)}}; }
-json errorReply(const std::string& message) { return json{{"ok", false}, {"error", message}}; }
+json ok(json result) { return okReply(std::move(result)); }
 
 }  // namespace
 

@@ -20,12 +20,13 @@
 
 #include "controlplane/runtime.h"
 #include "controlplane/state.h"
+#include "strait/control_protocol.h"
 
 namespace strait::controlplane {
 
-inline constexpr int kControlProtocolVersion = 1;
-inline constexpr uint64_t kDefaultFlowsLimit = 100;
-inline constexpr uint64_t kMaxFlowsLimit = 100'000;
+using strait::kControlProtocolVersion;
+using strait::kDefaultFlowsLimit;
+using strait::kMaxFlowsLimit;
 
 // What the API needs from the daemon beyond the Runtime (optional; tests
 // leave them empty).

@@ -3,6 +3,8 @@
 // JSON requests per client with size and idle limits.
 #include "controlplane/control_server.h"
 
+#include "strait/control_protocol.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -97,10 +99,6 @@ ControlServer::ControlServer(Options opts, Handler handler)
     : opts_(std::move(opts)), handler_(std::move(handler)) {}
 
 ControlServer::~ControlServer() { stop(); }
-
-nlohmann::json ControlServer::errorReply(const std::string& message) {
-  return nlohmann::json{{"ok", false}, {"error", message}};
-}
 
 void ControlServer::start() {
   if (thread_.joinable()) throw std::runtime_error("control socket: already started");

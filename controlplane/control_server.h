@@ -56,7 +56,6 @@ class ControlServer {
   uint64_t rejectedPeers() const { return rejected_.load(std::memory_order_relaxed); }
 
   // Builds the error reply the server and the API both use.
-  static nlohmann::json errorReply(const std::string& message);
 
  private:
   struct Client;

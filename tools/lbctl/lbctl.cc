@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "strait/control_protocol.h"
 #include "controlplane/config.h"  // kMaxBackendWeight (constants only; nothing is linked)
 
 namespace po = boost::program_options;
@@ -35,8 +36,8 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
-constexpr int kProtocolVersion = 1;
-constexpr uint64_t kMaxFlowsLimit = 100'000;  // as controlplane/api.h
+constexpr int kProtocolVersion = strait::kControlProtocolVersion;
+using strait::kMaxFlowsLimit;
 constexpr int kReplyTimeoutMs = 60'000;
 const char* const kDefaultSocket = "/run/strait/control.sock";
 
