@@ -71,6 +71,55 @@ std::string memifMac(const std::string& path) {
   return buf;
 }
 
+// Mbufs in each worker's pool: as configured, or enough for every RX and TX
+// descriptor, two bursts in flight, the handoff ring and some slack.
+uint32_t mbufsPerWorker(const Config& cfg) {
+  const auto& dp = cfg.dataplane;
+  const uint64_t nports = cfg.interfaces.size();
+  const uint64_t n = dp.mbufs ? dp.mbufs
+                              : nports * (uint64_t(dp.rxDescriptors) + dp.txDescriptors + 2ull * dp.burst) +
+                                    dp.handoffRingSize + 4096;
+  return roundPow2Minus1(n);
+}
+
+uint32_t largestMtu(const Config& cfg) {
+  uint32_t m = 0;
+  for (const auto& ifc : cfg.interfaces) m = std::max<uint32_t>(m, ifc.mtu);
+  return m;
+}
+
+std::string mib(std::size_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f MiB", double(bytes) / 1048576.0);
+  return b;
+}
+
+// Every size in [dataplane] reserves memory up front; refuse, before EAL
+// and the NICs are touched, sizes whose reservations exceed this machine's
+// memory, naming each figure.
+void checkMemoryBudget(const Config& cfg) {
+  const auto& dp = cfg.dataplane;
+  const std::size_t flows = FlowTable::estimateBytes(dp.flowCapacity);
+  const std::size_t pools = std::size_t{dp.snatPoolsPerWorker} * PortAllocator::bytesPerPool(dp.snatPortMin, dp.snatPortMax);
+  const std::size_t mbufs =
+      std::size_t{mbufsPerWorker(cfg)} * (mbufDataRoomForMtu(largestMtu(cfg)) + sizeof(rte_mbuf));
+  const std::size_t counters = sizeof(WorkerCounters);
+  const std::size_t perWorker = flows + pools + mbufs + counters;
+  const std::size_t total = perWorker * dp.workers;
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long pageSize = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || pageSize <= 0) return;
+  const std::size_t physical = std::size_t(pages) * std::size_t(pageSize);
+  if (total <= physical) return;
+  throw std::runtime_error(
+      "[dataplane] sizes reserve " + mib(total) + " (" + std::to_string(dp.workers) + " workers x " + mib(perWorker) +
+      ": flow_capacity = " + std::to_string(dp.flowCapacity) + " takes " + mib(flows) +
+      ", snat_pools_per_worker = " + std::to_string(dp.snatPoolsPerWorker) + " takes " + mib(pools) + " (" +
+      std::to_string(PortAllocator::bytesPerPool(dp.snatPortMin, dp.snatPortMax) / 1024) + " KiB per pool), " +
+      std::to_string(mbufsPerWorker(cfg)) + " mbufs take " + mib(mbufs) + "), more than this machine's " +
+      mib(physical) + " of memory");
+}
+
 }  // namespace
 
 // A command sent to a worker, with the buffer its results go to. It lives
@@ -306,15 +355,10 @@ void DataplaneHost::Impl::updateXdpAddresses(const Snapshot& snap) {
 
 void DataplaneHost::Impl::initMemory() {
   const auto& dp = cfg.dataplane;
-  const uint64_t nports = cfg.interfaces.size();
-  uint64_t perWorker = dp.mbufs ? dp.mbufs
-                                : nports * (uint64_t(dp.rxDescriptors) + dp.txDescriptors + 2ull * dp.burst) +
-                                      dp.handoffRingSize + 4096;
-  uint32_t n = roundPow2Minus1(perWorker);
+  const uint32_t n = mbufsPerWorker(cfg);
   // One segment per frame at the largest configured MTU (jumbo frames
   // included): the NAT path parses and rewrites single-segment mbufs.
-  uint32_t maxMtu = 0;
-  for (const auto& ifc : cfg.interfaces) maxMtu = std::max<uint32_t>(maxMtu, ifc.mtu);
+  const uint32_t maxMtu = largestMtu(cfg);
   const uint16_t dataRoom = mbufDataRoomForMtu(maxMtu);
   workers.resize(numWorkers);
   unsigned lcore = rte_get_next_lcore(-1, 1, 0);
@@ -516,6 +560,7 @@ void DataplaneHost::Impl::initWorkers() {
 }
 
 DataplaneHost::DataplaneHost(const Config& cfg) : impl_(std::make_unique<Impl>()) {
+  checkMemoryBudget(cfg);
   impl_->cfg = cfg;
   impl_->initXdp();
   impl_->initEal();

@@ -360,6 +360,11 @@ void FlowTable::forEach(const std::function<void(uint32_t idx, const Flow&)>& fn
   }
 }
 
+std::size_t FlowTable::estimateBytes(uint32_t capacity) {
+  return static_cast<std::size_t>(capacity) * (sizeof(Flow) + sizeof(uint32_t)) +
+         estimateHashBytes(std::max(2 * capacity, kMinHashEntries), sizeof(FlowKey));
+}
+
 std::size_t FlowTable::memoryBytes() const {
   return static_cast<std::size_t>(capacity_) * kRecordBytes + poolLists_.size() * sizeof(List) + hashBytes_;
 }

@@ -156,6 +156,9 @@ class FlowTable {
   }
   // Bytes reserved for records and hash (for the memory-per-flow figure).
   std::size_t memoryBytes() const;
+  // What a table of `capacity` flows reserves, estimated before creating
+  // it (start-up checks of the configured sizes).
+  static std::size_t estimateBytes(uint32_t capacity);
 
  private:
   void listPush(FlowState s, uint32_t idx);

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -56,12 +57,65 @@ struct PortAllocator::Impl {
   std::vector<uint32_t> index;         // pool id or kEmpty
   uint32_t count = 0;
   uint64_t doubleFrees = 0;
+  // Pools whose last port came back, oldest first (a ring of maxPools ids;
+  // a pool is queued at most once, idleQueued says whether it is). When
+  // every pool is taken, the oldest still-idle one is given to the new key:
+  // no flow refers to it, so its id can change owner. A queued pool that
+  // got ports again is skipped (and queued again when it empties).
+  std::vector<uint32_t> idle;
+  std::vector<uint8_t> idleQueued;
+  uint32_t idleHead = 0;
+  uint32_t idleCount = 0;
+  uint64_t reused = 0;
 
   uint16_t* ring(uint32_t p) { return rings.get() + size_t{p} * range; }
   uint64_t* bitmap(uint32_t p) { return bitmaps.get() + size_t{p} * bitmapWords; }
 
-  uint32_t create(const PoolKey& key) {
-    const uint32_t id = count++;
+  uint32_t slotOf(const PoolKey& key) const { return static_cast<uint32_t>(hashKey(key)) & indexMask; }
+
+  // Removes `id` from the open-addressing index, shifting later members of
+  // its probe run back so that every lookup still ends at an empty slot.
+  void unindex(uint32_t id) {
+    uint32_t hole = slotOf(keys[id]);
+    while (index[hole] != id) hole = (hole + 1) & indexMask;
+    index[hole] = kEmpty;
+    for (uint32_t j = (hole + 1) & indexMask; index[j] != kEmpty; j = (j + 1) & indexMask) {
+      const uint32_t home = slotOf(keys[index[j]]);
+      // Move index[j] into the hole unless its home lies cyclically in (hole, j].
+      const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+      if (stays) continue;
+      index[hole] = index[j];
+      index[j] = kEmpty;
+      hole = j;
+    }
+  }
+
+  void queueIdle(uint32_t id) {
+    if (idleQueued[id]) return;
+    idleQueued[id] = 1;
+    uint32_t tail = idleHead + idleCount;
+    if (tail >= maxPools) tail -= maxPools;
+    idle[tail] = id;
+    ++idleCount;
+  }
+
+  // The oldest pool without ports in use, taken out of the index; kNoPool
+  // when every pool has ports in use.
+  uint32_t reclaim() {
+    while (idleCount != 0) {
+      const uint32_t id = idle[idleHead];
+      if (++idleHead == maxPools) idleHead = 0;
+      --idleCount;
+      idleQueued[id] = 0;
+      if (pools[id].free != pools[id].capacity) continue;  // in use again
+      unindex(id);
+      ++reused;
+      return id;
+    }
+    return kNoPool;
+  }
+
+  uint32_t create(const PoolKey& key, uint32_t id) {
     keys[id] = key;
     uint16_t* r = ring(id);
     uint32_t n = 0;
@@ -74,6 +128,12 @@ struct PortAllocator::Impl {
     return id;
   }
 };
+
+std::size_t PortAllocator::bytesPerPool(uint16_t portMin, uint16_t portMax) {
+  const std::size_t range = std::size_t{portMax} - portMin + 1;
+  return range * sizeof(uint16_t) + (range + 63) / 64 * sizeof(uint64_t) + sizeof(Impl::Pool) + sizeof(PoolKey) +
+         2 * sizeof(uint32_t) /* index */ + sizeof(uint32_t) + 1 /* idle ring */;
+}
 
 PortAllocator::PortAllocator(const Params& p) : impl_(std::make_unique<Impl>()) {
   if (p.portMin > p.portMax) {
@@ -90,8 +150,15 @@ PortAllocator::PortAllocator(const Params& p) : impl_(std::make_unique<Impl>()) 
   m.bitmapWords = (m.range + 63) / 64;
   m.eligible = p.eligible;
   const size_t pools = m.maxPools;
-  m.rings = std::make_unique_for_overwrite<uint16_t[]>(pools * m.range);
-  m.bitmaps = std::make_unique_for_overwrite<uint64_t[]>(pools * m.bitmapWords);
+  try {
+    m.rings = std::make_unique_for_overwrite<uint16_t[]>(pools * m.range);
+    m.bitmaps = std::make_unique_for_overwrite<uint64_t[]>(pools * m.bitmapWords);
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error("port allocator: " + std::to_string(pools) + " pools of ports " +
+                             std::to_string(p.portMin) + "-" + std::to_string(p.portMax) + " need " +
+                             std::to_string(pools * bytesPerPool(p.portMin, p.portMax) >> 20) +
+                             " MiB, which cannot be allocated");
+  }
   m.pools.resize(pools);
   m.keys.resize(pools);
   // At least twice the pools keeps linear probes short; never full, so a
@@ -99,6 +166,8 @@ PortAllocator::PortAllocator(const Params& p) : impl_(std::make_unique<Impl>()) 
   const uint32_t slots = std::bit_ceil(std::max<uint32_t>(2 * m.maxPools, 2));
   m.indexMask = slots - 1;
   m.index.assign(slots, kEmpty);
+  m.idle.resize(pools);
+  m.idleQueued.assign(pools, 0);
 }
 
 PortAllocator::~PortAllocator() = default;
@@ -112,8 +181,17 @@ uint32_t PortAllocator::pool(const PoolKey& key) {
     if (m.keys[id] == key) return id;
     slot = (slot + 1) & m.indexMask;
   }
-  if (m.count == m.maxPools) return kNoPool;
-  const uint32_t id = m.create(key);
+  uint32_t id;
+  if (m.count < m.maxPools) {
+    id = m.count++;
+  } else {
+    id = m.reclaim();
+    if (id == kNoPool) return kNoPool;
+    // The removal may have shifted the probe run this key would join.
+    slot = m.slotOf(key);
+    while (m.index[slot] != kEmpty) slot = (slot + 1) & m.indexMask;
+  }
+  m.create(key, id);
   m.index[slot] = id;
   return id;
 }
@@ -151,7 +229,7 @@ void PortAllocator::release(uint32_t pool, uint16_t port) {
   uint32_t tail = p.head + p.free;
   if (tail >= p.capacity) tail -= p.capacity;
   m.ring(pool)[tail] = port;
-  ++p.free;
+  if (++p.free == p.capacity) m.queueIdle(pool);
 }
 
 uint32_t PortAllocator::inUse(uint32_t pool) const {
@@ -171,6 +249,8 @@ const PoolKey& PortAllocator::key(uint32_t pool) const {
 }
 
 uint32_t PortAllocator::poolCount() const { return impl_->count; }
+
+uint64_t PortAllocator::poolsReused() const { return impl_->reused; }
 
 uint64_t PortAllocator::doubleFrees() const { return impl_->doubleFrees; }
 

@@ -7,7 +7,11 @@
 // a port is free. A bitmap per pool guarantees a port is never live twice.
 // Pools are preallocated at start-up; creating one on first use fills its
 // ring from the range, keeping only ports `Params::eligible` accepts (the
-// ports whose replies this worker will receive).
+// ports whose replies this worker will receive). A pool whose last port
+// came back stays (a busy backend keeps its pool) until all maxPools are
+// taken; then the pool idle longest is given to the new key, so churn over
+// any number of backends (DNS) never exhausts the pools while fewer than
+// maxPools have flows, and the memory is fixed at start-up.
 #pragma once
 
 #include <cstdint>
@@ -45,8 +49,12 @@ class PortAllocator {
   PortAllocator(const PortAllocator&) = delete;
   PortAllocator& operator=(const PortAllocator&) = delete;
 
-  // Finds the pool for `key`, creating it on first use. kNoPool when all
-  // maxPools are taken.
+  // Memory reserved per pool for a port range (what maxPools multiplies).
+  static std::size_t bytesPerPool(uint16_t portMin, uint16_t portMax);
+
+  // Finds the pool for `key`, creating it on first use (reusing the pool
+  // idle longest when all are taken). kNoPool when all maxPools pools have
+  // ports in use.
   uint32_t pool(const PoolKey& key);
   // Pops the least recently freed port (host order). False when exhausted.
   bool allocate(uint32_t pool, uint16_t& port);
@@ -57,7 +65,10 @@ class PortAllocator {
   uint32_t inUse(uint32_t pool) const;
   uint32_t capacity(uint32_t pool) const;  // eligible ports of the pool
   const PoolKey& key(uint32_t pool) const;
+  // Pools created so far (ids 0..poolCount()-1; idle ones included).
   uint32_t poolCount() const;
+  // Times an idle pool was given to a new key.
+  uint64_t poolsReused() const;
   uint64_t doubleFrees() const;
   // Ports in the configured range (capacity of a pool when every port is eligible).
   uint32_t rangeSize() const;

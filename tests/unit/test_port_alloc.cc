@@ -1,6 +1,7 @@
 // Unit tests for the SNAT port allocator: exhaustion and recovery, FIFO
 // reuse order, the eligibility filter, independent pools, the pool limit,
 // double frees, tiny ranges, and a randomised run checked against a model.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -333,5 +334,79 @@ TEST(PortAllocTest, RandomisedAgainstModel) {
   EXPECT_EQ(a.doubleFrees(), expectDoubleFrees);
 }
 
+// DNS churn: backends come and go, each one getting flows for a while. With
+// 8 pools, 10,000 distinct backends are served as long as fewer than 8
+// have ports in use at once: idle pools are given to new keys, the pool
+// count stays at 8, and no lookup fails.
+TEST(PortAllocChurn, IdlePoolsAreReusedAcrossTenThousandBackends) {
+  PortAllocator::Params p;
+  p.portMin = 2000;
+  p.portMax = 2099;
+  p.maxPools = 8;
+  PortAllocator a(p);
+  struct Live {
+    uint32_t pool;
+    uint16_t port;
+  };
+  std::vector<std::vector<Live>> window;  // ports held for the last few backends
+  for (uint32_t b = 0; b < 10'000; ++b) {
+    const PoolKey key{0x0a000001, htonl(0xc6120000 + b), htons(80), 6, 0};
+    const uint32_t id = a.pool(key);
+    ASSERT_NE(id, kNoPool) << "backend " << b;
+    EXPECT_EQ(a.key(id), key);
+    std::vector<Live> held;
+    for (int i = 0; i < 3; ++i) {
+      uint16_t port = 0;
+      ASSERT_TRUE(a.allocate(id, port));
+      held.push_back({id, port});
+    }
+    window.push_back(std::move(held));
+    if (window.size() > 5) {  // the oldest backend's flows end
+      for (const Live& l : window.front()) a.release(l.pool, l.port);
+      window.erase(window.begin());
+    }
+    EXPECT_LE(a.poolCount(), 8u);
+  }
+  EXPECT_EQ(a.poolCount(), 8u);
+  EXPECT_EQ(a.poolsReused(), 10'000u - 8u);
+  EXPECT_EQ(a.doubleFrees(), 0u);
+  // The backends still holding ports keep their pools and ports.
+  for (const auto& held : window)
+    for (const Live& l : held) EXPECT_GE(a.inUse(l.pool), 3u);
+  // Every pool busy: a ninth key is refused until one empties.
+  for (uint32_t b = 0; b < 3; ++b) {
+    const uint32_t id = a.pool(PoolKey{0x0a000001, htonl(0xc6130000 + b), htons(80), 6, 0});
+    ASSERT_NE(id, kNoPool);
+    uint16_t port = 0;
+    ASSERT_TRUE(a.allocate(id, port));
+  }
+  EXPECT_EQ(a.pool(PoolKey{0x0a000001, htonl(0xc6140000), htons(80), 6, 0}), kNoPool);
+}
+
+// A reused pool leaves the index consistent: every key still present is
+// found again under the same id after many removals from shared probe runs.
+TEST(PortAllocChurn, IndexStaysConsistentUnderReuse) {
+  PortAllocator::Params p;
+  p.portMin = 3000;
+  p.portMax = 3003;
+  p.maxPools = 3;  // index of 8 slots: probe runs collide often
+  PortAllocator a(p);
+  std::vector<std::pair<PoolKey, uint32_t>> live;
+  for (uint32_t k = 0; k < 2000; ++k) {
+    const PoolKey key{htonl(k % 7), htonl(k), htons(static_cast<uint16_t>(k)), 17, 0};
+    const uint32_t id = a.pool(key);
+    ASSERT_NE(id, kNoPool);
+    uint16_t port = 0;
+    ASSERT_TRUE(a.allocate(id, port));
+    live.push_back({key, id});
+    if (live.size() == 3) {
+      for (const auto& [kk, kid] : live) EXPECT_EQ(a.pool(kk), kid) << "key " << k;
+      a.release(live.front().second, 3000);
+      live.erase(live.begin());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace strait::dataplane
+
