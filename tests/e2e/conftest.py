@@ -12,6 +12,7 @@ import pytest
 
 from tests.lib.require import require_straitd
 from tests.lib.straitd import Service, Straitd
+from tests.e2e.topology_checks import check_topology
 from tests.lib.topology import VIP, Ec2Topology, io_modes
 
 SERVICE = "web"
@@ -89,6 +90,7 @@ def e2e(request):
     try:
         topo.up()
         topo.start_backends()
+        check_topology(topo)  # before straitd: nothing may answer for the VIP yet
         # HTTP health checks over the management link, as deployed; the
         # failure cases are in test_health.py, on a lab of their own.
         svc = Service(SERVICE, f"{VIP}:80", [f"{ip}:80" for ip in topo.backend_ips],

@@ -98,7 +98,29 @@ class UsageErrors(unittest.TestCase):
         (["flows", "--limit", "0"], "expected an integer 1-100000"),
         (["flows", "web"], 'unexpected argument "web"'),
         (["stats", "--bogus"], "unrecognised option '--bogus'"),
+        # Moved from the e2e tier, where they ran against a live straitd
+        # without sending traffic through it.
+        (["backend", "frob", "web"], 'unknown command "backend frob"'),
+        (["backend", "add", "web", "203.0.113.11:80", "--bogus"], "bogus"),
+        (["stats", "now"], 'unexpected argument "now"'),
+        (["flows", "--limit", "many"], '--limit "many"'),
+        (["flows", "--service", ""], "--service: empty name"),
+        (["backend", "add", "web", "203.0.113.11"], "expected IP:PORT or NAME:PORT"),
+        (["backend", "add", "web", "203.0.113.11:0"], "port must be 1-65535"),
+        (["backend", "add", "web", "203.0.113.11:65536"], "port must be 1-65535"),
+        (["backend", "remove", "web", "203.0.113:80"], "bad IPv4 address"),
+        (["backend", "set", "web", "bad_name!:80", "--weight", "1"], "neither an IPv4 address nor a DNS name"),
+        (["service", "add", "x", "--listen", "192.0.2.999:80", "--protocol", "tcp"], "bad IPv4 address"),
+        (["service", "add", "x", "--listen", "alt.example:80", "--protocol", "tcp"], "bad IPv4 address"),
+        (["service", "add", "x", "--listen", "192.0.2.21:80", "--protocol", "tcp", "--snat", "192.0.2"],
+         "not an IPv4 address"),
+        (["backend", "set", "web", "203.0.113.11:80", "--weight", "1.5"], "--weight"),
+        (["backend", "set", "web", "203.0.113.11:80", "--weight", ""], "--weight"),
+        (["backend", "add", "web", "203.0.113.77:80", "--weight", "abc"], "--weight"),
     ]
+
+    COMMANDS = ["service list", "service add", "service remove", "backend list", "backend add",
+                "backend remove", "backend set", "stats", "flows", "config show"]
 
     def test_usage_errors(self):
         for args, message in self.CASES:
@@ -118,6 +140,26 @@ class UsageErrors(unittest.TestCase):
             self.assertEqual(r.returncode, 0, args)
             self.assertIn("Usage: lbctl", r.stdout)
             self.assertIn("backend remove SERVICE IP:PORT [--flush]", r.stdout)
+            for c in self.COMMANDS:
+                self.assertIn(f"  {c}", r.stdout, (args, c))
+
+    def test_socket_without_path(self):
+        r = run("--socket")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("Usage: lbctl", r.stderr)
+
+    def test_plain_file_as_socket_exits_1(self):
+        d = tempfile.mkdtemp(prefix="strait-lbctl-")
+        try:
+            plain = os.path.join(d, "plain-file")
+            with open(plain, "w") as f:
+                f.write("not a socket")
+            r = run("--socket", plain, "stats")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("cannot connect to", r.stderr)
+            self.assertNotIn("Usage:", r.stderr)
+        finally:
+            shutil.rmtree(d)
 
 
 class DaemonNotRunning(unittest.TestCase):
