@@ -394,10 +394,12 @@ void DataplaneHost::Impl::initMemory() {
   for (uint16_t w = 0; w < numWorkers; ++w) handoff.push_back(mkRing("strait_ho" + std::to_string(w), hsz, RING_F_SC_DEQ));
   for (uint16_t w = 0; w < numWorkers; ++w) {
     const unsigned flags = RING_F_SP_ENQ | RING_F_SC_DEQ;
-    std::string n = "strait_cmd" + std::to_string(w);
-    workers[w].commands = rte_ring_create_elem(n.c_str(), sizeof(WorkerCommand), kCommandRingSize, SOCKET_ID_ANY, flags);
-    n = "strait_rep" + std::to_string(w);
-    workers[w].replies = rte_ring_create_elem(n.c_str(), sizeof(WorkerReply), kCommandRingSize, SOCKET_ID_ANY, flags);
+    std::string ringName = "strait_cmd" + std::to_string(w);
+    workers[w].commands =
+        rte_ring_create_elem(ringName.c_str(), sizeof(WorkerCommand), kCommandRingSize, SOCKET_ID_ANY, flags);
+    ringName = "strait_rep" + std::to_string(w);
+    workers[w].replies =
+        rte_ring_create_elem(ringName.c_str(), sizeof(WorkerReply), kCommandRingSize, SOCKET_ID_ANY, flags);
     if (workers[w].commands == nullptr || workers[w].replies == nullptr)
       throw std::runtime_error("cannot create the command rings of worker " + std::to_string(w) + ": " +
                                rte_strerror(rte_errno));
