@@ -51,9 +51,6 @@ using namespace strait::dataplane;
 
 namespace {
 
-
-}
-
 uint32_t roundPow2Minus1(uint64_t n) {
   uint64_t p = 1;
   while (p - 1 < n) p <<= 1;
