@@ -402,6 +402,22 @@ class Loader {
       }
       c.interfaces.push_back(std::move(ifc));
     }
+    const auto xdp = std::find_if(c.interfaces.begin(), c.interfaces.end(),
+                                  [](const InterfaceConfig& i) { return !i.xdpInterface().empty(); });
+    if (xdp != c.interfaces.end())
+      for (std::size_t i = 0; i < c.interfaces.size(); ++i) {
+        const InterfaceConfig& ifc = c.interfaces[i];
+        if (ifc.mtu <= kXdpMaxMtu) continue;
+        const std::string why =
+            "AF_XDP carries each frame, with its mbuf and headroom, in one 4 KiB page: set mtu <= " +
+            std::to_string(kXdpMaxMtu);
+        if (!ifc.xdpInterface().empty())
+          fail(index("interface", i) + ".mtu", std::to_string(ifc.mtu) + ": more than an xdp: port carries (" +
+                                                   quoted(ifc.port) + "); " + why);
+        fail(index("interface", i) + ".mtu",
+             std::to_string(ifc.mtu) + ": mbufs are sized for the largest mtu and shared with the xdp: port " +
+                 quoted(xdp->port) + " (interface[" + std::to_string(xdp - c.interfaces.begin()) + "]); " + why);
+      }
   }
 
   void loadControl(const toml::table& t, ControlConfig& ctl) const {

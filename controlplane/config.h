@@ -40,6 +40,18 @@ inline constexpr const char* kXdpPortPrefix = "xdp:";
 // PATH, such as the kernel-free benchmark's generator or a VPP instance.
 inline constexpr const char* kMemifPortPrefix = "memif:";
 
+// The largest `mtu` straitd accepts when any interface is an xdp: port.
+// net_af_xdp makes the mbuf pool the AF_XDP UMEM, so each mbuf object is
+// one UMEM chunk, and the kernel refuses chunks larger than a 4 KiB page. A
+// chunk holds the mempool object header (64), the rte_mbuf (128), DPDK's
+// headroom (128), the kernel's XDP headroom (256) and the frame (mtu + 22,
+// one VLAN tag and the CRC), rounded up to cache lines and leaving one
+// line for DPDK's memory-channel padding: 3434 is the largest mtu that fits
+// (dataplane/port.cc checks the arithmetic against DPDK's own sizes). All
+// ports share one pool per worker sized for the largest mtu, so the limit
+// binds every interface once one of them is xdp:.
+inline constexpr uint16_t kXdpMaxMtu = 3434;
+
 struct InterfaceConfig {
   std::string port;          // DPDK device name, PCI address, "xdp:IFNAME" or "memif:PATH"
   // The kernel interface of a shared-NIC port, or "" for a DPDK device.

@@ -85,6 +85,25 @@ uint32_t largestMtu(const Config& cfg) {
   return m;
 }
 
+bool anyXdp(const Config& cfg) {
+  for (const auto& ifc : cfg.interfaces)
+    if (!ifc.xdpInterface().empty()) return true;
+  return false;
+}
+
+uint16_t dataRoomFor(const Config& cfg) { return mbufDataRoomForMtu(largestMtu(cfg), anyXdp(cfg)); }
+
+// The config check's xdp: mtu limit (kXdpMaxMtu) keeps an mbuf object, the
+// AF_XDP UMEM chunk, within a 4 KiB page with a cache line to spare for
+// the padding DPDK adds to spread objects over memory channels.
+constexpr uint32_t kCacheLine = RTE_CACHE_LINE_SIZE;
+constexpr uint32_t kXdpChunkBytes =
+    kCacheLine /* rte_mempool_objhdr, cache aligned */ + sizeof(rte_mbuf) +
+    (RTE_PKTMBUF_HEADROOM + kXdpPacketHeadroom + frameBytesForMtu(kXdpMaxMtu) + kCacheLine - 1) / kCacheLine *
+        kCacheLine;
+static_assert(kXdpChunkBytes + kCacheLine <= 4096, "kXdpMaxMtu does not fit an AF_XDP chunk");
+static_assert(kXdpChunkBytes + 2 * kCacheLine > 4096, "kXdpMaxMtu is needlessly low");
+
 std::string mib(std::size_t bytes) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f MiB", double(bytes) / 1048576.0);
@@ -99,7 +118,7 @@ void checkMemoryBudget(const Config& cfg) {
   const std::size_t flows = FlowTable::estimateBytes(dp.flowCapacity);
   const std::size_t pools = std::size_t{dp.snatPoolsPerWorker} * PortAllocator::bytesPerPool(dp.snatPortMin, dp.snatPortMax);
   const std::size_t mbufs =
-      std::size_t{mbufsPerWorker(cfg)} * (mbufDataRoomForMtu(largestMtu(cfg)) + sizeof(rte_mbuf));
+      std::size_t{mbufsPerWorker(cfg)} * (dataRoomFor(cfg) + sizeof(rte_mbuf));
   const std::size_t counters = sizeof(WorkerCounters);
   const std::size_t perWorker = flows + pools + mbufs + counters;
   const std::size_t total = perWorker * dp.workers;
@@ -356,7 +375,7 @@ void DataplaneHost::Impl::initMemory() {
   // One segment per frame at the largest configured MTU (jumbo frames
   // included): the NAT path parses and rewrites single-segment mbufs.
   const uint32_t maxMtu = largestMtu(cfg);
-  const uint16_t dataRoom = mbufDataRoomForMtu(maxMtu);
+  const uint16_t dataRoom = dataRoomFor(cfg);
   workers.resize(numWorkers);
   unsigned lcore = rte_get_next_lcore(-1, 1, 0);
   for (uint16_t w = 0; w < numWorkers; ++w, lcore = rte_get_next_lcore(lcore, 1, 0)) {
@@ -369,6 +388,17 @@ void DataplaneHost::Impl::initMemory() {
     if (!wk.pool)
       throw std::runtime_error("cannot create mbuf pool " + name + " of " + std::to_string(n) +
                                " mbufs: " + rte_strerror(rte_errno) + " (hugepages set? see docs/running.md)");
+    // net_af_xdp registers the pool as its UMEM, one chunk per object; the
+    // kernel takes chunks of at most a page (config's kXdpMaxMtu keeps
+    // within it; this catches a DPDK whose object layout differs).
+    if (anyXdp(cfg)) {
+      const uint32_t chunk = rte_mempool_calc_obj_size(wk.pool->elt_size, wk.pool->flags, nullptr);
+      if (chunk > static_cast<uint32_t>(getpagesize()))
+        throw std::runtime_error("mbuf pool " + name + ": objects of " + std::to_string(chunk) +
+                                 " bytes (data room " + std::to_string(dataRoom) + " for mtu " +
+                                 std::to_string(maxMtu) + ") exceed the " + std::to_string(getpagesize()) +
+                                 "-byte AF_XDP chunk limit of the xdp: ports: lower mtu");
+    }
     void* mem = rte_zmalloc_socket("strait_counters", sizeof(WorkerCounters), 64, socket);
     if (!mem) throw std::runtime_error("cannot allocate worker counters");
     wk.counters = new (mem) WorkerCounters();

@@ -6,6 +6,7 @@
 // replies land on the owning worker's queue is only as good as that copy.
 #include "dataplane/port.h"
 
+#include <linux/bpf.h>
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 #include <rte_ethdev.h>
@@ -70,8 +71,10 @@ bool readReta(uint16_t portId, uint16_t size, uint16_t queues, std::vector<uint1
 
 }  // namespace
 
-uint16_t mbufDataRoomForMtu(uint32_t mtu) {
-  const uint32_t room = RTE_PKTMBUF_HEADROOM + frameBytesForMtu(mtu);
+static_assert(kXdpPacketHeadroom == XDP_PACKET_HEADROOM);
+
+uint16_t mbufDataRoomForMtu(uint32_t mtu, bool afXdp) {
+  const uint32_t room = RTE_PKTMBUF_HEADROOM + (afXdp ? kXdpPacketHeadroom : 0) + frameBytesForMtu(mtu);
   // Rounded up to a cache line: PMDs program RX buffer sizes in such units.
   const uint32_t rounded = (room + RTE_CACHE_LINE_SIZE - 1) / RTE_CACHE_LINE_SIZE * RTE_CACHE_LINE_SIZE;
   return static_cast<uint16_t>(std::max<uint32_t>(rounded, RTE_MBUF_DEFAULT_BUF_SIZE));

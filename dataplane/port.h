@@ -48,7 +48,12 @@ struct PortState {
 inline constexpr uint32_t frameBytesForMtu(uint32_t mtu) { return mtu + 14 + 4 + 4; }
 // Mbuf data room (headroom included) that holds a whole frame of `mtu`
 // in one segment, and never less than DPDK's default (2 KiB + headroom).
-uint16_t mbufDataRoomForMtu(uint32_t mtu);
+// With `afXdp` (any port is net_af_xdp, whose RX places each frame after
+// the kernel's XDP headroom as well as DPDK's) that headroom is added too.
+uint16_t mbufDataRoomForMtu(uint32_t mtu, bool afXdp = false);
+// Bytes of the kernel's headroom in front of each AF_XDP frame
+// (XDP_PACKET_HEADROOM).
+inline constexpr uint32_t kXdpPacketHeadroom = 256;
 
 // Finds the port by name, configures and starts it. Refuses, before
 // configuring anything, an `mtu` the device cannot carry (its

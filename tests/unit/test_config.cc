@@ -459,6 +459,27 @@ TEST(Config, MemifPortNamesASocketPath) {
               "interface[1].port", "already used by interface[0]");
 }
 
+// AF_XDP frames live in page-sized UMEM chunks: the config check refuses a
+// larger mtu on an xdp: port, and on any port once one is xdp: (the mbufs
+// every port shares are sized for the largest mtu), naming the limit.
+TEST(Config, XdpPortsCapTheMtu) {
+  const auto ifc = [](const std::string& port, const std::string& addr, int mtu) {
+    return "[[interface]]\nport = \"" + port + "\"\naddress = \"" + addr + "\"\nmtu = " + std::to_string(mtu) + "\n";
+  };
+  Config c;
+  ASSERT_NO_THROW(c = parse(ifc("xdp:ens5", "192.0.2.10/24", kXdpMaxMtu)));
+  EXPECT_EQ(c.interfaces[0].mtu, kXdpMaxMtu);
+  expectError(ifc("xdp:ens5", "192.0.2.10/24", 9001), "interface[0].mtu",
+              "9001: more than an xdp: port carries (\"xdp:ens5\"); AF_XDP carries each frame, with its mbuf and "
+              "headroom, in one 4 KiB page: set mtu <= 3434");
+  expectError(ifc("xdp:ens5", "192.0.2.10/24", kXdpMaxMtu + 1), "interface[0].mtu", "set mtu <= 3434");
+  expectError(ifc("net_ring0", "198.51.100.10/24", 9001) + ifc("xdp:ens5", "192.0.2.10/24", 1500),
+              "interface[0].mtu",
+              "9001: mbufs are sized for the largest mtu and shared with the xdp: port \"xdp:ens5\" (interface[1])");
+  // Without an xdp: port, jumbo frames are the port's business (checked at start-up).
+  ASSERT_NO_THROW(c = parse(ifc("net_ring0", "198.51.100.10/24", 9001) + ifc("p1", "192.0.2.10/24", 1500)));
+}
+
 TEST(Config, ServiceRules) {
   expectError(minimalWith("", "") + "[[service]]\nlisten = \"192.0.2.10:81\"\n", "service[1].name",
               "missing");
