@@ -11,6 +11,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <memory>
@@ -1649,6 +1650,48 @@ TEST_F(NatTest, BackendChangeDoesNotMoveExistingFlows) {
     sawNew = sawNew || seen(f).dst == ip4(203, 0, 113, 13);
   }
   EXPECT_TRUE(sawNew);
+}
+
+// DNS churn through the NAT core: 10,000 distinct backend addresses each
+// become the "dns" service's only backend in turn (one snapshot per DNS
+// answer), get three flows, and are replaced 10 s later; unreplied UDP
+// flows expire after 30 s, so a few backends hold ports at any time.
+// Pools are per (SNAT address, backend): with 16 pools every backend is
+// served, the pool count (what `strait_snat_pools` sums over workers) and
+// so the pool memory stay at 16 pools, and nothing is dropped for want of
+// a pool.
+TEST_F(NatTest, DnsChurnOverTenThousandBackendsKeepsThePoolsFlat) {
+  constexpr uint32_t kBackends = 10'000;
+  uint32_t now = 1000;
+  uint32_t maxPools = 0;
+  for (uint32_t b = 0; b < kBackends; ++b) {
+    Snapshot snap = makeSnapshot();
+    snap.generation = 2 + b;
+    // 198.18.0.0/15, the benchmarking range: 10,000 distinct addresses.
+    const uint32_t addr = ip4(198, 18, 0, 0) + b;
+    snap.services[1].backends = {backend(addr, 53, static_cast<uint16_t>(100 + b % 64))};
+    buildMaglevFor(snap.services[1]);
+    snap.buildIndexes({net(kVip)});
+    for (uint16_t c = 0; c < 3; ++c) {
+      Bytes q = frame(udp(kClient, static_cast<uint16_t>(20000 + (b * 3 + c) % 40000), kVip, 53, Bytes{1}));
+      ASSERT_EQ(oneWith(q, now, snap).action, Action::kForward) << "backend " << b;
+      ASSERT_EQ(seen(q).dst, addr);
+    }
+    nat_->expire(now, 1000);
+    maxPools = std::max(maxPools, pa_->poolCount());
+    now += 10'000;
+  }
+  EXPECT_EQ(counters_->flowsCreated, 3 * kBackends);
+  EXPECT_EQ(drops(DropReason::kSnatPoolsExhausted), 0u);
+  EXPECT_EQ(drops(DropReason::kSnatPortsExhausted), 0u);
+  EXPECT_EQ(maxPools, 16u);  // the configured pools, never more
+  EXPECT_EQ(pa_->poolCount(), 16u);
+  EXPECT_GE(pa_->poolsReused(), kBackends - 16);
+  EXPECT_LE(ft_->size(), 4u * 3u);  // only the last few backends' flows remain
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
+  nat_->expire(now + 60'000, 1000);
+  EXPECT_EQ(ft_->size(), 0u);
+  EXPECT_EQ(counters_->flowsExpired, 3 * kBackends);
 }
 
 TEST_F(NatTest, SnatPortEqualToAServicePortStillReachesItsFlow) {
