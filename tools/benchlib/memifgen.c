@@ -413,7 +413,9 @@ static void onIpv4(struct rte_mbuf* m) {
   const uint8_t flags = t ? t->tcp_flags : 0;
   const uint32_t seq = t ? rte_be_to_cpu_32(t->sent_seq) : 0, ack = t ? rte_be_to_cpu_32(t->recv_ack) : 0;
 
-  if ((dst & 0xFFFFFF00u) == BACKEND_NET) {
+  if ((dst & 0xFFFFFF00u) == BACKEND_NET && opt.cookies) {
+    fail(E_FLOW, 0, "a packet reached a backend while straitd should answer every SYN itself");
+  } else if ((dst & 0xFFFFFF00u) == BACKEND_NET) {
     /* Client -> backend, after DNAT and SNAT. */
     uint32_t f;
     if (g != NULL)
