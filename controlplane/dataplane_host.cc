@@ -40,6 +40,7 @@
 #include "dataplane/port.h"
 #include "dataplane/port_alloc.h"
 #include "dataplane/route.h"
+#include "dataplane/snat_port_filter.h"
 #include "dataplane/toeplitz.h"
 #include "dataplane/worker.h"
 #include "dataplane/xdp_program.h"
@@ -157,6 +158,7 @@ struct Worker {
   rte_mempool* pool = nullptr;
   WorkerCounters* counters = nullptr;
   std::unique_ptr<FlowTable> flows;
+  std::unique_ptr<SnatPortFilter> portFilter;  // used by `ports`, so declared (and destroyed) around it
   std::unique_ptr<PortAllocator> ports;
   std::unique_ptr<NatCore> nat;
   std::unique_ptr<WorkerContext> ctx;
@@ -527,30 +529,24 @@ void DataplaneHost::Impl::initWorkers() {
     pp.maxPools = dp.snatPoolsPerWorker;
     const uint16_t w = wk.id;
     const uint16_t nw = numWorkers;
-    // Which ports this worker's replies can arrive on.
-    std::function<bool(const PoolKey&, uint16_t)> owns;
-    if (ownerMode == OwnerMode::kPortModulo) {
-      owns = [w, nw](const PoolKey&, uint16_t port) { return port % nw == w; };
-    } else if (ownerMode == OwnerMode::kRssHash) {
-      const Toeplitz* t = toeplitz.get();
-      std::vector<uint16_t> reta = ports[0].reta;
-      owns = [w, t, reta](const PoolKey& k, uint16_t port) {
-        // The reply travels backend -> SNAT address: that is the tuple the
-        // NIC hashes when it arrives.
-        uint32_t h = t->hashV4(k.backendIp, k.snatIp, k.backendPort, htons(port));
-        return rssQueue(h, reta) == w;
-      };
+    // Which ports this worker may hand out: those its replies arrive on,
+    // never a service's listen port on the same address and protocol (a
+    // reply to it would look like a client packet). The tables are built
+    // here; the worker fills a new pool in one pass (snat_port_filter.h),
+    // reading the snapshot it runs on (RCU keeps it alive meanwhile).
+    SnatPortFilter::Params fpp;
+    fpp.mode = ownerMode;
+    fpp.worker = w;
+    fpp.workers = nw;
+    fpp.portMin = dp.snatPortMin;
+    fpp.portMax = dp.snatPortMax;
+    if (ownerMode == OwnerMode::kRssHash) {
+      fpp.toeplitz = toeplitz.get();
+      fpp.reta = ports[0].reta;
     }
-    // Never hand out a port that is also a service's listen port on the same
-    // address and protocol: a reply to it would look like a client packet.
-    // Pools are created by the worker in the middle of a burst, so the
-    // snapshot it loads here cannot be freed under it (RCU).
-    const std::atomic<const Snapshot*>* cur = &current;
-    pp.eligible = [owns, cur](const PoolKey& k, uint16_t port) {
-      if (owns && !owns(k, port)) return false;
-      const Snapshot* s = cur->load(std::memory_order_acquire);
-      return s == nullptr || s->findService(k.snatIp, htons(port), k.proto) == nullptr;
-    };
+    fpp.snapshot = &current;
+    wk.portFilter = std::make_unique<SnatPortFilter>(fpp);
+    pp.fill = SnatPortFilter::fillerFor(*wk.portFilter);
     wk.ports = std::make_unique<PortAllocator>(pp);
 
     NatCore::Deps d;

@@ -46,6 +46,7 @@ struct PortAllocator::Impl {
   uint32_t bitmapWords; // uint64 words per pool
   uint32_t indexMask;   // index slots - 1 (a power of two)
   std::function<bool(const PoolKey&, uint16_t)> eligible;
+  PortAllocator::Fill fill;
 
   // Rings and bitmaps are written before they are read (a pool's memory is
   // initialised when the pool is created), so they are allocated without
@@ -119,9 +120,14 @@ struct PortAllocator::Impl {
     keys[id] = key;
     uint16_t* r = ring(id);
     uint32_t n = 0;
-    for (uint32_t i = 0; i < range; ++i) {
-      const auto port = static_cast<uint16_t>(portMin + i);
-      if (!eligible || eligible(key, port)) r[n++] = port;
+    if (fill) {
+      n = fill(key, r);
+      if (n > range) n = range;
+    } else {
+      for (uint32_t i = 0; i < range; ++i) {
+        const auto port = static_cast<uint16_t>(portMin + i);
+        if (!eligible || eligible(key, port)) r[n++] = port;
+      }
     }
     std::memset(bitmap(id), 0, size_t{bitmapWords} * sizeof(uint64_t));
     pools[id] = Pool{0, n, n};
@@ -149,6 +155,7 @@ PortAllocator::PortAllocator(const Params& p) : impl_(std::make_unique<Impl>()) 
   m.maxPools = p.maxPools;
   m.bitmapWords = (m.range + 63) / 64;
   m.eligible = p.eligible;
+  m.fill = p.fill;
   const size_t pools = m.maxPools;
   try {
     m.rings = std::make_unique_for_overwrite<uint16_t[]>(pools * m.range);

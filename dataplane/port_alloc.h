@@ -6,8 +6,8 @@
 // possible (after every other free port), and allocation never fails while
 // a port is free. A bitmap per pool guarantees a port is never live twice.
 // Pools are preallocated at start-up; creating one on first use fills its
-// ring from the range, keeping only ports `Params::eligible` accepts (the
-// ports whose replies this worker will receive). A pool whose last port
+// ring from the range, keeping only the ports `Params::fill` (or, port by
+// port, `Params::eligible`) lets this worker hand out. A pool whose last port
 // came back stays (a busy backend keeps its pool) until all maxPools are
 // taken; then the pool idle longest is given to the new key, so churn over
 // any number of backends (DNS) never exhausts the pools while fewer than
@@ -35,13 +35,21 @@ inline constexpr uint32_t kNoPool = 0xffffffffu;
 
 class PortAllocator {
  public:
+  using Fill = std::function<uint32_t(const PoolKey& key, uint16_t* ring)>;
+
   struct Params {
     uint16_t portMin = 1024;  // host order, inclusive
     uint16_t portMax = 65535; // host order, inclusive
     uint32_t maxPools = 256;  // pools this worker can hold (memory is reserved up front)
     // Which ports (host order) this worker may hand out for a pool; called
-    // only while a pool is created. Empty = every port in the range.
+    // for every port of the range while a pool is created. Empty = every
+    // port in the range. Ignored when `fill` is set.
     std::function<bool(const PoolKey&, uint16_t port)> eligible;
+    // Writes a new pool's eligible ports, ascending, to `ring` (room for
+    // the whole range) and returns how many: one call per pool, so the
+    // per-port work stays in one loop (straitd's workers use
+    // SnatPortFilter, dataplane/snat_port_filter.h).
+    Fill fill;
   };
 
   explicit PortAllocator(const Params& p);
