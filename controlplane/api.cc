@@ -168,6 +168,7 @@ json serviceJson(const Service& s, const WorkerCounters& t) {
               {"protocol", protoName(s.config.proto)},
               {"snat", snat},
               {"mss_clamp", s.config.mssClamp},
+              {"syn_proxy", std::string(synProxyModeName(s.config.synProxy))},
               {"maglev_size", s.config.maglevSize},
               {"health_check", s.config.health.type},
               {"fail_open", s.failOpen()},
@@ -228,7 +229,7 @@ json ControlApi::dispatch(const std::string& command, const json& argsJson) {
     return serviceList();
   }
   if (command == "service add") {
-    a.allowOnly({"name", "listen", "protocol", "snat", "health_check"});
+    a.allowOnly({"name", "listen", "protocol", "snat", "health_check", "syn_proxy"});
     return serviceAdd(argsJson);
   }
   if (command == "service remove") {
@@ -331,6 +332,11 @@ json ControlApi::serviceAdd(const json& argsJson) {
     if (!it->is_object()) throw RequestError("argument \"health_check\" must be an object");
     cfg.health = healthCheckArg(*it);
   }
+  if (const auto sp = a.optString("syn_proxy")) {
+    if (!parseSynProxyMode(*sp, cfg.synProxy)) throw RequestError("syn_proxy " + q(*sp) + ": expected auto, on or off");
+    if (cfg.proto == IPPROTO_UDP && cfg.synProxy == SynProxyMode::kOn)
+      throw RequestError("syn_proxy \"on\": SYN cookies are for TCP services");
+  }
   const auto totals = std::make_unique<WorkerCounters>(runtime_.totals());
   std::lock_guard lock(state_.mutex());
   state_.addService(cfg);
@@ -432,7 +438,8 @@ json ControlApi::stats() {
              {"loops", w->loops},
              {"busy_loops", w->busyLoops},
              {"busy_ratio", w->totalCycles ? double(w->busyCycles) / double(w->totalCycles) : 0.0},
-             {"snapshot_generation", w->snapshotGeneration}});
+             {"snapshot_generation", w->snapshotGeneration},
+             {"syn_cookie_mode", w->synCookieMode != 0}});
   }
   json drops = json::object();
   uint64_t dropsTotal = 0;
@@ -483,7 +490,15 @@ json ControlApi::stats() {
                  {"to_control", t->toControl},
                  {"icmp_errors_translated", t->icmpErrorsTranslated},
                  {"icmp_echo_replies", t->icmpEchoReplies},
-                 {"mss_clamped", t->mssClamped}});
+                 {"mss_clamped", t->mssClamped},
+                 {"syn_cookies", json{{"sent", t->synCookiesSent},
+                                      {"validated", t->synCookiesValid},
+                                      {"rejected_invalid", t->drops[static_cast<std::size_t>(DropReason::kSynCookieInvalid)]},
+                                      {"rejected_stale", t->drops[static_cast<std::size_t>(DropReason::kSynCookieStale)]},
+                                      {"rejected_replayed", t->drops[static_cast<std::size_t>(DropReason::kSynCookieReplayed)]},
+                                      {"ack_data_dropped", t->synProxyAckData},
+                                      {"mode_entered", t->synCookieModeEntered},
+                                      {"workers_in_cookie_mode", t->synCookieMode}}}});
 }
 
 json ControlApi::flows(const json& argsJson) {

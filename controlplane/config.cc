@@ -293,7 +293,9 @@ class Loader {
     checkKeys(t, p,
               {"eal", "workers", "flow_capacity", "mbufs", "rx_descriptors", "tx_descriptors", "burst",
                "snat_port_min", "snat_port_max", "snat_pools_per_worker", "idle_sleep_us",
-               "neighbour_timeout_ms", "handoff_ring_size", "timeouts"});
+               "neighbour_timeout_ms", "handoff_ring_size", "timeouts", "syn_cookie_period_ms",
+               "syn_proxy_half_open_enter", "syn_proxy_half_open_leave", "syn_proxy_pool_enter_pct",
+               "syn_proxy_pool_leave_pct"});
     if (const toml::node* n = t.get("eal")) {
       const toml::array& a = asArray(*n, p + ".eal");
       for (std::size_t i = 0; i < a.size(); ++i) d.eal.push_back(asString(a[i], index(p + ".eal", i)));
@@ -315,6 +317,19 @@ class Loader {
     optInt(t, p, "idle_sleep_us", d.idleSleepUs, 0, 1'000'000);
     optInt(t, p, "neighbour_timeout_ms", d.neighbourTimeoutMs, 1000, 86'400'000);
     optPow2(t, p, "handoff_ring_size", d.handoffRingSize, 64, 1 << 24);
+    optPow2(t, p, "syn_cookie_period_ms", d.synCookiePeriodMs, 1024, 1 << 20);
+    optInt(t, p, "syn_proxy_half_open_enter", d.synProxyHalfOpenEnter, 1, 1 << 28);
+    optInt(t, p, "syn_proxy_half_open_leave", d.synProxyHalfOpenLeave, 0, 1 << 28);
+    if (d.synProxyHalfOpenLeave >= d.synProxyHalfOpenEnter)
+      fail(p + ".syn_proxy_half_open_leave", std::to_string(d.synProxyHalfOpenLeave) +
+                                                 ": must be below syn_proxy_half_open_enter " +
+                                                 std::to_string(d.synProxyHalfOpenEnter));
+    optInt(t, p, "syn_proxy_pool_enter_pct", d.synProxyPoolEnterPct, 1, 101);
+    optInt(t, p, "syn_proxy_pool_leave_pct", d.synProxyPoolLeavePct, 0, 100);
+    if (d.synProxyPoolLeavePct >= d.synProxyPoolEnterPct)
+      fail(p + ".syn_proxy_pool_leave_pct", std::to_string(d.synProxyPoolLeavePct) +
+                                                ": must be below syn_proxy_pool_enter_pct " +
+                                                std::to_string(d.synProxyPoolEnterPct));
     if (const toml::node* n = t.get("timeouts")) {
       const std::string tp = p + ".timeouts";
       const toml::table& tt = asTable(*n, tp);
@@ -529,7 +544,8 @@ class Loader {
       const toml::table& t = asTable(a[i], p);
       checkKeys(
           t, p,
-          {"name", "listen", "protocol", "snat", "backends", "mss_clamp", "maglev_size", "health_check"});
+          {"name", "listen", "protocol", "snat", "backends", "mss_clamp", "maglev_size", "health_check",
+           "syn_proxy"});
       ServiceConfig s;
       const toml::node* nameNode = t.get("name");
       if (!nameNode) fail(p + ".name", "missing");
@@ -589,6 +605,13 @@ class Loader {
         if (!dataplane::isPrime(static_cast<uint32_t>(v)))
           fail(p + ".maglev_size", std::to_string(v) + ": must be a prime number");
         s.maglevSize = static_cast<uint32_t>(v);
+      }
+      if (const toml::node* sp = t.get("syn_proxy")) {
+        const std::string text = asString(*sp, p + ".syn_proxy");
+        if (!parseSynProxyMode(text, s.synProxy))
+          fail(p + ".syn_proxy", quoted(text) + ": expected one of auto, on, off");
+        if (s.proto == IPPROTO_UDP && s.synProxy == SynProxyMode::kOn)
+          fail(p + ".syn_proxy", "\"on\": SYN cookies are for TCP services (this one is udp)");
       }
       if (const toml::node* h = t.get("health_check"))
         loadHealth(asTable(*h, p + ".health_check"), p + ".health_check", s.health);
@@ -780,6 +803,11 @@ std::string renderConfig(const Config& c) {
     << "idle_sleep_us = " << d.idleSleepUs << "\n"
     << "neighbour_timeout_ms = " << d.neighbourTimeoutMs << "\n"
     << "handoff_ring_size = " << d.handoffRingSize << "\n"
+    << "syn_cookie_period_ms = " << d.synCookiePeriodMs << "\n"
+    << "syn_proxy_half_open_enter = " << d.synProxyHalfOpenEnter << "\n"
+    << "syn_proxy_half_open_leave = " << d.synProxyHalfOpenLeave << "\n"
+    << "syn_proxy_pool_enter_pct = " << d.synProxyPoolEnterPct << "\n"
+    << "syn_proxy_pool_leave_pct = " << d.synProxyPoolLeavePct << "\n"
     << "\n[dataplane.timeouts]  # seconds\n";
   for (std::size_t s = 0; s < kFlowStateCount; ++s)
     o << kFlowStateNames[s] << " = " << (d.timeouts.ms[s] + 999) / 1000 << "\n";
@@ -821,7 +849,8 @@ std::string renderConfig(const Config& c) {
     }
     o << (s.backends.empty() ? "]\n" : ",\n]\n");
     o << "mss_clamp = " << s.mssClamp << "\n"
-      << "maglev_size = " << s.maglevSize << "\n";
+      << "maglev_size = " << s.maglevSize << "\n"
+      << "syn_proxy = " << tomlString(std::string(synProxyModeName(s.synProxy))) << "\n";
     const HealthCheckConfig& h = s.health;
     o << "[service.health_check]\n"
       << "type = " << tomlString(h.type) << "\n"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "strait/flow_state.h"
+#include "strait/snapshot.h"
 
 namespace strait::controlplane {
 
@@ -97,6 +98,7 @@ struct ServiceConfig {
   uint16_t mssClamp = 0; // 0 = off
   uint32_t maglevSize = 65537;
   HealthCheckConfig health;
+  SynProxyMode synProxy = SynProxyMode::kAuto;  // TCP only; UDP services ignore "auto"
 };
 
 struct DataplaneConfig {
@@ -116,6 +118,14 @@ struct DataplaneConfig {
   uint32_t neighbourTimeoutMs = 300'000;
   uint32_t handoffRingSize = 4096;
   FlowTimeouts timeouts;
+  // SYN cookies (docs/security.md): the cookie period (a power of two, so
+  // it wraps with the millisecond clock) and the thresholds at which a
+  // worker switches syn_proxy = "auto" services to cookies and back.
+  uint32_t synCookiePeriodMs = 65536;
+  uint32_t synProxyHalfOpenEnter = 1024;  // half-open TCP flows per worker
+  uint32_t synProxyHalfOpenLeave = 512;
+  uint32_t synProxyPoolEnterPct = 90;     // fullest SNAT pool of the worker, percent in use
+  uint32_t synProxyPoolLeavePct = 75;
 };
 
 struct ControlConfig {

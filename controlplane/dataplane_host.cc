@@ -211,6 +211,7 @@ struct DataplaneHost::Impl {
   std::unique_ptr<RouteTable> routes;
   std::unique_ptr<NeighbourTable> neighbours;
   std::unique_ptr<ArpService> arp;
+  std::unique_ptr<SynCookies> cookies;  // one key for all workers: a cookie checks wherever its ACK lands
   WorkerCounters* controlCounters = nullptr;
   std::atomic<const Snapshot*> current{nullptr};
   std::atomic<bool> stopFlag{false};
@@ -509,6 +510,7 @@ void DataplaneHost::Impl::initWorkers() {
   // colliding flow keys cannot be prepared in advance.
   const SipKey flowHashKey = randomSipKey();
   const auto& dp = cfg.dataplane;
+  cookies = std::make_unique<SynCookies>(randomSipKey(), dp.synCookiePeriodMs);
   std::vector<rte_ether_addr> macs(RTE_MAX_ETHPORTS);
   for (const auto& p : ports) macs[p.portId] = p.mac;
   for (auto& wk : workers) {
@@ -556,6 +558,11 @@ void DataplaneHost::Impl::initWorkers() {
     d.workerId = w;
     d.numWorkers = nw;
     d.ownerMode = ownerMode;
+    d.cookies = cookies.get();
+    d.synProxy.halfOpenEnter = dp.synProxyHalfOpenEnter;
+    d.synProxy.halfOpenLeave = dp.synProxyHalfOpenLeave;
+    d.synProxy.poolEnterPct = dp.synProxyPoolEnterPct;
+    d.synProxy.poolLeavePct = dp.synProxyPoolLeavePct;
     wk.nat = std::make_unique<NatCore>(d);
 
     auto ctx = std::make_unique<WorkerContext>();

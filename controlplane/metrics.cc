@@ -233,6 +233,11 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     auto& loopHist = addFamily(s, "strait_worker_loop_seconds",
                                "Duration of the worker's poll-loop iterations.", MetricType::Histogram);
     const double hz = rt_.tscHz();
+    auto& cookieMode =
+        addFamily(s, "strait_worker_syn_cookie_mode",
+                  "1 while the worker answers syn_proxy = \"auto\" services with SYN cookies (half-open "
+                  "flows or SNAT pool pressure crossed the threshold), else 0.",
+                  MetricType::Gauge);
     const uint16_t n = rt_.workerCount();
     for (uint16_t w = 0; w < n; ++w) {
       // One worker's block at a time: it is large (per-slot arrays) and only
@@ -267,6 +272,7 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
       addSample(busyCycles, {{"worker", id}}, num(c.busyCycles));
       addSample(ratio, {{"worker", id}}, busyRatio(w, c, now));
       addSample(gen, {{"worker", id}}, num(c.snapshotGeneration));
+      addSample(cookieMode, {{"worker", id}}, num(c.synCookieMode));
     }
   });
 
@@ -314,6 +320,27 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
                         "(both ends agreed on a new connection on the same ports).",
                         MetricType::Counter),
               {}, num(totals->tcpResynced));
+    addSample(addFamily(s, "strait_syn_cookies_sent_total",
+                        "Client SYNs answered with a SYN cookie (no flow, no SNAT port).", MetricType::Counter),
+              {}, num(totals->synCookiesSent));
+    addSample(addFamily(s, "strait_syn_cookies_validated_total",
+                        "Client ACKs whose SYN cookie checked out: a flow opened to the backend. Rejected "
+                        "cookies are strait_drops_total{reason=~\"syn_cookie_.*\"}.",
+                        MetricType::Counter),
+              {}, num(totals->synCookiesValid));
+    addSample(addFamily(s, "strait_syn_proxy_ack_data_dropped_total",
+                        "Accepted cookie ACKs that carried data, which was dropped (the client resends it).",
+                        MetricType::Counter),
+              {}, num(totals->synProxyAckData));
+    addSample(addFamily(s, "strait_syn_proxy_window_update_failed_total",
+                        "Window updates to clients of cookie flows not sent for want of an mbuf (the "
+                        "client's window probe opens the window instead).",
+                        MetricType::Counter),
+              {}, num(totals->synProxyNoMbuf));
+    addSample(addFamily(s, "strait_syn_cookie_mode_entered_total",
+                        "Times a worker switched syn_proxy = \"auto\" services to SYN cookies.",
+                        MetricType::Counter),
+              {}, num(totals->synCookieModeEntered));
   });
 
   buildSection(out, "SNAT pools", errors_, [&](Families& s) {

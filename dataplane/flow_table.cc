@@ -31,7 +31,7 @@
 // the expiry of the others (TIME_WAIT flows holding SNAT ports).
 //
 // The queue stamps live right after the records in the same allocation,
-// 4 more bytes per flow, so Flow keeps its 48 bytes; the per-pool links of
+// 4 more bytes per flow, rather than in Flow itself; the per-pool links of
 // the early-drop FIFOs follow them (8 bytes per flow). Clock values wrap:
 // every comparison is a signed 32-bit difference.
 //

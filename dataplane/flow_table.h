@@ -52,15 +52,25 @@ struct Flow {
   uint16_t backendSlot;
   uint8_t proto;
   FlowState state;
-  uint8_t flags;        // tcp tracker bits (tcp_state.h; 0x40 and 0x80: SYN proxy)
+  uint8_t flags;        // tcp tracker bits (tcp_state.h; 0x40 and 0x80: SYN proxy, synproxy.h)
   uint8_t pad;
   // sequence tracking (RST/SYN validation)
   union {
     TcpSeqTrack seq;        // TCP flows: per-direction end and window (tcp_state.h)
     uint32_t udpCreatedMs;  // UDP flows: clock at the first datagram (the stream rule, nat.cc)
   };
+  // SYN proxy translation: used only by flows opened from a SYN cookie
+  // (flags & kFlowSynProxy); see dataplane/synproxy.h.
+  uint32_t spSeqDelta;  // added to backend->client seq; until the backend's SYN-ACK: our ISN
+  uint32_t spTsDelta;   // added to backend->client TSval; until then: our SYN-ACK's TSval
+  uint16_t spClientWin; // window field of the client's ACK, for the ACK the backend gets
+  uint8_t spWscale;     // client's window scale (low nibble), backend's (high); 0xf = none
+  uint8_t spPad;
+  // End of SYN proxy translation.
 };
-static_assert(sizeof(Flow) == 68, "flow record size is part of the memory budget");
+// 48 bytes of addresses, ports, links and state; 20 of sequence tracking;
+// 12 of SYN proxy translation.
+static_assert(sizeof(Flow) == 80, "flow record size is part of the memory budget");
 
 // The two keys of a flow.
 FlowKey originalKey(const Flow& f);  // client -> VIP

@@ -24,6 +24,7 @@
 #include "dataplane/mss_clamp.h"
 #include "dataplane/nat_rewrite.h"
 #include "dataplane/parse.h"
+#include "dataplane/synproxy.h"
 #include "dataplane/tcp_state.h"
 
 namespace strait::dataplane {
@@ -90,11 +91,14 @@ struct Scratch {
 
 class Burst {
  public:
-  Burst(const NatCore::Deps& d, const Snapshot& snap, uint32_t nowMs, bool fromHandoff)
+  Burst(const NatCore::Deps& d, NatCore::SynProxyState& sp, NatCore::Generated& gen, const Snapshot& snap,
+        uint32_t nowMs, bool fromHandoff)
       : ft_(*d.flows),
         pa_(*d.ports),
         c_(*d.counters),
         d_(d),
+        sp_(sp),
+        gen_(gen),
         snap_(snap),
         now_(nowMs),
         fromHandoff_(fromHandoff) {}
@@ -104,7 +108,31 @@ class Burst {
  private:
   void classify(rte_mbuf* mb, uint16_t i, Verdict& v);
   FlowKey& addCandidate(uint16_t i, Cand kind, const ServiceView* svc);
-  uint32_t createFlow(uint16_t j, rte_mbuf* mb, Verdict& v);
+  // `cookieSyn`: the flow opens from a cookie ACK; the tracker starts from
+  // the SYN the backend is sent.
+  uint32_t createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegment* cookieSyn = nullptr);
+  // SYN proxy (see synproxy.h).
+  bool cookieMode(const ServiceView& svc) const {
+    return svc.synProxy == SynProxyMode::kOn || (svc.synProxy == SynProxyMode::kAuto && sp_.cookieMode);
+  }
+  // Whether a flowless ACK to `svc` may carry a cookie of ours: always for
+  // "on"; for "auto" while cookies this worker sent can still be valid.
+  bool acceptsCookies(const ServiceView& svc) const {
+    if (svc.synProxy == SynProxyMode::kOn) return true;
+    if (svc.synProxy != SynProxyMode::kAuto || !sp_.sentAny) return false;
+    return now_ - sp_.lastCookieMs < 2 * d_.cookies->periodMs();
+  }
+  void answerSyn(rte_mbuf* mb, uint16_t j, Verdict& v);
+  void openFromCookie(rte_mbuf* mb, uint16_t j, Verdict& v);
+  bool synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Verdict& v);
+  // Room for a frame of `len` bytes in `mb`'s (single) segment.
+  static bool fits(const rte_mbuf* mb, uint32_t len) {
+    return len <= static_cast<uint32_t>(rte_pktmbuf_data_len(mb)) + rte_pktmbuf_tailroom(mb);
+  }
+  static void setLen(rte_mbuf* mb, uint16_t len) {
+    mb->data_len = len;
+    mb->pkt_len = len;
+  }
   void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
                Verdict& v);
   void translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v);
@@ -115,7 +143,7 @@ class Burst {
   }
   void dropFlushed(uint32_t fi, Verdict& v);
   bool earlyDrop(uint32_t victim);
-  bool trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direction d, Verdict& v);
+  bool trackTcp(uint32_t fi, const TcpSegment& seg, Direction d, Verdict& v);
   // Records removed in this burst: a later candidate whose bulk result
   // names one of them is looked up again (the record may be free, or
   // reused by a flow inserted since).
@@ -154,6 +182,8 @@ class Burst {
   PortAllocator& pa_;
   WorkerCounters& c_;
   const NatCore::Deps& d_;
+  NatCore::SynProxyState& sp_;
+  NatCore::Generated& gen_;
   const Snapshot& snap_;
   const uint32_t now_;
   const bool fromHandoff_;
@@ -190,9 +220,9 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
-  // Records are 68 bytes, so most of them straddle two cache lines: fetch
-  // both ends. (The array is cache-line aligned and 68 = 64 + 4, so a
-  // record starts at a multiple of 4 within its line and never reaches a
+  // Records are 80 bytes, so most of them straddle two cache lines: fetch
+  // both ends. (The array is cache-line aligned and 80 = 64 + 16, so a
+  // record starts at a multiple of 16 within its line and never reaches a
   // third line.)
   for (uint16_t j = 0; j < nc_; ++j) {
     if (idx[j] == kNoFlow) continue;
@@ -218,6 +248,18 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
             missToOwner(mb, m.dstPort, v);
             continue;
           }
+          if (m.l4Proto == IPPROTO_TCP && d_.cookies != nullptr) {
+            const ServiceView& svc = *svc_[j];
+            const uint8_t fl = m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin);
+            if (fl == kTcpSyn && cookieMode(svc)) {
+              answerSyn(mb, j, v);
+              continue;
+            }
+            if ((fl & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpAck && acceptsCookies(svc)) {
+              openFromCookie(mb, j, v);
+              continue;
+            }
+          }
           fi = createFlow(j, mb, v);
           if (fi == kNoFlow) continue;
           d = Direction::kOriginal;
@@ -225,15 +267,21 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
           if (flushedDrop(fi, v)) continue;
           Flow& f = ft_.at(fi);
           if (m.l4Proto == IPPROTO_TCP) {
+            if ((f.flags & kFlowSynProxy) && synProxyHit(mb, j, fi, d, v)) continue;
             const uint8_t* l4 = rte_pktmbuf_mtod(mb, const uint8_t*) + m.l4Off;
             if (f.state == FlowState::kEstablished && !(m.tcpFlags & (kTcpSyn | kTcpFin | kTcpRst))) {
               // The common case: no state change, only the sender's
-              // sequence window moves (inline, no call).
-              tcpAdvance(f.seq, d, rw::load32be(l4 + 4) + static_cast<uint32_t>(m.l4Len - m.tcpHdrLen),
-                         rw::load16be(l4 + 14));
+              // sequence window moves (inline, no call). A cookie flow's
+              // tracker follows the backend's connection, whose window
+              // fields from the client may be scaled differently.
+              uint16_t win = rw::load16be(l4 + 14);
+              if ((f.flags & kFlowSynProxyReady) && d == Direction::kOriginal) win = synProxyWindowToBackend(f, win);
+              tcpAdvance(f.seq, d, rw::load32be(l4 + 4) + static_cast<uint32_t>(m.l4Len - m.tcpHdrLen), win);
               ft_.touch(fi, now_);
-            } else if (!trackTcp(fi, l4, m, d, v)) {
-              continue;
+            } else {
+              TcpSegment seg = tcpSegmentOf(l4, m);
+              if (f.flags & kFlowSynProxyReady) synProxyTrackerView(seg, f, d);
+              if (!trackTcp(fi, seg, d, v)) continue;
             }
           } else if (f.state == FlowState::kUdpUnreplied) {
             // Conntrack's UDP stream rule: a flow is assured (`udp`, the
@@ -394,11 +442,14 @@ void Burst::dropFlushed(uint32_t fi, Verdict& v) {
 // The tracker's step for a TCP segment of flow `fi` that may change its
 // state (anything but an established flow's plain segment). False when the
 // segment is dropped (an out-of-window RST: the flow is left as it was).
-bool Burst::trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direction d, Verdict& v) {
+// For a cookie flow `seg` is the segment as the backend's connection sees
+// it (synProxyTrackerView): the tracker follows that connection.
+bool Burst::trackTcp(uint32_t fi, const TcpSegment& seg, Direction d, Verdict& v) {
   Flow& f = ft_.at(fi);
   FlowState next = f.state;
   uint8_t flags = f.flags;
-  switch (tcpTrack(next, flags, f.seq, tcpSegmentOf(l4, m), d)) {
+  bool newConnection = false;
+  switch (tcpTrack(next, flags, f.seq, seg, d)) {
     case TcpCheck::kRstOutOfWindow:
       drop(v, DropReason::kRstOutOfWindow);
       return false;
@@ -407,11 +458,18 @@ bool Burst::trackTcp(uint32_t fi, const uint8_t* l4, const PacketMeta& m, Direct
       break;
     case TcpCheck::kResynced:
       bump(c_.tcpResynced);
+      newConnection = true;
       break;
     case TcpCheck::kOk:
       break;
   }
-  f.flags = flags;
+  // The tracker rewrites its own bits wholesale; the SYN proxy's stay,
+  // unless the ends start a new connection on the tuple (a SYN after
+  // TIME_WAIT or CLOSED, or a resync the backend confirmed): that one is
+  // theirs end to end, with nothing to translate.
+  if (next == FlowState::kSynSent && f.state != FlowState::kSynSent) newConnection = true;
+  constexpr uint8_t kProxyBits = kFlowSynProxy | kFlowSynProxyReady;
+  f.flags = static_cast<uint8_t>((flags & ~kProxyBits) | (newConnection ? 0 : (f.flags & kProxyBits)));
   if (next != f.state)
     ft_.setState(fi, next, now_);
   else
@@ -463,12 +521,14 @@ bool Burst::handoff(rte_mbuf* mb, uint16_t worker, Verdict& v) {
   return true;
 }
 
-uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v) {
+// `cookieSyn` non-null: the packet is a client's ACK whose cookie checked
+// out rather than a SYN, and the tracker starts from *cookieSyn.
+uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegment* cookieSyn) {
   const FlowKey& key = keys_[j];
   const PacketMeta& m = meta_[pkt_[j]];
   const ServiceView& svc = *svc_[j];
   const bool tcp = key.proto == IPPROTO_TCP;
-  if (tcp && (m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpSyn) {
+  if (tcp && cookieSyn == nullptr && (m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpSyn) {
     drop(v, DropReason::kNoFlow);
     return kNoFlow;
   }
@@ -540,7 +600,9 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v) {
   f.state = tcp ? FlowState::kSynSent : FlowState::kUdpUnreplied;
   f.flags = 0;
   if (tcp)
-    tcpTrackStart(f.seq, f.flags, tcpSegmentOf(rte_pktmbuf_mtod(mb, const uint8_t*) + m.l4Off, m));
+    tcpTrackStart(f.seq, f.flags,
+                  cookieSyn != nullptr ? *cookieSyn
+                                       : tcpSegmentOf(rte_pktmbuf_mtod(mb, const uint8_t*) + m.l4Off, m));
   else
     f.udpCreatedMs = now_;
   const uint32_t fi = ft_.insert(f, now_);
@@ -568,6 +630,8 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
   else
     rw::rewriteV4(l3, l4, tcp, f.vip, f.clientIp, f.vipPort, f.clientPort);
 
+  // Flows opened from a SYN cookie: the two handshakes' numbers differ.
+  if (tcp && (f.flags & kFlowSynProxyReady)) synProxyTranslate(l4, m.tcpHdrLen, f, dir);
   // MSS clamp on the client's SYN and the backend's SYN-ACK.
   if (tcp && (m.tcpFlags & kTcpSyn)) {
     const bool ack = (m.tcpFlags & kTcpAck) != 0;
@@ -580,8 +644,197 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
   v = Verdict{Action::kForward, DropReason::kNone, 0};
 }
 
+// A SYN for a service in cookie mode: answered in place with a cookie
+// SYN-ACK; nothing is stored.
+void Burst::answerSyn(rte_mbuf* mb, uint16_t j, Verdict& v) {
+  const PacketMeta& m = meta_[pkt_[j]];
+  const ServiceView& svc = *svc_[j];
+  if (!fits(mb, m.l3Off + kSynProxyMaxL3Len)) {
+    drop(v, DropReason::kMalformed);
+    return;
+  }
+  uint8_t* frame = rte_pktmbuf_mtod(mb, uint8_t*);
+  if (!tcpChecksumOk(frame, m)) {
+    drop(v, DropReason::kBadChecksum);
+    return;
+  }
+  const uint8_t* tcp = frame + m.l4Off;
+  SynOptions o;
+  parseSynOptions(tcp, m.tcpHdrLen, o);
+  uint16_t mss = o.mss;
+  if (svc.mssClamp != 0 && mss > svc.mssClamp) mss = svc.mssClamp;
+  const CookieTuple t{m.srcIp, m.dstIp, m.srcPort, m.dstPort};
+  const uint32_t cookie = d_.cookies->make(t, tcpSeq(tcp), mss, now_);
+  const uint16_t len =
+      writeCookieSynAck(frame, m, cookie, o, kCookieMss[cookieMssIndex(mss)], cookieTsVal(now_, o));
+  setLen(mb, len);
+  sp_.sentAny = true;
+  sp_.lastCookieMs = now_;
+  bump(c_.synCookiesSent);
+  v = Verdict{Action::kLocal, DropReason::kNone, 0};
+}
+
+// A flowless ACK that may carry one of our cookies: when it does, the flow
+// is created (SNAT port and all) and the ACK becomes the SYN to the backend.
+void Burst::openFromCookie(rte_mbuf* mb, uint16_t j, Verdict& v) {
+  const PacketMeta& m = meta_[pkt_[j]];
+  uint8_t* frame = rte_pktmbuf_mtod(mb, uint8_t*);
+  const uint8_t* tcp = frame + m.l4Off;
+  if (!tcpChecksumOk(frame, m)) {
+    drop(v, DropReason::kBadChecksum);
+    return;
+  }
+  const uint32_t clientIsn = tcpSeq(tcp) - 1;
+  const uint32_t cookie = tcpAck(tcp) - 1;
+  const CookieTuple t{m.srcIp, m.dstIp, m.srcPort, m.dstPort};
+  SynOptions o;
+  const CookieCheck r = d_.cookies->check(t, clientIsn, cookie, now_, o.mss);
+  if (r != CookieCheck::kValid) {
+    drop(v, r == CookieCheck::kStale ? DropReason::kSynCookieStale : DropReason::kSynCookieInvalid);
+    return;
+  }
+  const uint16_t tsOff = findTimestamp(tcp, m.tcpHdrLen);
+  uint32_t ourTsVal = 0;
+  if (tsOff != 0) {
+    // TSecr echoes our SYN-ACK's TSval, which carries the client's options.
+    readTimestamp(tcp, tsOff, o.tsVal, ourTsVal);
+    if (!cookieTsDecode(ourTsVal, o.wscale, o.sackOk)) {
+      drop(v, DropReason::kSynCookieInvalid);
+      return;
+    }
+    o.hasTs = true;
+  }
+  if (!fits(mb, m.l3Off + kSynProxyMaxL3Len)) {
+    drop(v, DropReason::kMalformed);
+    return;
+  }
+  const uint16_t clientWin = tcpWindow(tcp);
+  const bool data = m.l4Len > m.tcpHdrLen;
+  // The tracker starts from the SYN the backend gets: the client's ISN,
+  // window scale and (unscaled) window, as recovered from the cookie.
+  TcpSegment syn;
+  syn.seq = clientIsn;
+  syn.window = rescaleWindow(clientWin, o.wscale == kNoWscale ? 0 : o.wscale, 0);
+  syn.flags = kTcpSyn;
+  syn.wscale = o.wscale;
+  const uint32_t fi = createFlow(j, mb, v, &syn);
+  if (fi == kNoFlow) return;
+  Flow& f = ft_.at(fi);
+  f.flags |= kFlowSynProxy;
+  f.spSeqDelta = cookie;
+  f.spTsDelta = ourTsVal;
+  f.spClientWin = clientWin;
+  f.spWscale = static_cast<uint8_t>(0xf0 | (o.wscale & 0x0f));
+  bump(c_.synCookiesValid);
+  if (data) bump(c_.synProxyAckData);
+  const uint16_t len = writeBackendSyn(frame, m, f, clientIsn, clientWin, o);
+  setLen(mb, len);
+  count(f, len);
+  v = Verdict{Action::kForward, DropReason::kNone, 0};
+}
+
+// A packet of a flow opened from a cookie, before the generic path. Returns
+// true when it was handled here (verdict set): the backend's SYN-ACK of the
+// cookie handshake, and anything from the client while the backend has not
+// answered yet. The tracker follows the backend's connection: the SYN it
+// was sent (createFlow), its SYN-ACK and the ACK we answer it with.
+bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Verdict& v) {
+  const PacketMeta& m = meta_[pkt_[j]];
+  Flow& f = ft_.at(fi);
+  uint8_t* frame = rte_pktmbuf_mtod(mb, uint8_t*);
+  uint8_t* tcp = frame + m.l4Off;
+  const bool ready = (f.flags & kFlowSynProxyReady) != 0;
+  const uint8_t fl = m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin);
+
+  if (dir == Direction::kOriginal) {
+    if (ready) return false;
+    // The backend has not answered: the client has no window to send into
+    // (our SYN-ACK offered none), and its ACK numbers cannot be translated
+    // yet. A repeat of the cookie ACK is counted as such.
+    ft_.touch(fi, now_);
+    const bool replay = fl == kTcpAck && m.l4Len == m.tcpHdrLen && tcpAck(tcp) == f.spSeqDelta + 1;
+    drop(v, replay ? DropReason::kSynCookieReplayed : DropReason::kSynProxyPending);
+    return true;
+  }
+
+  if (fl == (kTcpSyn | kTcpAck)) {
+    // A SYN-ACK for a SYN the client sent on the synchronized flow (the
+    // tracker let it through): a new connection of the ends' own, which
+    // the generic path takes (tracking restarts, translation stops).
+    if (ready && (f.flags & kFlowSynInSync) && tcpAck(tcp) == f.seq.synEnd) return false;
+    if (!fits(mb, m.l3Off + kSynProxyMaxL3Len)) {
+      drop(v, DropReason::kMalformed);
+      return true;
+    }
+    if (!tcpChecksumOk(frame, m)) {
+      drop(v, DropReason::kBadChecksum);
+      return true;
+    }
+    const BackendSynAck sa = readBackendSynAck(tcp, m.tcpHdrLen);
+    if (!ready) {
+      FlowState next = f.state;
+      uint8_t flags = f.flags;
+      tcpTrack(next, flags, f.seq, tcpSegmentOf(tcp, m), dir);
+      if (!(flags & kFlowReplySeen)) {
+        // It does not acknowledge the SYN we sent: not the answer.
+        ft_.touch(fi, now_);
+        drop(v, DropReason::kSynProxyPending);
+        return true;
+      }
+      f.flags = flags;  // the tracker kept kFlowSynProxy (no restart)
+      synProxyLearnBackend(f, sa);
+      // Our ACK completes the backend's handshake: the tracker sees it as
+      // the client's (SYN_RECV -> ESTABLISHED).
+      TcpSegment ack;
+      ack.seq = sa.ack;
+      ack.ack = sa.isn + 1;
+      ack.window = synProxyWindowToBackend(f, f.spClientWin);
+      ack.flags = kTcpAck;
+      flags = f.flags;
+      tcpTrack(next, flags, f.seq, ack, Direction::kOriginal);
+      f.flags = flags;
+      ft_.setState(fi, next, now_);
+      // The window update that lets the client send: a second frame.
+      rte_mbuf* wu = gen_.n < kMaxBurst ? rte_pktmbuf_alloc(mb->pool) : nullptr;
+      if (wu != nullptr && fits(wu, m.l3Off + kSynProxyMaxL3Len)) {
+        const uint16_t wlen = writeClientWindowUpdate(rte_pktmbuf_mtod(wu, uint8_t*), frame, m.l3Off, f, sa);
+        setLen(wu, wlen);
+        wu->port = mb->port;
+        gen_.pkts[gen_.n++] = wu;
+        count(f, wlen);
+      } else {
+        if (wu != nullptr) rte_pktmbuf_free(wu);
+        bump(c_.synProxyNoMbuf);
+      }
+    } else {
+      // A retransmitted SYN-ACK: our ACK was lost; send it again.
+      ft_.touch(fi, now_);
+    }
+    const uint16_t len = writeBackendAck(frame, m, f, sa);
+    setLen(mb, len);
+    count(f, len);
+    v = Verdict{Action::kForward, DropReason::kNone, 0};
+    return true;
+  }
+  if (ready) return false;
+  if (fl & kTcpRst) {
+    // The backend refused: the client, which believes it is connected,
+    // gets a reset in its own sequence space. The tracker checks it as any
+    // reset in SYN_SENT (it must acknowledge the SYN exactly).
+    if (!trackTcp(fi, tcpSegmentOf(tcp, m), dir, v)) return true;
+    forward(mb, m, fi, dir, nullptr, v);
+    synProxyEarlyReset(tcp, f);
+    return true;
+  }
+  ft_.touch(fi, now_);
+  drop(v, DropReason::kSynProxyPending);
+  return true;
+}
+
 void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v) {
   const Flow& f = ft_.at(fi);
+  if (m.innerProto == IPPROTO_TCP && (f.flags & kFlowSynProxyReady))
+    synProxyTranslateQuote(rte_pktmbuf_mtod(mb, uint8_t*) + m.innerL4Off, m.innerL4Avail, f, dir);
   icmpTranslateError(rte_pktmbuf_mtod(mb, uint8_t*), m, f, dir);
   bump(c_.icmpErrorsTranslated);
   count(f, rte_pktmbuf_pkt_len(mb));
@@ -596,21 +849,51 @@ void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_
                       bool fromHandoff) {
   // Callers pass at most kMaxBurst; a longer array is taken in chunks
   // rather than left partly without verdicts.
+  gen_.n = 0;
   for (uint16_t done = 0; done < n;) {
     const uint16_t k = static_cast<uint16_t>(n - done < kMaxBurst ? n - done : kMaxBurst);
-    Burst b(d_, snap, nowMs, fromHandoff);
+    Burst b(d_, sp_, gen_, snap, nowMs, fromHandoff);
     b.run(pkts + done, k, verdicts + done);
     done = static_cast<uint16_t>(done + k);
   }
 }
 
+// Checked every 50 ms: the half-open count is O(1), the pool scan O(pools).
+constexpr uint32_t kCookieModeEvalMs = 50;
+
+void NatCore::updateCookieMode(uint32_t nowMs) {
+  sp_.lastEvalMs = nowMs;
+  const FlowTable& ft = *d_.flows;
+  const uint32_t halfOpen = ft.count(FlowState::kSynSent) + ft.count(FlowState::kSynRecv);
+  const PortAllocator& pa = *d_.ports;
+  uint32_t fullest = 0;  // percent
+  for (uint32_t p = 0; p < pa.poolCount(); ++p) {
+    const uint32_t cap = pa.capacity(p);
+    if (cap == 0) continue;
+    const uint32_t pct = static_cast<uint32_t>(uint64_t{pa.inUse(p)} * 100 / cap);
+    if (pct > fullest) fullest = pct;
+  }
+  const SynProxyParams& t = d_.synProxy;
+  if (!sp_.cookieMode) {
+    if (halfOpen >= t.halfOpenEnter || fullest >= t.poolEnterPct) {
+      sp_.cookieMode = true;
+      bump(d_.counters->synCookieModeEntered);
+    }
+  } else if (halfOpen <= t.halfOpenLeave && fullest <= t.poolLeavePct) {
+    sp_.cookieMode = false;
+  }
+  store(d_.counters->synCookieMode, sp_.cookieMode ? 1 : 0);
+}
+
 uint32_t NatCore::expire(uint32_t nowMs, uint32_t budget) {
   PortAllocator& pa = *d_.ports;
   WorkerCounters& c = *d_.counters;
-  return d_.flows->expire(nowMs, budget, [&pa, &c](const Flow& f) {
+  const uint32_t n = d_.flows->expire(nowMs, budget, [&pa, &c](const Flow& f) {
     closeAccounting(pa, c, f);
     bump(c.flowsExpired);
   });
+  if (d_.cookies != nullptr && nowMs - sp_.lastEvalMs >= kCookieModeEvalMs) updateCookieMode(nowMs);
+  return n;
 }
 
 template <class Pred>

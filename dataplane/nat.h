@@ -14,6 +14,7 @@
 
 #include "dataplane/flow_table.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/syncookie.h"
 #include "strait/counters.h"
 #include "strait/packet_meta.h"
 #include "strait/snapshot.h"
@@ -32,6 +33,17 @@ enum class OwnerMode : uint8_t {
   kRssHash,     // ports chosen so replies hash to the owner's queue: a miss is a miss
 };
 
+// When a worker answers syn_proxy = "auto" services with cookies: it
+// enters cookie mode when its half-open TCP flows (syn_sent + syn_recv) or
+// the fullest of its SNAT pools reach the `enter` marks, and leaves it when
+// both are back at or below the `leave` marks (hysteresis).
+struct SynProxyParams {
+  uint32_t halfOpenEnter = 1024;
+  uint32_t halfOpenLeave = 512;
+  uint32_t poolEnterPct = 90;  // percent of a pool's ports in use
+  uint32_t poolLeavePct = 75;
+};
+
 class NatCore {
  public:
   struct Deps {
@@ -41,6 +53,25 @@ class NatCore {
     uint16_t workerId = 0;
     uint16_t numWorkers = 1;
     OwnerMode ownerMode = OwnerMode::kSingle;
+    // Shared by all workers (read-only). Null: no service gets cookies.
+    const SynCookies* cookies = nullptr;
+    SynProxyParams synProxy;
+  };
+
+  // Frames the core made from nothing during the last process() call (the
+  // SYN proxy's window updates to clients), to be forwarded like kForward
+  // frames: IPv4/TCP complete, Ethernet left to the output stage.
+  struct Generated {
+    uint16_t n = 0;
+    rte_mbuf* pkts[kMaxBurst];
+  };
+
+  // State of the SYN proxy on this worker.
+  struct SynProxyState {
+    bool cookieMode = false;       // "auto" services get cookies
+    bool sentAny = false;          // a cookie was ever sent (lastCookieMs is meaningful)
+    uint32_t lastCookieMs = 0;     // when the last cookie SYN-ACK left
+    uint32_t lastEvalMs = 0;       // last evaluation of the auto thresholds
   };
 
   explicit NatCore(const Deps& d);
@@ -60,9 +91,18 @@ class NatCore {
   void process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_t nowMs, Verdict* verdicts,
                bool fromHandoff = false);
 
+  // Frames made by the last process() call; the caller takes them all
+  // (and so owns the mbufs) before the next call.
+  Generated& generated() { return gen_; }
+
   // Expires idle flows (at most `budget`), releasing their ports and
-  // counting them. Call once per poll loop.
+  // counting them, and re-evaluates the worker's cookie mode (at most every
+  // 50 ms). Call once per poll loop.
   uint32_t expire(uint32_t nowMs, uint32_t budget);
+
+  // Evaluates the syn_proxy = "auto" thresholds now (expire() calls it).
+  void updateCookieMode(uint32_t nowMs);
+  bool cookieMode() const { return sp_.cookieMode; }
 
   // Bounded sweeps over the flow records, so that the worker loop never
   // stalls on a large table: each call visits records from `cursor` on
@@ -93,6 +133,8 @@ class NatCore {
   uint32_t sweep(uint32_t cursor, uint32_t budget, Pred&& pred, uint64_t& reason, uint32_t* removed);
 
   Deps d_;
+  SynProxyState sp_;
+  Generated gen_;
 };
 
 }  // namespace strait::dataplane

@@ -33,11 +33,10 @@
 #include <cstdint>
 
 #include "dataplane/siphash.h"
+#include "dataplane/tcp_state.h"  // kNoWscale, kMaxWscale
 
 namespace strait::dataplane {
 
-inline constexpr uint8_t kNoWscale = 0xf;
-inline constexpr uint8_t kMaxWscale = 14;  // RFC 7323
 
 // The MSS values a cookie can carry (Linux's IPv4 table): the client's MSS
 // is rounded down to the largest entry not above it.

@@ -161,6 +161,10 @@ class Loop {
                     bool fromHandoff = false) {
     Verdict verdicts[kMaxBurst];
     ctx_.nat->process(pkts, n, snap, now, verdicts, fromHandoff);
+    // Frames the core made (SYN proxy window updates) go out like forwarded ones.
+    NatCore::Generated& gen = ctx_.nat->generated();
+    for (uint16_t i = 0; i < gen.n; ++i) forward(gen.pkts[i]);
+    gen.n = 0;
     // Frames for the control thread and for other workers are collected
     // and enqueued in one burst per ring: each multi-producer enqueue is a
     // compare-and-swap on a cache line all producers share.

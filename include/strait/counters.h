@@ -76,6 +76,12 @@ struct alignas(64) WorkerCounters {
   uint64_t mssClamped = 0;
   uint64_t tcpSynIgnored = 0;  // client SYNs let through on a synchronized flow without changing it
   uint64_t tcpResynced = 0;    // ... that the backend then confirmed with its SYN-ACK (tracking restarted)
+  uint64_t synCookiesSent = 0;       // SYNs answered with a cookie SYN-ACK
+  uint64_t synCookiesValid = 0;      // cookie ACKs accepted (a flow opened); rejects are drop reasons
+  uint64_t synProxyAckData = 0;      // accepted cookie ACKs whose payload was dropped (client resends)
+  uint64_t synProxyNoMbuf = 0;       // window updates to clients not sent: no mbuf (client probes instead)
+  uint64_t synCookieModeEntered = 0; // times this worker switched to cookie mode (syn_proxy = "auto")
+  uint64_t synCookieMode = 0;        // gauge: 1 while this worker answers "auto" services with cookies
   uint64_t loops = 0;         // iterations of the poll loop
   uint64_t busyLoops = 0;     // iterations that received at least one packet
   uint64_t busyCycles = 0;    // TSC cycles spent in iterations that did work
@@ -118,6 +124,12 @@ void forEachCounter(A& a, B& b, F&& f) {
   f(a.mssClamped, b.mssClamped);
   f(a.tcpSynIgnored, b.tcpSynIgnored);
   f(a.tcpResynced, b.tcpResynced);
+  f(a.synCookiesSent, b.synCookiesSent);
+  f(a.synCookiesValid, b.synCookiesValid);
+  f(a.synProxyAckData, b.synProxyAckData);
+  f(a.synProxyNoMbuf, b.synProxyNoMbuf);
+  f(a.synCookieModeEntered, b.synCookieModeEntered);
+  f(a.synCookieMode, b.synCookieMode);  // a 0/1 gauge per worker; summed: workers in cookie mode
   f(a.loops, b.loops);
   f(a.busyLoops, b.busyLoops);
   f(a.busyCycles, b.busyCycles);

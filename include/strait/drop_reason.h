@@ -34,7 +34,12 @@ namespace strait {
   X(kFlowFlushed, "flow_flushed")                /* packet of a flow removed by backend remove --flush */ \
   X(kRstOutOfWindow, "rst_out_of_window")        /* TCP RST whose sequence number is outside the receiver's window */ \
   X(kHealthEndpointNoReply, "health_endpoint_no_reply") /* instance health endpoint segment needing no answer (ACK, RST) */ \
-  X(kMultiSegment, "multi_segment")              /* frame delivered as an mbuf chain (larger than the mbuf data room) */
+  X(kMultiSegment, "multi_segment")              /* frame delivered as an mbuf chain (larger than the mbuf data room) */ \
+  X(kSynCookieInvalid, "syn_cookie_invalid")     /* ACK without a flow whose cookie this process did not make */ \
+  X(kSynCookieStale, "syn_cookie_stale")         /* cookie ACK older than two cookie periods */ \
+  X(kSynCookieReplayed, "syn_cookie_replayed")   /* cookie ACK again while its flow waits for the backend */ \
+  X(kSynProxyPending, "syn_proxy_pending")       /* client segment before the backend's SYN-ACK (cookie flow) */ \
+  X(kBadChecksum, "bad_checksum")                /* TCP checksum wrong on a segment the SYN proxy would answer or rebuild */
 
 enum class DropReason : uint8_t {
   kNone = 0,

@@ -9,6 +9,7 @@
 #include <bitset>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strait/counters.h"
@@ -23,6 +24,28 @@ struct BackendView {
   bool up = true;       // health-check state
 };
 
+// Per service: when new TCP connections go through SYN cookies (see
+// dataplane/synproxy.h and docs/security.md).
+enum class SynProxyMode : uint8_t {
+  kAuto = 0,  // when this worker is in cookie mode (half-open flows or SNAT pool pressure)
+  kOn,        // always
+  kOff,       // never: every SYN opens a flow
+};
+
+constexpr std::string_view synProxyModeName(SynProxyMode m) {
+  return m == SynProxyMode::kOn ? "on" : m == SynProxyMode::kOff ? "off" : "auto";
+}
+// False when `text` is none of "auto", "on", "off".
+constexpr bool parseSynProxyMode(std::string_view text, SynProxyMode& out) {
+  for (SynProxyMode m : {SynProxyMode::kAuto, SynProxyMode::kOn, SynProxyMode::kOff}) {
+    if (synProxyModeName(m) == text) {
+      out = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 struct ServiceView {
   std::string name;
   uint16_t slot = 0;  // stable counter slot
@@ -31,6 +54,7 @@ struct ServiceView {
   uint8_t proto = 0;      // IPPROTO_TCP or IPPROTO_UDP
   uint16_t mssClamp = 0;  // 0 = off; else clamp TCP MSS option on SYN / SYN-ACK
   bool failOpen = false;  // every backend down: Maglev table built over all of them
+  SynProxyMode synProxy = SynProxyMode::kAuto;
   std::vector<uint32_t> snatIps;
   std::vector<BackendView> backends;  // everything configured, drained and down included
   // Maglev lookup table: entries are indices into `backends`; empty when no

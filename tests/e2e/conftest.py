@@ -1,6 +1,7 @@
 """The end-to-end tier's fixture: the EC2-like topology (client, router,
 straitd one-armed, two nginx backends) with a real straitd in front of the
-backends, with one worker and with two, in both I/O modes (af_packet, and
+backends (service "web", and "guard": the same backends with syn_proxy =
+"on"), with one worker and with two, in both I/O modes (af_packet, and
 xdp: the shared-NIC mode). Session scope: pytest runs every case against
 one combination, then the next. STRAIT_TEST_IO restricts the I/O modes."""
 
@@ -16,6 +17,8 @@ from tests.e2e.topology_checks import check_topology
 from tests.lib.topology import VIP, Ec2Topology, io_modes
 
 SERVICE = "web"
+# The same backends behind SYN cookies (tests/e2e/test_syn_proxy.py).
+GUARD_SERVICE, GUARD_PORT = "guard", 8080
 
 
 class E2E:
@@ -95,7 +98,9 @@ def e2e(request):
         # failure cases are in test_health.py, on a lab of their own.
         svc = Service(SERVICE, f"{VIP}:80", [f"{ip}:80" for ip in topo.backend_ips],
                       extra={"health_check": {"type": "http", "interval_ms": 1000}})
-        d = Straitd(topo.lb, topo.workdir, services=[svc], workers=workers, io=io)
+        guard = Service(GUARD_SERVICE, f"{VIP}:{GUARD_PORT}", [f"{ip}:80" for ip in topo.backend_ips],
+                        extra={"syn_proxy": "on"})
+        d = Straitd(topo.lb, topo.workdir, services=[svc, guard], workers=workers, io=io)
         d.start()
         e = E2E(topo, d, workers, io)
         _wait_backends_up(e)

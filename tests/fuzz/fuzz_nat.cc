@@ -30,6 +30,7 @@
 #include <sanitizer/asan_interface.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -43,6 +44,7 @@
 #include "dataplane/nat.h"
 #include "dataplane/parse.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/synproxy.h"
 #include "strait/counters.h"
 #include "strait/snapshot.h"
 #include "strait/verdict.h"
@@ -112,8 +114,17 @@ std::unique_ptr<Snapshot> makeSnapshot(int variant) {
   dns.backends.push_back({kBackend2, port16(53), 3, variant == 0 ? 2u : 0u, true});
   buildTable(dns);
 
+  // The same backends behind SYN cookies (syn_proxy = "on").
+  ServiceView guard = web;
+  guard.name = "guard";
+  guard.slot = 2;
+  guard.port = port16(443);
+  guard.synProxy = SynProxyMode::kOn;
+  guard.mssClamp = 0;
+
   snap->services.push_back(std::move(web));
   snap->services.push_back(std::move(dns));
+  snap->services.push_back(std::move(guard));
   if (variant == 2) snap->flushedBackends.set(1);
   // The instance health endpoint on the interface address, port 8080: the
   // stateless responder rewrites frames in place, so it is fuzzed too.
@@ -140,6 +151,7 @@ struct Sums {
   bool ipOk = false;
   bool l4Ok = false;
   bool udpNone = false;  // UDP checksum 0: "no checksum"
+  uint16_t ipId = 0;     // as stored
 };
 
 uint16_t load16(const uint8_t* p) {
@@ -155,6 +167,7 @@ Sums assess(const uint8_t* f, std::size_t len) {
   s.ipv4 = true;
   s.ttl = m.ttl;
   s.proto = m.l4Proto;
+  s.ipId = load16(f + m.l3Off + 4);
   s.ipOk = checksumFold(checksumPartial(f + m.l3Off, m.ipHdrLen)) == 0;
   const uint8_t* l4 = f + m.l4Off;
   std::size_t covered = m.l4Len;
@@ -184,7 +197,9 @@ void checkOutput(const Sums& in, const rte_mbuf* mb, Action action, int idx) {
   if (!out.ipv4) fail("output frame no longer parses as IPv4", idx);
   if (action == Action::kForward) {
     if (in.ttl <= 1) fail("forwarded a packet whose TTL was <= 1", idx);
-    if (out.ttl + 1 != in.ttl) fail("TTL not decremented by one", idx);
+    // The SYN proxy rebuilds some segments as its own (TTL 64, IPv4 id 0).
+    const bool rebuilt = out.proto == IPPROTO_TCP && out.ttl == 64 && out.ipId == 0;
+    if (out.ttl + 1 != in.ttl && !rebuilt) fail("TTL not decremented by one", idx);
   }
   // Checksum offload would leave partial sums in place: only check what the
   // core did not hand to the NIC.
@@ -286,6 +301,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   deps.workerId = twoWorkers ? 1 : 0;
   deps.numWorkers = twoWorkers ? 2 : 1;
   deps.ownerMode = twoWorkers ? OwnerMode::kPortModulo : OwnerMode::kSingle;
+  static const SynCookies cookies(SipKey{0x5eed, 0xc00c1e}, 65536);
+  deps.cookies = &cookies;
   NatCore nat(deps);
 
   int current = 0;
@@ -316,10 +333,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (dst == nullptr) fail("frame does not fit an mbuf");
       std::memcpy(dst, p, len);
       p += len;
-      // Everything in the buffer outside the frame is off limits.
+      // Everything in the buffer outside the frame is off limits, except
+      // what the SYN proxy may grow a frame into (it checks the room).
       auto* buf = static_cast<uint8_t*>(mb->buf_addr);
+      const std::size_t room = std::max<std::size_t>(len, 18 + kSynProxyMaxL3Len);
       ASAN_POISON_MEMORY_REGION(buf, mb->data_off);
-      ASAN_POISON_MEMORY_REGION(buf + mb->data_off + len, mb->buf_len - mb->data_off - len);
+      ASAN_POISON_MEMORY_REGION(buf + mb->data_off + room, mb->buf_len - mb->data_off - room);
       before[n] = assess(reinterpret_cast<const uint8_t*>(dst), len);
       pkts[n++] = mb;
     }
@@ -359,6 +378,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       rte_pktmbuf_free(pkts[i]);
     }
     if (totalDrops(*counters) - dropsBefore != dropVerdicts) fail("drop counters do not match drop verdicts", frameNo);
+    // Frames the core made (SYN proxy window updates): well formed, freed.
+    NatCore::Generated& gen = nat.generated();
+    for (uint16_t i = 0; i < gen.n; ++i) {
+      const Sums s = assess(rte_pktmbuf_mtod(gen.pkts[i], const uint8_t*), rte_pktmbuf_data_len(gen.pkts[i]));
+      if (!s.ipv4 || !s.ipOk || !s.l4Ok || s.proto != IPPROTO_TCP) fail("generated frame malformed", frameNo);
+      rte_pktmbuf_free(gen.pkts[i]);
+    }
+    gen.n = 0;
     frameNo += n;
     if (flows.size() > flows.capacity()) fail("flow table over capacity");
     if (h1 & 0x20) nat.expire(nowMs, 16);

@@ -156,6 +156,16 @@ def nat_seeds():
     # Worker 1 of 2: a reply to an even SNAT port belongs to worker 0.
     seeds["handoff"] = nat_input(1, [([eth_ip(tcp(BACKENDS[0], IFACE, 80, 1024, SYN | ACK, seq=5000, ack=1001)),
                                        eth_ip(udp(BACKENDS[1], DNS_SNAT, 53, 1030, b"late"))], 0, 0, False)])
+    # The SYN-cookie service (port 443): SYNs with and without options are
+    # answered in place; ACKs carry no cookie of ours (the fuzzer cannot
+    # forge one) and are refused.
+    ts_opts = struct.pack("!BBH", 2, 4, 1460) + b"\x04\x02\x08\x0a\x00\x00\x00\x01\x00\x00\x00\x00\x01\x03\x03\x07"
+    seeds["syn_cookies"] = nat_input(0, [([
+        eth_ip(tcp(CLIENT, IFACE, 43000, 443, SYN, options=ts_opts)),
+        eth_ip(tcp(CLIENT, IFACE, 43001, 443, SYN)),
+        eth_ip(tcp(CLIENT, IFACE, 43000, 443, ACK, seq=1001, ack=0x12345679)),
+        eth_ip(tcp(CLIENT, IFACE, 43002, 443, ACK, seq=7, ack=8, payload=b"GET /")),
+    ], 0, 1, False)])
     return seeds
 
 

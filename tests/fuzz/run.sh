@@ -60,6 +60,7 @@ CORE_SOURCES=(
   dataplane/health_endpoint.cc
   dataplane/mss_clamp.cc
   dataplane/syncookie.cc
+  dataplane/synproxy.cc
 )
 PARSE_SOURCES=(dataplane/parse.cc)
 HARNESSES=(fuzz_parse fuzz_nat)

@@ -14,7 +14,7 @@ from tests.lib.require import require_straitd
 from tests.lib.straitd import Straitd
 from tests.lib.topology import GATEWAY_IP, WireTopology, io_modes
 from tests.lib.wire import Wire, is_gateway_arp
-from tests.packet.helpers import SERVICES, PacketLb, warm_up
+from tests.packet.helpers import COOKIE_PERIOD_MS, SERVICES, PacketLb, warm_up
 
 
 # The xdp mode runs with one worker only: DPDK 22.11's net_af_xdp binds no
@@ -34,7 +34,8 @@ def lb(request):
     rc, log = 0, ""
     try:
         topo.up()
-        d = Straitd(topo.lb, topo.workdir, services=SERVICES, workers=workers, io=io)
+        d = Straitd(topo.lb, topo.workdir, services=SERVICES, workers=workers, io=io,
+                    dataplane={"syn_cookie_period_ms": COOKIE_PERIOD_MS})
         d.start()
         wire = Wire(topo.tester, WireTopology.TESTER_IF, ignore=[is_gateway_arp(GATEWAY_IP)])
         handle = PacketLb(topo, d, wire, workers, io)

@@ -7,6 +7,10 @@ The services are fixed so every expected packet is exact:
   web   tcp 192.0.2.10:80   -> 203.0.113.11:80    SNAT 192.0.2.10 (the interface address)
   alt   tcp 192.0.2.11:8080 -> 203.0.113.12:8080  SNAT 192.0.2.20
   dns   udp 192.0.2.10:53   -> 203.0.113.13:5353  SNAT 192.0.2.10
+  guard tcp 192.0.2.10:443  -> 203.0.113.14:8443  SNAT 192.0.2.10, syn_proxy = "on"
+
+The daemon runs with a 2,048 ms SYN cookie period (syn_cookie_period_ms) so
+that a stale cookie can be shown in seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ CLIENT = "198.51.100.2"
 WEB_BACKEND = ("203.0.113.11", 80)
 ALT_BACKEND = ("203.0.113.12", 8080)
 DNS_BACKEND = ("203.0.113.13", 5353)
+GUARD_BACKEND = ("203.0.113.14", 8443)
+COOKIE_PERIOD_MS = 2048
 # Frames from straitd leave with TTL one less than they came in with.
 TTL_IN = 64
 
@@ -33,6 +39,8 @@ SERVICES = [
     Service("web", f"{VIP}:80", [f"{WEB_BACKEND[0]}:{WEB_BACKEND[1]}"]),
     Service("alt", f"{VIP2}:8080", [f"{ALT_BACKEND[0]}:{ALT_BACKEND[1]}"], snat=[SNAT2]),
     Service("dns", f"{VIP}:53", [f"{DNS_BACKEND[0]}:{DNS_BACKEND[1]}"], protocol="udp"),
+    Service("guard", f"{VIP}:443", [f"{GUARD_BACKEND[0]}:{GUARD_BACKEND[1]}"],
+            extra={"syn_proxy": "on"}),
 ]
 
 # Client ports unique for the whole session, so no case meets a flow left
@@ -188,7 +196,7 @@ def warm_up(lb: PacketLb) -> None:
     raise AssertionError("straitd forwarded nothing within 20 s of start; log:\n" + lb.d.log_tail())
 
 
-__all__ = ["ALT_BACKEND", "CLIENT", "DNS_BACKEND", "SERVICES", "SNAT2", "TTL_IN", "VIP", "VIP2",
+__all__ = ["ALT_BACKEND", "CLIENT", "COOKIE_PERIOD_MS", "DNS_BACKEND", "GUARD_BACKEND", "SERVICES", "SNAT2", "TTL_IN", "VIP", "VIP2",
            "WEB_BACKEND", "Counters", "Metrics", "PacketLb", "assert_clean", "assert_datagram",
            "ip_bytes", "next_port", "rewritten", "udp_to",
            "tcp_to", "to_lb", "warm_up"]

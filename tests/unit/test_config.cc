@@ -615,6 +615,40 @@ TEST(Config, ControlRules) {
   EXPECT_EQ(parse(ctl("resolver = \"192.0.2.53\"")).control.resolver, "192.0.2.53");
 }
 
+TEST(Config, SynProxy) {
+  EXPECT_EQ(parse(minimalWith("")).services[0].synProxy, SynProxyMode::kAuto);
+  EXPECT_EQ(parse(minimalWith("syn_proxy = \"on\"")).services[0].synProxy, SynProxyMode::kOn);
+  EXPECT_EQ(parse(minimalWith("syn_proxy = \"off\"")).services[0].synProxy, SynProxyMode::kOff);
+  expectError(minimalWith("syn_proxy = \"always\""), "service[0].syn_proxy",
+              "\"always\": expected one of auto, on, off");
+  expectError(minimalWith("syn_proxy = true"), "service[0].syn_proxy", "expected a string");
+  expectError(minimalWith("protocol = \"udp\"\nsyn_proxy = \"on\""), "service[0].syn_proxy",
+              "SYN cookies are for TCP services");
+  const Config d = parse(minimalWith(""));
+  EXPECT_EQ(d.dataplane.synCookiePeriodMs, 65536u);
+  EXPECT_EQ(d.dataplane.synProxyHalfOpenEnter, 1024u);
+  EXPECT_EQ(d.dataplane.synProxyHalfOpenLeave, 512u);
+  EXPECT_EQ(d.dataplane.synProxyPoolEnterPct, 90u);
+  EXPECT_EQ(d.dataplane.synProxyPoolLeavePct, 75u);
+  const auto dp = [](const std::string& kv) { return minimalWith("", "[dataplane]\n" + kv + "\n"); };
+  const Config c = parse(dp("syn_cookie_period_ms = 2048\nsyn_proxy_half_open_enter = 10\n"
+                            "syn_proxy_half_open_leave = 5\nsyn_proxy_pool_enter_pct = 101\n"
+                            "syn_proxy_pool_leave_pct = 80"));
+  EXPECT_EQ(c.dataplane.synCookiePeriodMs, 2048u);
+  EXPECT_EQ(c.dataplane.synProxyHalfOpenEnter, 10u);
+  EXPECT_EQ(c.dataplane.synProxyPoolEnterPct, 101u);
+  expectError(dp("syn_cookie_period_ms = 60000"), "dataplane.syn_cookie_period_ms", "must be a power of two");
+  expectError(dp("syn_cookie_period_ms = 512"), "dataplane.syn_cookie_period_ms", "out of range");
+  expectError(dp("syn_proxy_half_open_enter = 100\nsyn_proxy_half_open_leave = 100"),
+              "dataplane.syn_proxy_half_open_leave", "must be below syn_proxy_half_open_enter 100");
+  expectError(dp("syn_proxy_pool_leave_pct = 95"), "dataplane.syn_proxy_pool_leave_pct",
+              "must be below syn_proxy_pool_enter_pct 90");
+  // Rendered and read back.
+  const Config r = parseConfig(renderConfig(parse(minimalWith("syn_proxy = \"off\"", "[dataplane]\nsyn_cookie_period_ms = 4096\n"))), "r.toml");
+  EXPECT_EQ(r.services[0].synProxy, SynProxyMode::kOff);
+  EXPECT_EQ(r.dataplane.synCookiePeriodMs, 4096u);
+}
+
 TEST(Config, RenderRoundTrip) {
   for (const char* text : {kBriefMinimal, kFull}) {
     const Config a = parse(text);

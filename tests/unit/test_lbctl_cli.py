@@ -83,6 +83,8 @@ class UsageErrors(unittest.TestCase):
         (["service", "add", "web", "--listen", "192.0.2.10:80", "--protocol", "tcp", "--snat", "192.0.2.10,nope"],
          '"nope" is not an IPv4 address'),
         (["service", "add", "--listen", "192.0.2.10:80", "--protocol", "tcp"], "missing service NAME"),
+        (["service", "add", "web", "--listen", "192.0.2.10:80", "--protocol", "tcp", "--syn-proxy", "yes"],
+         '--syn-proxy "yes": expected auto, on or off'),
         (["service", "remove"], "missing service NAME"),
         (["backend", "list"], "missing SERVICE"),
         (["backend", "add", "web"], "missing backend IP:PORT"),
@@ -218,6 +220,9 @@ class WithFakeDaemon(unittest.TestCase):
             (["service", "add", "web", "--listen", "192.0.2.10:80", "--protocol", "udp", "--snat", "192.0.2.11,192.0.2.12"],
              {"command": "service add", "args": {"name": "web", "listen": "192.0.2.10:80", "protocol": "udp",
                                                   "snat": ["192.0.2.11", "192.0.2.12"]}}),
+            (["service", "add", "web", "--listen", "192.0.2.10:443", "--protocol", "tcp", "--syn-proxy", "on"],
+             {"command": "service add", "args": {"name": "web", "listen": "192.0.2.10:443", "protocol": "tcp",
+                                                  "syn_proxy": "on"}}),
             (["service", "remove", "web"], {"command": "service remove", "args": {"name": "web"}}),
         ]
         self.daemon.replies["service add"] = {"ok": True, "version": 1,

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -23,6 +24,7 @@
 #include "dataplane/maglev.h"
 #include "dataplane/nat.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/synproxy.h"
 #include "strait/counters.h"
 #include "strait/snapshot.h"
 
@@ -127,6 +129,7 @@ struct L4Spec {
   // SYN-ACK acknowledges the SYN, and RSTs against the windows).
   uint32_t seq = 1000, ack = 1001;
   Bytes tcpOpts;  // multiple of 4
+  uint16_t window = 65535;
   Bytes payload;
   bool udpZeroChecksum = false;
 };
@@ -164,7 +167,7 @@ Bytes ipPacket(const L4Spec& s) {
     wr32(&l4[8], s.ack);
     l4[12] = static_cast<uint8_t>((l4.size() / 4) << 4);
     l4[13] = s.flags;
-    wr16(&l4[14], 65535);
+    wr16(&l4[14], s.window);
     std::copy(s.tcpOpts.begin(), s.tcpOpts.end(), l4.begin() + 20);
   } else {
     l4.assign(8, 0);
@@ -287,6 +290,8 @@ class NatTest : public ::testing::Test {
     uint16_t portMin = 40000, portMax = 40999;
     uint16_t workerId = 0, numWorkers = 1;
     OwnerMode mode = OwnerMode::kSingle;
+    bool cookies = false;  // give the core a SynCookies
+    SynProxyParams synProxy;
   };
 
   void SetUp() override { build(Setup{}); }
@@ -318,6 +323,8 @@ class NatTest : public ::testing::Test {
     d.workerId = s.workerId;
     d.numWorkers = s.numWorkers;
     d.ownerMode = s.mode;
+    if (s.cookies) d.cookies = &cookies_;
+    d.synProxy = s.synProxy;
     nat_ = std::make_unique<NatCore>(d);
     snap_ = makeSnapshot();
   }
@@ -445,6 +452,7 @@ class NatTest : public ::testing::Test {
 
   static rte_mempool* mp_;
   static int seq_;
+  SynCookies cookies_{SipKey{0x1111, 0x2222}, 65536};
   std::string name_;
   std::unique_ptr<FlowTable> ft_;
   std::unique_ptr<PortAllocator> pa_;
@@ -1787,6 +1795,431 @@ TEST_F(NatTest, FullBurstOfNewFlows) {
   }
   EXPECT_EQ(ports.size(), kMaxBurst);
   EXPECT_EQ(ft_->size(), kMaxBurst);
+}
+
+// ---- SYN proxy (syn_proxy = "on") ----
+
+Bytes tsOpt(uint32_t val, uint32_t ecr) {
+  Bytes b{1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0};
+  wr32(&b[4], val);
+  wr32(&b[8], ecr);
+  return b;
+}
+
+// Options of a TCP header: kind -> value bytes (first occurrence).
+std::map<uint8_t, Bytes> tcpOptions(const Bytes& f) {
+  const uint8_t* ip = f.data() + kEth;
+  const uint8_t* t = ip + (ip[0] & 0xf) * 4;
+  const std::size_t hl = (t[12] >> 4) * 4u;
+  std::map<uint8_t, Bytes> out;
+  for (std::size_t o = 20; o < hl;) {
+    if (t[o] == 0) break;
+    if (t[o] == 1) {
+      ++o;
+      continue;
+    }
+    out.emplace(t[o], Bytes(t + o + 2, t + o + t[o + 1]));
+    o += t[o + 1];
+  }
+  return out;
+}
+const uint8_t* tcpOf(const Bytes& f) {
+  const uint8_t* ip = f.data() + kEth;
+  return ip + (ip[0] & 0xf) * 4;
+}
+uint32_t seqOf(const Bytes& f) { return rd32(tcpOf(f) + 4); }
+uint32_t ackOf(const Bytes& f) { return rd32(tcpOf(f) + 8); }
+uint16_t winOf(const Bytes& f) { return rd16(tcpOf(f) + 14); }
+
+class SynProxyTest : public NatTest {
+ protected:
+  void SetUp() override {
+    Setup s;
+    s.cookies = true;
+    build(s);
+    for (auto& sv : snap_.services) sv.synProxy = SynProxyMode::kOn;
+  }
+
+  // Client SYN with MSS 1460, SACK-permitted, TS (tsval 111) and wscale 8.
+  L4Spec clientSyn(uint16_t cport, uint32_t isn) {
+    L4Spec s = tcp(kClient, cport, kVip, 80, kSyn);
+    s.seq = isn;
+    s.tcpOpts = tcpMssOpt(1460);
+    for (uint8_t b : Bytes{4, 2, 8, 10, 0, 0, 0, 111, 0, 0, 0, 0, 1, 3, 3, 8}) s.tcpOpts.push_back(b);
+    return s;
+  }
+
+  // Runs one frame and collects what the core generated besides it.
+  Verdict oneGen(Bytes& f, uint32_t now, std::vector<Bytes>& gen) {
+    const Verdict v = one(f, now);
+    NatCore::Generated& g = nat_->generated();
+    for (uint16_t i = 0; i < g.n; ++i) {
+      const uint8_t* d = rte_pktmbuf_mtod(g.pkts[i], const uint8_t*);
+      gen.emplace_back(d, d + rte_pktmbuf_data_len(g.pkts[i]));
+      rte_pktmbuf_free(g.pkts[i]);
+    }
+    g.n = 0;
+    return v;
+  }
+
+};
+
+TEST_F(SynProxyTest, SynIsAnsweredWithACookieAndNoState) {
+  Bytes f = frame(clientSyn(3000, 7000));
+  const Verdict v = one(f, 1000);
+  EXPECT_EQ(v.action, Action::kLocal);
+  EXPECT_EQ(ft_->size(), 0u);
+  EXPECT_EQ(pa_->poolCount(), 0u);
+  EXPECT_EQ(counters_->synCookiesSent, 1u);
+  EXPECT_TRUE(checksumsOk(f));
+  const Seen s = seen(f);
+  EXPECT_EQ(s.src, kVip);
+  EXPECT_EQ(s.dst, kClient);
+  EXPECT_EQ(s.sport, 80);
+  EXPECT_EQ(s.dport, 3000);
+  EXPECT_EQ(s.flags, kSyn | kAck);
+  EXPECT_EQ(s.ttl, 64);
+  EXPECT_EQ(ackOf(f), 7001u);
+  EXPECT_EQ(winOf(f), 0);  // nothing may be sent before the backend is there
+  EXPECT_EQ(0, std::memcmp(f.data(), kMacB, 6));  // back where it came from
+  auto o = tcpOptions(f);
+  EXPECT_EQ(rd16(&o[2][0]), 1460);
+  EXPECT_EQ(o[3], Bytes{kProxyWscale});
+  EXPECT_TRUE(o.count(4));
+  ASSERT_EQ(o[8].size(), 8u);
+  EXPECT_EQ(rd32(&o[8][4]), 111u);  // echoes the client's TSval
+  uint8_t ws = 0;
+  bool sack = false;
+  ASSERT_TRUE(cookieTsDecode(rd32(&o[8][0]), ws, sack));
+  EXPECT_EQ(ws, 8);
+  EXPECT_TRUE(sack);
+  uint16_t mss = 0;
+  EXPECT_EQ(cookies_.check(CookieTuple{net(kClient), net(kVip), net16(3000), net16(80)}, 7000, seqOf(f), 1000, mss),
+            CookieCheck::kValid);
+}
+
+TEST_F(SynProxyTest, ValidCookieOpensTheBackendWithTheClientsOptions) {
+  Bytes f = frame(clientSyn(3001, 7000));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
+  L4Spec a = tcp(kClient, 3001, kVip, 80, kAck);
+  a.seq = 7001;
+  a.ack = cookie + 1;
+  a.window = 502;
+  a.tcpOpts = tsOpt(112, ourTs);
+  f = frame(a);
+  EXPECT_FORWARD(one(f, 1500));
+  EXPECT_TRUE(checksumsOk(f));
+  const Seen s = seen(f);
+  EXPECT_EQ(s.src, kVip);  // SNAT
+  EXPECT_EQ(s.dst, kBackend1);
+  EXPECT_EQ(s.flags, kSyn);
+  EXPECT_EQ(seqOf(f), 7000u);
+  auto o = tcpOptions(f);
+  EXPECT_EQ(rd16(&o[2][0]), 1460);
+  EXPECT_EQ(o[3], Bytes{8});
+  EXPECT_TRUE(o.count(4));
+  EXPECT_EQ(rd32(&o[8][0]), 112u);
+  EXPECT_EQ(rd32(&o[8][4]), 0u);
+  const Flow fl = onlyFlow();
+  EXPECT_EQ(fl.state, FlowState::kSynSent);
+  EXPECT_EQ(fl.flags & (kFlowSynProxy | kFlowSynProxyReady), kFlowSynProxy);
+  EXPECT_EQ(counters_->synCookiesValid, 1u);
+  EXPECT_EQ(counters_->flowsCreated, 1u);
+}
+
+TEST_F(SynProxyTest, ForgedStaleAndReplayedCookies) {
+  Bytes f = frame(clientSyn(3002, 7000));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
+  auto ack = [&](uint32_t ackNo) {
+    L4Spec a = tcp(kClient, 3002, kVip, 80, kAck);
+    a.seq = 7001;
+    a.ack = ackNo;
+    a.tcpOpts = tsOpt(112, ourTs);
+    return frame(a);
+  };
+  f = ack(cookie + 2);
+  EXPECT_DROP(one(f, 1000), DropReason::kSynCookieInvalid);
+  f = ack(cookie + 1);
+  EXPECT_DROP(one(f, 1000 + 2 * 65536), DropReason::kSynCookieStale);
+  EXPECT_EQ(ft_->size(), 0u);
+  // Option bits that our SYN-ACK cannot have sent.
+  L4Spec bad = tcp(kClient, 3002, kVip, 80, kAck);
+  bad.seq = 7001;
+  bad.ack = cookie + 1;
+  bad.tcpOpts = tsOpt(112, ourTs | 0x20);
+  f = frame(bad);
+  EXPECT_DROP(one(f, 1000), DropReason::kSynCookieInvalid);
+  // Valid, then the same ACK again while the backend has not answered.
+  f = ack(cookie + 1);
+  EXPECT_FORWARD(one(f, 65536 + 5));  // next period: still valid
+  f = ack(cookie + 1);
+  EXPECT_DROP(one(f, 65536 + 6), DropReason::kSynCookieReplayed);
+  EXPECT_EQ(ft_->size(), 1u);
+  EXPECT_EQ(counters_->synCookiesValid, 1u);
+}
+
+TEST_F(SynProxyTest, HandshakeAndTranslation) {
+  Bytes f = frame(clientSyn(3003, 7000));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
+  L4Spec a = tcp(kClient, 3003, kVip, 80, kAck);
+  a.seq = 7001;
+  a.ack = cookie + 1;
+  a.window = 502;
+  a.tcpOpts = tsOpt(112, ourTs);
+  f = frame(a);
+  one(f, 1000);
+  const uint16_t snatPort = seen(f).sport;
+
+  // Backend SYN-ACK: ISN 5000, TS 9000, wscale 6.
+  L4Spec sa = tcp(kBackend1, 80, kVip, snatPort, kSyn | kAck);
+  sa.seq = 5000;
+  sa.ack = 7001;
+  sa.window = 65160;
+  sa.tcpOpts = tcpMssOpt(1400);
+  for (uint8_t b : Bytes{4, 2, 8, 10, 0, 0, 0x23, 0x28, 0, 0, 0, 112, 1, 3, 3, 6}) sa.tcpOpts.push_back(b);
+  f = frame(sa);
+  std::vector<Bytes> gen;
+  EXPECT_FORWARD(oneGen(f, 1000, gen));
+  // ACK to the backend.
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kBackend1);
+  EXPECT_EQ(seen(f).sport, snatPort);
+  EXPECT_EQ(seen(f).flags, kAck);
+  EXPECT_EQ(seqOf(f), 7001u);
+  EXPECT_EQ(ackOf(f), 5001u);
+  EXPECT_EQ(winOf(f), 502);  // both sides scale: the client's field as it was
+  EXPECT_EQ(rd32(&tcpOptions(f)[8][0]), 112u);
+  EXPECT_EQ(rd32(&tcpOptions(f)[8][4]), 9000u);
+  // Window update to the client.
+  ASSERT_EQ(gen.size(), 1u);
+  EXPECT_TRUE(checksumsOk(gen[0]));
+  EXPECT_EQ(seen(gen[0]).src, kVip);
+  EXPECT_EQ(seen(gen[0]).dst, kClient);
+  EXPECT_EQ(seen(gen[0]).sport, 80);
+  EXPECT_EQ(seen(gen[0]).dport, 3003);
+  EXPECT_EQ(seen(gen[0]).flags, kAck);
+  EXPECT_EQ(seqOf(gen[0]), cookie + 1);
+  EXPECT_EQ(ackOf(gen[0]), 7001u);
+  EXPECT_EQ(winOf(gen[0]), 510);  // 65160 bytes at scale 7, rounded up
+  EXPECT_EQ(rd32(&tcpOptions(gen[0])[8][0]), ourTs);
+  EXPECT_EQ(rd32(&tcpOptions(gen[0])[8][4]), 112u);
+  EXPECT_EQ(onlyFlow().state, FlowState::kEstablished);
+
+  // Backend data: seq and TSval into the client's view, window 100 at
+  // scale 6 = 6400 bytes = 50 at scale 7.
+  L4Spec bd = tcp(kBackend1, 80, kVip, snatPort, kAck | kPsh);
+  bd.seq = 5001;
+  bd.ack = 7001;
+  bd.window = 100;
+  bd.tcpOpts = tsOpt(9010, 112);
+  bd.payload = Bytes(100, 0x5a);
+  f = frame(bd);
+  EXPECT_FORWARD(one(f, 1100));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kClient);
+  EXPECT_EQ(seqOf(f), cookie + 1);
+  EXPECT_EQ(ackOf(f), 7001u);
+  EXPECT_EQ(winOf(f), 50);
+  EXPECT_EQ(rd32(&tcpOptions(f)[8][0]), ourTs + 10);
+  EXPECT_EQ(rd32(&tcpOptions(f)[8][4]), 112u);
+
+  // Client ACK with a SACK block: ack, SACK edges and TSecr into the
+  // backend's view; the client's window field untouched.
+  L4Spec cd = tcp(kClient, 3003, kVip, 80, kAck);
+  cd.seq = 7001;
+  cd.ack = cookie + 1 + 100;
+  cd.window = 300;
+  cd.tcpOpts = tsOpt(113, ourTs + 10);
+  for (uint8_t b : Bytes{1, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0}) cd.tcpOpts.push_back(b);
+  wr32(&cd.tcpOpts[16], cookie + 201);
+  wr32(&cd.tcpOpts[20], cookie + 301);
+  f = frame(cd);
+  EXPECT_FORWARD(one(f, 1200));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kBackend1);
+  EXPECT_EQ(ackOf(f), 5101u);
+  EXPECT_EQ(winOf(f), 300);
+  auto o = tcpOptions(f);
+  EXPECT_EQ(rd32(&o[8][0]), 113u);
+  EXPECT_EQ(rd32(&o[8][4]), 9010u);
+  EXPECT_EQ(rd32(&o[5][0]), 5201u);
+  EXPECT_EQ(rd32(&o[5][4]), 5301u);
+
+  // Fragmentation needed from a router on the client's side, quoting a
+  // segment we sent the client: the backend gets the quote in its own
+  // sequence space (Linux ignores errors quoting an out-of-window seq).
+  L4Spec q = tcp(kVip, 80, kClient, 3003, kAck);
+  q.seq = cookie + 1;
+  Bytes quote = ipPacket(q);
+  quote.resize(28);
+  f = icmpError(ip4(198, 51, 100, 1), kVip, 3, 4, 1400, quote);
+  EXPECT_FORWARD(one(f, 1250));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kBackend1);
+  EXPECT_EQ(rd32(f.data() + kEth + 20 + 8 + 20 + 4), 5001u);
+
+  // FIN from the backend, RST from the client.
+  L4Spec fin = tcp(kBackend1, 80, kVip, snatPort, kFin | kAck);
+  fin.seq = 5101;
+  fin.ack = 7001;
+  f = frame(fin);
+  EXPECT_FORWARD(one(f, 1300));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seqOf(f), cookie + 101);
+  EXPECT_EQ(onlyFlow().state, FlowState::kFinWait);
+  EXPECT_EQ(onlyFlow().flags & (kFlowSynProxy | kFlowSynProxyReady), kFlowSynProxy | kFlowSynProxyReady);
+  L4Spec rst = tcp(kClient, 3003, kVip, 80, kRst | kAck);
+  rst.seq = 7001;
+  rst.ack = cookie + 102;
+  f = frame(rst);
+  EXPECT_FORWARD(one(f, 1400));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seqOf(f), 7001u);
+  EXPECT_EQ(ackOf(f), 5102u);
+  EXPECT_EQ(onlyFlow().state, FlowState::kClosed);
+}
+
+TEST_F(SynProxyTest, ClientSegmentsBeforeTheBackendAnswersAreHeld) {
+  Bytes f = frame(clientSyn(3004, 1));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  L4Spec a = tcp(kClient, 3004, kVip, 80, kAck);
+  a.seq = 2;
+  a.ack = cookie + 1;
+  a.payload = Bytes{'G', 'E', 'T'};
+  a.tcpOpts = tsOpt(5, rd32(&tcpOptions(f)[8][0]));
+  f = frame(a);
+  EXPECT_FORWARD(one(f, 1000));
+  EXPECT_EQ(counters_->synProxyAckData, 1u);  // its data is dropped: the client resends it
+  EXPECT_EQ(rd16(f.data() + kEth + 2), 20 + 20 + 20);  // the SYN carries no payload
+  a.flags = kAck | kPsh;
+  f = frame(a);
+  EXPECT_DROP(one(f, 1001), DropReason::kSynProxyPending);
+}
+
+TEST_F(SynProxyTest, BackendRefusalResetsTheClient) {
+  Bytes f = frame(clientSyn(3005, 1));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  L4Spec a = tcp(kClient, 3005, kVip, 80, kAck);
+  a.seq = 2;
+  a.ack = cookie + 1;
+  f = frame(a);  // no timestamps: window scale and SACK are lost
+  EXPECT_FORWARD(one(f, 1000));
+  auto o = tcpOptions(f);
+  EXPECT_EQ(o.count(3), 0u);
+  EXPECT_EQ(o.count(4), 0u);
+  EXPECT_EQ(o.count(8), 0u);
+  const uint16_t snatPort = seen(f).sport;
+  L4Spec rst = tcp(kBackend1, 80, kVip, snatPort, kRst | kAck);
+  rst.seq = 0;
+  rst.ack = 2;
+  f = frame(rst);
+  EXPECT_FORWARD(one(f, 1001));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kClient);
+  EXPECT_EQ(seqOf(f), cookie + 1);
+  EXPECT_EQ(onlyFlow().state, FlowState::kClosed);
+}
+
+TEST_F(SynProxyTest, OffAndAutoServicesOpenFlowsFromSyns) {
+  for (auto& sv : snap_.services) sv.synProxy = SynProxyMode::kOff;
+  Bytes f = frame(clientSyn(3006, 1));
+  EXPECT_FORWARD(one(f, 1000));
+  EXPECT_EQ(ft_->size(), 1u);
+  for (auto& sv : snap_.services) sv.synProxy = SynProxyMode::kAuto;
+  f = frame(clientSyn(3007, 1));
+  EXPECT_FORWARD(one(f, 1000));
+  EXPECT_EQ(ft_->size(), 2u);
+  // A flowless ACK to an auto service while no cookie was sent is no_flow.
+  L4Spec a = tcp(kClient, 3008, kVip, 80, kAck);
+  f = frame(a);
+  EXPECT_DROP(one(f, 1000), DropReason::kNoFlow);
+  EXPECT_EQ(counters_->synCookiesSent, 0u);
+}
+
+TEST_F(SynProxyTest, AutoModeFollowsHalfOpenFlowsWithHysteresis) {
+  Setup s;
+  s.cookies = true;
+  s.synProxy.halfOpenEnter = 128;
+  s.synProxy.halfOpenLeave = 64;
+  s.synProxy.poolEnterPct = 101;  // never
+  build(s);  // services back to "auto"
+  std::vector<Bytes> fs;
+  uint16_t port = 1;
+  for (int b = 0; b < 2; ++b) {
+    fs.clear();
+    for (int i = 0; i < 63; ++i) fs.push_back(frame(tcp(kClient, port++, kVip, 80, kSyn)));
+    burst(fs, 1000);
+  }
+  // 126 half-open + 1 established: not yet.
+  L4Spec sa = tcp(kBackend1, 80, kVip, 40000, kSyn | kAck);
+  fs = {frame(tcp(kClient, port++, kVip, 80, kSyn)), frame(sa)};
+  burst(fs, 1000);
+  L4Spec a = tcp(kClient, static_cast<uint16_t>(port - 1), kVip, 80, kAck);
+  fs = {frame(a)};
+  burst(fs, 1000);
+  EXPECT_EQ(ft_->count(FlowState::kSynSent), 126u);
+  nat_->expire(1050, 0);
+  EXPECT_FALSE(nat_->cookieMode());
+  fs = {frame(tcp(kClient, port++, kVip, 80, kSyn)), frame(tcp(kClient, port++, kVip, 80, kSyn))};
+  burst(fs, 1060);
+  EXPECT_EQ(ft_->count(FlowState::kSynSent), 128u);
+  EXPECT_FALSE(nat_->cookieMode());
+  nat_->expire(1100, 0);  // evaluated at most every 50 ms
+  EXPECT_TRUE(nat_->cookieMode());
+  EXPECT_EQ(counters_->synCookieMode, 1u);
+  EXPECT_EQ(counters_->synCookieModeEntered, 1u);
+  Bytes f = frame(clientSyn(60000, 1));
+  EXPECT_EQ(one(f, 1200).action, Action::kLocal);
+  // Half-open flows time out (30 s); below the leave mark it switches back.
+  nat_->expire(40000, 2000);
+  EXPECT_EQ(ft_->count(FlowState::kSynSent), 0u);
+  EXPECT_FALSE(nat_->cookieMode());
+  EXPECT_EQ(counters_->synCookieMode, 0u);
+  // A cookie it sent is still accepted after leaving cookie mode... if
+  // still within two periods; this one is (40 s later, one period).
+  L4Spec ca = tcp(kClient, 60000, kVip, 80, kAck);
+  ca.seq = 2;
+  ca.ack = seqOf(f) + 1;
+  Bytes af = frame(ca);
+  EXPECT_FORWARD(one(af, 40001));
+}
+
+TEST_F(SynProxyTest, AutoModeFollowsSnatPoolPressure) {
+  Setup s;
+  s.cookies = true;
+  s.synProxy.poolEnterPct = 50;
+  s.synProxy.poolLeavePct = 25;
+  build(s);
+  // 1,000 ports (40000-40999) for the one pool; 512 taken = 51%.
+  std::vector<Bytes> fs;
+  uint16_t port = 1;
+  for (int b = 0; b < 8; ++b) {
+    fs.clear();
+    for (int i = 0; i < 64; ++i) fs.push_back(frame(tcp(kClient, port++, kVip, 80, kSyn)));
+    burst(fs, 1000);
+  }
+  nat_->expire(1100, 0);
+  EXPECT_TRUE(nat_->cookieMode());
+  nat_->expire(40000, 2000);
+  EXPECT_FALSE(nat_->cookieMode());
+}
+
+TEST(SynProxyWindow, Rescale) {
+  EXPECT_EQ(rescaleWindow(100, 7, 7), 100);
+  EXPECT_EQ(rescaleWindow(100, 6, 7), 50);
+  EXPECT_EQ(rescaleWindow(101, 6, 7), 51);  // rounded up
+  EXPECT_EQ(rescaleWindow(1, 0, 7), 1);     // never a false zero window
+  EXPECT_EQ(rescaleWindow(0, 0, 7), 0);
+  EXPECT_EQ(rescaleWindow(65535, 10, 7), 65535);  // capped
+  EXPECT_EQ(rescaleWindow(1000, 8, 0), 65535);
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ const char* const kUsage =
     "  service add NAME --listen IP:PORT --protocol tcp|udp [--snat IP[,IP...]]\n"
     "              [--health tcp|http] [--health-interval MS] [--health-timeout MS]\n"
     "              [--health-rise N] [--health-fall N] [--health-path PATH]\n"
-    "              [--health-status N] [--health-host HOST]\n"
+    "              [--health-status N] [--health-host HOST] [--syn-proxy auto|on|off]\n"
     "  service remove NAME\n"
     "  backend list SERVICE\n"
     "  backend add SERVICE IP:PORT [--weight N]\n"
@@ -326,13 +326,20 @@ void printStats(const json& r) {
   }
   std::cout << "neighbours           " << str(r.at("neighbours")) << "\n"
             << "handoff in/out       " << str(r.at("handoff_in")) << " / " << str(r.at("handoff_out")) << "\n"
-            << "drops total          " << str(r.at("drops_total")) << "\n\n";
-  Table w({"WORKER", "RX", "TX", "FLOWS CREATED", "BUSY", "GENERATION"});
+            << "drops total          " << str(r.at("drops_total")) << "\n";
+  if (r.contains("syn_cookies")) {
+    const json& c = r.at("syn_cookies");
+    std::cout << "syn cookies          sent " << str(c.at("sent")) << ", validated " << str(c.at("validated"))
+              << ", rejected " << str(c.at("rejected_invalid")) << " invalid / " << str(c.at("rejected_stale"))
+              << " stale / " << str(c.at("rejected_replayed")) << " replayed\n";
+  }
+  std::cout << "\n";
+  Table w({"WORKER", "RX", "TX", "FLOWS CREATED", "BUSY", "GENERATION", "COOKIES"});
   for (const json& x : r.at("workers")) {
     std::ostringstream busy;
     busy << std::fixed << std::setprecision(1) << x.at("busy_ratio").get<double>() * 100.0 << "%";
     w.add({str(x.at("worker")), str(x.at("rx_packets")), str(x.at("tx_packets")), str(x.at("flows_created")),
-           busy.str(), str(x.at("snapshot_generation"))});
+           busy.str(), str(x.at("snapshot_generation")), x.value("syn_cookie_mode", false) ? "on" : "off"});
   }
   w.print(std::cout);
   std::cout << "\n";
@@ -439,6 +446,7 @@ int main(int argc, char** argv) {
     opts.add_options()("socket", po::value(&socketPath))("json", po::bool_switch(&jsonOut))(
         "help,h", po::bool_switch());
     std::string listen, protocol, snat, weight, service, limit;
+    std::string synProxy;
     std::string health, healthInterval, healthTimeout, healthRise, healthFall, healthPath, healthStatus, healthHost;
     bool flush = false;
     std::size_t operandsWanted = 0;
@@ -451,6 +459,7 @@ int main(int argc, char** argv) {
     } else if (cmd.name == "service add") {
       opts.add_options()("listen", po::value(&listen))("protocol", po::value(&protocol))("snat",
                                                                                          po::value(&snat));
+      opts.add_options()("syn-proxy", po::value(&synProxy));
       opts.add_options()("health", po::value(&health))("health-interval", po::value(&healthInterval))(
           "health-timeout", po::value(&healthTimeout))("health-rise", po::value(&healthRise))(
           "health-fall", po::value(&healthFall))("health-path", po::value(&healthPath))(
@@ -521,6 +530,11 @@ int main(int argc, char** argv) {
         }
         if (list.empty()) throw UsageError("--snat: expected IP[,IP...]");
         a["snat"] = list;
+      }
+      if (vm.count("syn-proxy")) {
+        if (synProxy != "auto" && synProxy != "on" && synProxy != "off")
+          throw UsageError("--syn-proxy \"" + synProxy + "\": expected auto, on or off");
+        a["syn_proxy"] = synProxy;
       }
       // Health check: the same keys as [service.health_check]; the daemon
       // checks ranges and consistency, lbctl only the syntax.

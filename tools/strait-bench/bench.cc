@@ -5,8 +5,9 @@
 // with uniform and Zipf popularity, a 1% new-flow mix; the floors measured
 // in the same run (rte_hash_lookup_bulk on a table of the same size, and a
 // plain rx/tx loop on the net_null PMD, and the rte_hash work of a new
-// flow's insert); memory per flow; SNAT port
-// allocation; Maglev build times; and multi-worker scaling with one
+// flow's insert); memory per flow; SNAT port allocation; the SYN cookie
+// path (SYN in -> SYN-ACK out, and the ACK that opens the backend
+// connection); Maglev build times; and multi-worker scaling with one
 // generator per worker lcore; and the longest worker-loop iteration while
 // a flow dump and a flush run over a million-flow table. Figures are printed as Markdown so
 // tools/bench can paste them into docs/benchmarks.md.
@@ -49,6 +50,8 @@
 #include "dataplane/port_alloc.h"
 #include "dataplane/siphash.h"
 #include "dataplane/siphash_batch.h"
+#include "dataplane/syncookie.h"
+#include "dataplane/synproxy.h"
 #include "dataplane/worker.h"
 #include "dataplane/worker_commands.h"
 #include "strait/snapshot.h"
@@ -159,7 +162,7 @@ struct Core {
   WorkerCounters* counters = nullptr;
   rte_mempool* pool = nullptr;
 
-  Core(uint32_t capacity, unsigned id, int socket) {
+  Core(uint32_t capacity, unsigned id, int socket, const SynCookies* cookies = nullptr) {
     FlowTable::Params fp;
     fp.capacity = capacity;
     fp.socketId = socket;
@@ -175,6 +178,7 @@ struct Core {
     d.flows = flows.get();
     d.ports = ports.get();
     d.counters = counters;
+    d.cookies = cookies;
     nat = std::make_unique<NatCore>(d);
     std::string pn = "bench_mb" + std::to_string(id) + "_" + std::to_string(capacity);
     pool = rte_pktmbuf_pool_create(pn.c_str(), 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
@@ -556,6 +560,110 @@ void collisionBench(int runs) {
     else
       std::printf("| %s | %s | %.1f | %.1f |\n", c.hash, c.keys, c.row.insertCycles, c.row.lookupCycles);
   }
+}
+
+// A client SYN as Linux sends it (MSS, SACK-permitted, timestamps, window
+// scale: a 40-byte TCP header) for flow `flow`, client ISN 1000.
+void writeSynWithOptions(rte_mbuf* m, uint32_t flow) {
+  writeFrame(m, flow, 0x02);
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + 14;
+  uint8_t* t = ip + 20;
+  static const uint8_t kOpts[20] = {2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7};
+  std::memcpy(t + 20, kOpts, sizeof kOpts);
+  t[12] = 0xa0;
+  t[4] = 0; t[5] = 0; t[6] = 0x03; t[7] = 0xe8;  // seq 1000
+  ip[3] = 60;
+  ip[10] = ip[11] = 0;
+  const uint16_t ck = ipv4HeaderChecksum(ip, 20);
+  std::memcpy(ip + 10, &ck, 2);
+  uint32_t src, dst;
+  std::memcpy(&src, ip + 12, 4);
+  std::memcpy(&dst, ip + 16, 4);
+  t[16] = t[17] = 0;
+  const uint16_t tck = l4Checksum(src, dst, IPPROTO_TCP, t, 40);
+  std::memcpy(t + 16, &tck, 2);
+  m->data_len = m->pkt_len = 74;
+}
+
+// The client's ACK to a cookie SYN-ACK `synAck` (in place of it): seq 1001,
+// ack = cookie + 1, timestamps echoing ours.
+void writeCookieAck(rte_mbuf* m, uint32_t flow, uint32_t cookie, uint32_t ourTs) {
+  writeFrame(m, flow, 0x10);
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + 14;
+  uint8_t* t = ip + 20;
+  uint8_t opts[12] = {1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 0};
+  for (int i = 0; i < 4; ++i) opts[8 + i] = static_cast<uint8_t>(ourTs >> (24 - 8 * i));
+  std::memcpy(t + 20, opts, sizeof opts);
+  t[12] = 0x80;
+  const uint32_t seq = htonl(1001), ack = htonl(cookie + 1);
+  std::memcpy(t + 4, &seq, 4);
+  std::memcpy(t + 8, &ack, 4);
+  ip[3] = 52;
+  ip[10] = ip[11] = 0;
+  const uint16_t ck = ipv4HeaderChecksum(ip, 20);
+  std::memcpy(ip + 10, &ck, 2);
+  uint32_t src, dst;
+  std::memcpy(&src, ip + 12, 4);
+  std::memcpy(&dst, ip + 16, 4);
+  t[16] = t[17] = 0;
+  const uint16_t tck = l4Checksum(src, dst, IPPROTO_TCP, t, 32);
+  std::memcpy(t + 16, &tck, 2);
+  m->data_len = m->pkt_len = 66;
+}
+
+// The SYN cookie path on a service with syn_proxy = "on": a SYN answered
+// with a cookie SYN-ACK in place (no flow), and the client's ACK that
+// checks the cookie, creates the flow, takes a SNAT port and becomes the
+// SYN to the backend. Only NatCore::process is timed.
+void cookieBench(const Snapshot& base, int runs) {
+  Snapshot snap = base;
+  for (auto& sv : snap.services) sv.synProxy = SynProxyMode::kOn;
+  const SynCookies cookies(SipKey{0x1234, 0x5678});
+  constexpr uint32_t kFlowsPerRun = 32 * 1024;
+  std::vector<double> synMeds, ackMeds;
+  uint64_t bad = 0;
+  rte_mbuf* pkts[kBurst];
+  Verdict v[kBurst];
+  uint32_t cookie[kBurst], ts[kBurst];
+  for (int r = 0; r < runs; ++r) {
+    Core c(65535, 900 + static_cast<unsigned>(r), static_cast<int>(rte_socket_id()), &cookies);
+    if (rte_pktmbuf_alloc_bulk(c.pool, pkts, kBurst) != 0) {
+      std::fprintf(stderr, "mbuf alloc failed\n");
+      std::exit(1);
+    }
+    std::vector<double> syn, ack;
+    for (uint32_t b = 0; b < kFlowsPerRun / kBurst; ++b) {
+      for (uint16_t i = 0; i < kBurst; ++i) writeSynWithOptions(pkts[i], b * kBurst + i);
+      uint64_t t0 = rte_rdtsc_precise();
+      c.nat->process(pkts, kBurst, snap, 1000, v);
+      uint64_t t1 = rte_rdtsc_precise();
+      syn.push_back(double(t1 - t0) / kBurst);
+      for (uint16_t i = 0; i < kBurst; ++i) {
+        if (v[i].action != Action::kLocal) ++bad;
+        const uint8_t* t = rte_pktmbuf_mtod(pkts[i], const uint8_t*) + 34;
+        cookie[i] = tcpSeq(t);
+        uint32_t ecr;
+        readTimestamp(t, findTimestamp(t, 40), ts[i], ecr);
+      }
+      for (uint16_t i = 0; i < kBurst; ++i) writeCookieAck(pkts[i], b * kBurst + i, cookie[i], ts[i]);
+      t0 = rte_rdtsc_precise();
+      c.nat->process(pkts, kBurst, snap, 1000, v);
+      t1 = rte_rdtsc_precise();
+      ack.push_back(double(t1 - t0) / kBurst);
+      for (uint16_t i = 0; i < kBurst; ++i)
+        if (v[i].action != Action::kForward) ++bad;
+    }
+    rte_pktmbuf_free_bulk(pkts, kBurst);
+    synMeds.push_back(median(syn));
+    ackMeds.push_back(median(ack));
+  }
+  std::printf("\n### SYN cookies (syn_proxy = \"on\"; cycles per packet, NatCore::process only)\n\n"
+              "| case | cycles/pkt (median of %d runs x %u) | not as expected |\n|---|---|---|\n",
+              runs, kFlowsPerRun);
+  std::printf("| SYN in -> cookie SYN-ACK out (no flow) | %.1f | %llu |\n", median(synMeds),
+              static_cast<unsigned long long>(bad));
+  std::printf("| cookie ACK in -> flow + SNAT port + SYN to the backend out | %.1f | %llu |\n", median(ackMeds),
+              static_cast<unsigned long long>(bad));
 }
 
 void portAllocBench() {
@@ -999,6 +1107,7 @@ int main(int argc, char** argv) {
   std::printf("\n### Memory per flow (flow record + both hash keys, measured from DPDK heap use)\n\n| flows | bytes per flow |\n|---|---|\n");
   for (auto& [n, b] : memPerFlow) std::printf("| %u | %.1f |\n", n, b);
   collisionBench(o.runs);
+  cookieBench(*snap, o.runs);
   controlStall(o.controlStallFlows);
   portAllocBench();
   poolCreationBench();

@@ -1,0 +1,380 @@
+// SYN proxy frames and translation (see synproxy.h). Option walks check
+// bounds before every read, as mss_clamp.cc does, so a hostile option list
+// can neither read past the header nor loop.
+#include "dataplane/synproxy.h"
+
+#include <cstring>
+
+#include "dataplane/checksum.h"
+#include "dataplane/nat_rewrite.h"
+
+namespace strait::dataplane {
+
+namespace {
+
+constexpr uint8_t kOptEol = 0;
+constexpr uint8_t kOptNop = 1;
+constexpr uint8_t kOptMss = 2;
+constexpr uint8_t kOptWscale = 3;
+constexpr uint8_t kOptSackPerm = 4;
+constexpr uint8_t kOptSack = 5;
+constexpr uint8_t kOptTs = 8;
+constexpr uint16_t kTcpBaseLen = 20;
+constexpr uint16_t kIpHdrLen = 20;
+constexpr uint16_t kEtherLen = 14;
+
+constexpr uint8_t kSyn = 0x02;
+constexpr uint8_t kAck = 0x10;
+
+inline uint32_t get32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+inline uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline void set32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+inline void set16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+// Writes the 32-bit value `v` (host order) at tcp + off, whatever the
+// alignment, and returns the checksum delta. The checksum sums 16-bit
+// words aligned to the header, so an odd offset touches three of them.
+uint32_t put32(uint8_t* tcp, unsigned off, uint32_t v) {
+  const unsigned start = off & ~1u;
+  const unsigned words = (off & 1u) ? 3 : 2;
+  uint16_t before[3];
+  for (unsigned w = 0; w < words; ++w) before[w] = rw::load16(tcp + start + 2 * w);
+  set32(tcp + off, v);
+  uint32_t d = 0;
+  for (unsigned w = 0; w < words; ++w) d += rw::delta16(before[w], rw::load16(tcp + start + 2 * w));
+  return d;
+}
+
+// Low and high nibble of Flow::spWscale.
+inline uint8_t clientWs(const Flow& f) { return f.spWscale & 0x0f; }
+inline uint8_t backendWs(const Flow& f) { return f.spWscale >> 4; }
+
+// Scale of the window fields the client sends (it and we both offered one).
+inline uint8_t clientFieldScale(const Flow& f) { return clientWs(f) == kNoWscale ? 0 : clientWs(f); }
+// Scale the client applies to the window fields it receives.
+inline uint8_t toClientScale(const Flow& f) { return clientWs(f) == kNoWscale ? 0 : kProxyWscale; }
+// Scale on the backend connection: on only when our SYN offered one (the
+// client did) and the backend answered with one.
+inline bool backendScaling(const Flow& f) { return clientWs(f) != kNoWscale && backendWs(f) != kNoWscale; }
+inline uint8_t backendFieldScale(const Flow& f) { return backendScaling(f) ? backendWs(f) : 0; }
+// Scale the backend applies to the client's window fields.
+inline uint8_t fromClientScale(const Flow& f) { return backendScaling(f) ? clientWs(f) : 0; }
+
+class Options {
+ public:
+  void mss(uint16_t v) {
+    b_[n_++] = kOptMss;
+    b_[n_++] = 4;
+    set16(b_ + n_, v);
+    n_ += 2;
+  }
+  // SACK-permitted and timestamps as Linux lays them out.
+  void sackTs(bool sack, bool ts, uint32_t tsVal, uint32_t tsEcr) {
+    if (ts) {
+      if (sack) {
+        b_[n_++] = kOptSackPerm;
+        b_[n_++] = 2;
+      } else {
+        b_[n_++] = kOptNop;
+        b_[n_++] = kOptNop;
+      }
+      b_[n_++] = kOptTs;
+      b_[n_++] = 10;
+      set32(b_ + n_, tsVal);
+      set32(b_ + n_ + 4, tsEcr);
+      n_ += 8;
+    }
+  }
+  void wscale(uint8_t ws) {
+    b_[n_++] = kOptNop;
+    b_[n_++] = kOptWscale;
+    b_[n_++] = 3;
+    b_[n_++] = ws;
+  }
+  void sackAlone() {
+    b_[n_++] = kOptNop;
+    b_[n_++] = kOptNop;
+    b_[n_++] = kOptSackPerm;
+    b_[n_++] = 2;
+  }
+  const uint8_t* data() const { return b_; }
+  uint8_t size() const { return n_; }
+
+ private:
+  uint8_t b_[40] = {};
+  uint8_t n_ = 0;
+};
+
+// The options of a SYN or SYN-ACK, in Linux's order.
+Options synOptions(uint16_t mss, bool sack, bool ts, uint32_t tsVal, uint32_t tsEcr, uint8_t ws) {
+  Options o;
+  o.mss(mss);
+  o.sackTs(sack, ts, tsVal, tsEcr);
+  if (ws != kNoWscale) o.wscale(ws);
+  if (sack && !ts) o.sackAlone();
+  return o;
+}
+
+struct Segment {
+  uint32_t srcIp;  // network order
+  uint32_t dstIp;
+  uint16_t srcPort;  // network order
+  uint16_t dstPort;
+  uint32_t seq;  // host order
+  uint32_t ack;
+  uint8_t flags;
+  uint16_t window;
+};
+
+// A fresh IPv4 + TCP header with `o` at frame + l3Off, checksums computed
+// in full. Returns the frame length.
+uint16_t writeSegment(uint8_t* frame, uint16_t l3Off, const Segment& s, const Options& o) {
+  uint8_t* ip = frame + l3Off;
+  uint8_t* tcp = ip + kIpHdrLen;
+  const uint16_t tcpLen = static_cast<uint16_t>(kTcpBaseLen + o.size());
+  const uint16_t total = static_cast<uint16_t>(kIpHdrLen + tcpLen);
+  ip[0] = 0x45;
+  ip[1] = 0;
+  set16(ip + 2, total);
+  set16(ip + 4, 0);       // id: the datagram is never fragmented
+  set16(ip + 6, 0x4000);  // DF
+  ip[8] = 64;
+  ip[9] = 6;
+  set16(ip + 10, 0);
+  std::memcpy(ip + 12, &s.srcIp, 4);
+  std::memcpy(ip + 16, &s.dstIp, 4);
+  rw::store16(ip + 10, ipv4HeaderChecksum(ip, kIpHdrLen));
+
+  std::memcpy(tcp, &s.srcPort, 2);
+  std::memcpy(tcp + 2, &s.dstPort, 2);
+  set32(tcp + 4, s.seq);
+  set32(tcp + 8, s.ack);
+  tcp[12] = static_cast<uint8_t>((tcpLen / 4) << 4);
+  tcp[13] = s.flags;
+  set16(tcp + 14, s.window);
+  set16(tcp + 16, 0);
+  set16(tcp + 18, 0);
+  std::memcpy(tcp + kTcpBaseLen, o.data(), o.size());
+  rw::store16(tcp + rw::kTcpCheck, l4Checksum(s.srcIp, s.dstIp, 6, tcp, tcpLen));
+  return static_cast<uint16_t>(l3Off + total);
+}
+
+}  // namespace
+
+uint32_t tcpSeq(const uint8_t* tcp) { return get32(tcp + 4); }
+
+bool tcpChecksumOk(const uint8_t* frame, const PacketMeta& m) {
+  const uint8_t* tcp = frame + m.l4Off;
+  return l4Checksum(m.srcIp, m.dstIp, 6, tcp, m.l4Len) == rw::load16(tcp + rw::kTcpCheck);
+}
+void readTimestamp(const uint8_t* tcp, uint16_t off, uint32_t& tsVal, uint32_t& tsEcr) {
+  tsVal = get32(tcp + off + 2);
+  tsEcr = get32(tcp + off + 6);
+}
+uint32_t tcpAck(const uint8_t* tcp) { return get32(tcp + 8); }
+uint16_t tcpWindow(const uint8_t* tcp) { return get16(tcp + 14); }
+
+void parseSynOptions(const uint8_t* tcp, uint16_t hdrLen, SynOptions& o) {
+  uint16_t off = kTcpBaseLen;
+  while (off < hdrLen) {
+    const uint8_t kind = tcp[off];
+    if (kind == kOptEol) return;
+    if (kind == kOptNop) {
+      ++off;
+      continue;
+    }
+    if (off + 1 >= hdrLen) return;
+    const uint8_t len = tcp[off + 1];
+    if (len < 2 || off + len > hdrLen) return;
+    if (kind == kOptMss && len == 4) {
+      o.mss = get16(tcp + off + 2);
+    } else if (kind == kOptWscale && len == 3) {
+      const uint8_t ws = tcp[off + 2];
+      o.wscale = ws > kMaxWscale ? kMaxWscale : ws;  // RFC 7323 2.3: use 14
+    } else if (kind == kOptSackPerm && len == 2) {
+      o.sackOk = true;
+    } else if (kind == kOptTs && len == 10) {
+      o.hasTs = true;
+      o.tsVal = get32(tcp + off + 2);
+      o.tsEcr = get32(tcp + off + 6);
+    }
+    off = static_cast<uint16_t>(off + len);
+  }
+}
+
+uint16_t findTimestamp(const uint8_t* tcp, uint16_t hdrLen) {
+  uint16_t off = kTcpBaseLen;
+  while (off < hdrLen) {
+    const uint8_t kind = tcp[off];
+    if (kind == kOptEol) return 0;
+    if (kind == kOptNop) {
+      ++off;
+      continue;
+    }
+    if (off + 1 >= hdrLen) return 0;
+    const uint8_t len = tcp[off + 1];
+    if (len < 2 || off + len > hdrLen) return 0;
+    if (kind == kOptTs) return len == 10 ? off : 0;
+    off = static_cast<uint16_t>(off + len);
+  }
+  return 0;
+}
+
+void synProxyTranslateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir) {
+  uint32_t d = 0;
+  if (dir == Direction::kOriginal) {
+    if (avail < 8) return;
+    d += put32(in4, 4, tcpSeq(in4) - f.spSeqDelta);
+  } else {
+    if (avail < 14 || !(in4[13] & 0x10)) return;
+    d += put32(in4, 8, tcpAck(in4) + f.spSeqDelta);
+  }
+  if (avail >= 18) rw::store16(in4 + rw::kTcpCheck, rw::applyDelta(rw::load16(in4 + rw::kTcpCheck), d));
+}
+
+uint16_t rescaleWindow(uint16_t w, uint8_t in, uint8_t out) {
+  if (in == out) return w;
+  const uint64_t bytes = uint64_t{w} << in;
+  uint64_t v = bytes >> out;
+  if ((v << out) != bytes) ++v;  // round up: a non-zero window stays non-zero
+  return v > 0xffff ? 0xffff : static_cast<uint16_t>(v);
+}
+
+uint16_t synProxyWindowToBackend(const Flow& f, uint16_t window) {
+  return rescaleWindow(window, clientFieldScale(f), fromClientScale(f));
+}
+
+void synProxyTrackerView(TcpSegment& seg, const Flow& f, Direction dir) {
+  if (dir != Direction::kOriginal) return;
+  if (seg.flags & kAck) seg.ack -= f.spSeqDelta;
+  if (!(seg.flags & kSyn)) seg.window = synProxyWindowToBackend(f, seg.window);
+}
+
+uint16_t writeCookieSynAck(uint8_t* frame, const PacketMeta& m, uint32_t cookie, const SynOptions& client,
+                           uint16_t mss, uint32_t tsVal) {
+  // Ethernet: back to where it came from.
+  uint8_t mac[6];
+  std::memcpy(mac, frame, 6);
+  std::memcpy(frame, frame + 6, 6);
+  std::memcpy(frame + 6, mac, 6);
+
+  const uint8_t* tcpIn = frame + m.l4Off;
+  const uint32_t clientIsn = tcpSeq(tcpIn);
+  const uint8_t ws = client.wscale == kNoWscale ? kNoWscale : kProxyWscale;
+  const Options o = synOptions(mss, client.sackOk, client.hasTs, tsVal, client.tsVal, ws);
+  Segment s{m.dstIp, m.srcIp, m.dstPort, m.srcPort, cookie, clientIsn + 1, kSyn | kAck, 0};
+  return writeSegment(frame, m.l3Off, s, o);
+}
+
+uint16_t writeBackendSyn(uint8_t* frame, const PacketMeta& m, const Flow& f, uint32_t clientIsn,
+                         uint16_t window, const SynOptions& client) {
+  const Options o = synOptions(client.mss, client.sackOk, client.hasTs, client.tsVal, 0, client.wscale);
+  const uint8_t scale = client.wscale == kNoWscale ? 0 : client.wscale;
+  Segment s{f.snatIp, f.backendIp, f.snatPort, f.backendPort, clientIsn, 0, kSyn, rescaleWindow(window, scale, 0)};
+  return writeSegment(frame, m.l3Off, s, o);
+}
+
+BackendSynAck readBackendSynAck(const uint8_t* tcp, uint16_t hdrLen) {
+  BackendSynAck sa;
+  sa.isn = tcpSeq(tcp);
+  sa.ack = tcpAck(tcp);
+  sa.window = tcpWindow(tcp);
+  SynOptions o;
+  parseSynOptions(tcp, hdrLen, o);
+  sa.wscale = o.wscale;
+  sa.hasTs = o.hasTs;
+  sa.tsVal = o.tsVal;
+  sa.tsEcr = o.tsEcr;
+  return sa;
+}
+
+void synProxyLearnBackend(Flow& f, const BackendSynAck& sa) {
+  f.spSeqDelta = f.spSeqDelta - sa.isn;               // our ISN - backend ISN
+  f.spTsDelta = sa.hasTs ? f.spTsDelta - sa.tsVal : 0;  // our TSval - backend TSval
+  f.spWscale = static_cast<uint8_t>((f.spWscale & 0x0f) | (sa.wscale & 0x0f) << 4);
+  f.flags |= kFlowSynProxyReady;
+}
+
+uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, const BackendSynAck& sa) {
+  Options o;
+  if (sa.hasTs) o.sackTs(false, true, sa.tsEcr, sa.tsVal);
+  const uint16_t win = rescaleWindow(f.spClientWin, clientFieldScale(f), fromClientScale(f));
+  Segment s{f.snatIp, f.backendIp, f.snatPort, f.backendPort, sa.ack, sa.isn + 1, kAck, win};
+  return writeSegment(frame, m.l3Off, s, o);
+}
+
+uint16_t writeClientWindowUpdate(uint8_t* frame, const uint8_t* like, uint16_t l3Off, const Flow& f,
+                                 const BackendSynAck& sa) {
+  std::memcpy(frame, like, l3Off < kEtherLen ? kEtherLen : l3Off);
+  Options o;
+  if (sa.hasTs) o.sackTs(false, true, sa.tsVal + f.spTsDelta, sa.tsEcr);
+  const uint16_t win = rescaleWindow(sa.window, 0, toClientScale(f));
+  Segment s{f.vip, f.clientIp, f.vipPort, f.clientPort, sa.isn + 1 + f.spSeqDelta, sa.ack, kAck, win};
+  return writeSegment(frame, l3Off, s, o);
+}
+
+void synProxyEarlyReset(uint8_t* tcp, const Flow& f) {
+  // Before the backend's SYN-ACK, spSeqDelta holds our ISN.
+  const uint32_t d = put32(tcp, 4, f.spSeqDelta + 1);
+  rw::store16(tcp + rw::kTcpCheck, rw::applyDelta(rw::load16(tcp + rw::kTcpCheck), d));
+}
+
+void synProxyTranslate(uint8_t* tcp, uint16_t hdrLen, const Flow& f, Direction dir) {
+  uint32_t d = 0;
+  const uint8_t flags = tcp[13];
+  if (dir == Direction::kReply) {
+    d += put32(tcp, 4, tcpSeq(tcp) + f.spSeqDelta);
+    const uint8_t in = backendFieldScale(f);
+    const uint8_t out = toClientScale(f);
+    if (in != out && !(flags & kSyn)) {
+      const uint16_t before = rw::load16(tcp + 14);
+      set16(tcp + 14, rescaleWindow(tcpWindow(tcp), in, out));
+      d += rw::delta16(before, rw::load16(tcp + 14));
+    }
+  } else {
+    if (flags & kAck) d += put32(tcp, 8, tcpAck(tcp) - f.spSeqDelta);
+    const uint8_t in = clientFieldScale(f);
+    const uint8_t out = fromClientScale(f);
+    if (in != out && !(flags & kSyn)) {
+      const uint16_t before = rw::load16(tcp + 14);
+      set16(tcp + 14, rescaleWindow(tcpWindow(tcp), in, out));
+      d += rw::delta16(before, rw::load16(tcp + 14));
+    }
+  }
+
+  // Options: timestamps both ways, SACK blocks from the client.
+  uint16_t off = kTcpBaseLen;
+  while (off < hdrLen) {
+    const uint8_t kind = tcp[off];
+    if (kind == kOptEol) break;
+    if (kind == kOptNop) {
+      ++off;
+      continue;
+    }
+    if (off + 1 >= hdrLen) break;
+    const uint8_t len = tcp[off + 1];
+    if (len < 2 || off + len > hdrLen) break;
+    if (kind == kOptTs && len == 10) {
+      if (dir == Direction::kReply)
+        d += put32(tcp, off + 2u, get32(tcp + off + 2) + f.spTsDelta);
+      else
+        d += put32(tcp, off + 6u, get32(tcp + off + 6) - f.spTsDelta);
+    } else if (kind == kOptSack && dir == Direction::kOriginal) {
+      for (unsigned e = off + 2u; e + 4 <= off + len; e += 4u) d += put32(tcp, e, get32(tcp + e) - f.spSeqDelta);
+    }
+    off = static_cast<uint16_t>(off + len);
+  }
+  rw::store16(tcp + rw::kTcpCheck, rw::applyDelta(rw::load16(tcp + rw::kTcpCheck), d));
+}
+
+}  // namespace strait::dataplane
