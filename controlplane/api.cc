@@ -169,6 +169,7 @@ json serviceJson(const Service& s, const WorkerCounters& t) {
               {"snat", snat},
               {"mss_clamp", s.config.mssClamp},
               {"syn_proxy", std::string(synProxyModeName(s.config.synProxy))},
+              {"proxy_protocol", s.config.proxyProtocol ? "v2" : "off"},
               {"maglev_size", s.config.maglevSize},
               {"health_check", s.config.health.type},
               {"fail_open", s.failOpen()},
@@ -229,7 +230,7 @@ json ControlApi::dispatch(const std::string& command, const json& argsJson) {
     return serviceList();
   }
   if (command == "service add") {
-    a.allowOnly({"name", "listen", "protocol", "snat", "health_check", "syn_proxy"});
+    a.allowOnly({"name", "listen", "protocol", "snat", "health_check", "syn_proxy", "proxy_protocol"});
     return serviceAdd(argsJson);
   }
   if (command == "service remove") {
@@ -336,6 +337,12 @@ json ControlApi::serviceAdd(const json& argsJson) {
     if (!parseSynProxyMode(*sp, cfg.synProxy)) throw RequestError("syn_proxy " + q(*sp) + ": expected auto, on or off");
     if (cfg.proto == IPPROTO_UDP && cfg.synProxy == SynProxyMode::kOn)
       throw RequestError("syn_proxy \"on\": SYN cookies are for TCP services");
+  }
+  if (const auto pp = a.optString("proxy_protocol")) {
+    if (*pp != "v2" && *pp != "off") throw RequestError("proxy_protocol " + q(*pp) + ": expected v2 or off");
+    if (cfg.proto == IPPROTO_UDP && *pp == "v2")
+      throw RequestError("proxy_protocol \"v2\": PROXY protocol is for TCP services");
+    cfg.proxyProtocol = *pp == "v2";
   }
   const auto totals = std::make_unique<WorkerCounters>(runtime_.totals());
   std::lock_guard lock(state_.mutex());
@@ -491,6 +498,7 @@ json ControlApi::stats() {
                  {"icmp_errors_translated", t->icmpErrorsTranslated},
                  {"icmp_echo_replies", t->icmpEchoReplies},
                  {"mss_clamped", t->mssClamped},
+                 {"proxy_protocol_headers", t->proxyHeaders},
                  {"syn_cookies", json{{"sent", t->synCookiesSent},
                                       {"validated", t->synCookiesValid},
                                       {"rejected_invalid", t->drops[static_cast<std::size_t>(DropReason::kSynCookieInvalid)]},

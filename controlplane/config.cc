@@ -545,7 +545,7 @@ class Loader {
       checkKeys(
           t, p,
           {"name", "listen", "protocol", "snat", "backends", "mss_clamp", "maglev_size", "health_check",
-           "syn_proxy"});
+           "syn_proxy", "proxy_protocol"});
       ServiceConfig s;
       const toml::node* nameNode = t.get("name");
       if (!nameNode) fail(p + ".name", "missing");
@@ -612,6 +612,15 @@ class Loader {
           fail(p + ".syn_proxy", quoted(text) + ": expected one of auto, on, off");
         if (s.proto == IPPROTO_UDP && s.synProxy == SynProxyMode::kOn)
           fail(p + ".syn_proxy", "\"on\": SYN cookies are for TCP services (this one is udp)");
+      }
+      if (const toml::node* pp = t.get("proxy_protocol")) {
+        const std::string text = asString(*pp, p + ".proxy_protocol");
+        if (text != "v2" && text != "off") fail(p + ".proxy_protocol", quoted(text) + ": expected \"v2\" or \"off\"");
+        // PROXY v2 over UDP exists in the specification, but the backends
+        // this is for (nginx, Caddy, HAProxy, Envoy) read it on TCP only.
+        if (s.proto == IPPROTO_UDP && text == "v2")
+          fail(p + ".proxy_protocol", "\"v2\": PROXY protocol is for TCP services (this one is udp; see docs/proxy-protocol.md)");
+        s.proxyProtocol = text == "v2";
       }
       if (const toml::node* h = t.get("health_check"))
         loadHealth(asTable(*h, p + ".health_check"), p + ".health_check", s.health);
@@ -850,7 +859,8 @@ std::string renderConfig(const Config& c) {
     o << (s.backends.empty() ? "]\n" : ",\n]\n");
     o << "mss_clamp = " << s.mssClamp << "\n"
       << "maglev_size = " << s.maglevSize << "\n"
-      << "syn_proxy = " << tomlString(std::string(synProxyModeName(s.synProxy))) << "\n";
+      << "syn_proxy = " << tomlString(std::string(synProxyModeName(s.synProxy))) << "\n"
+      << "proxy_protocol = " << tomlString(s.proxyProtocol ? "v2" : "off") << "\n";
     const HealthCheckConfig& h = s.health;
     o << "[service.health_check]\n"
       << "type = " << tomlString(h.type) << "\n"

@@ -99,6 +99,7 @@ struct ServiceConfig {
   uint32_t maglevSize = 65537;
   HealthCheckConfig health;
   SynProxyMode synProxy = SynProxyMode::kAuto;  // TCP only; UDP services ignore "auto"
+  bool proxyProtocol = false;  // proxy_protocol = "v2": TCP only (docs/proxy-protocol.md)
 };
 
 struct DataplaneConfig {

@@ -341,6 +341,11 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
                         "Times a worker switched syn_proxy = \"auto\" services to SYN cookies.",
                         MetricType::Counter),
               {}, num(totals->synCookieModeEntered));
+    addSample(addFamily(s, "strait_proxy_protocol_headers_total",
+                        "PROXY protocol v2 headers sent to backends (the first of each connection and any "
+                        "sent again because the backend had not acknowledged it).",
+                        MetricType::Counter),
+              {}, num(totals->proxyHeaders));
   });
 
   buildSection(out, "SNAT pools", errors_, [&](Families& s) {

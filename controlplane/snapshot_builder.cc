@@ -59,6 +59,7 @@ std::unique_ptr<Snapshot> SnapshotBuilder::build(const LbState& state, uint64_t 
     sv.mssClamp = s.config.mssClamp;
     sv.failOpen = s.failOpen();
     sv.synProxy = s.config.synProxy;
+    sv.proxyProtocol = s.config.proxyProtocol;
     for (uint32_t ip : s.config.snat) sv.snatIps.push_back(htonl(ip));
 
     CacheEntry entry;

@@ -65,12 +65,15 @@ struct Flow {
   uint32_t spTsDelta;   // added to backend->client TSval; until then: our SYN-ACK's TSval
   uint16_t spClientWin; // window field of the client's ACK, for the ACK the backend gets
   uint8_t spWscale;     // client's window scale (low nibble), backend's (high); 0xf = none
-  uint8_t spPad;
-  // End of SYN proxy translation.
+  // PROXY protocol (dataplane/proxy_protocol.h): the header occupies the
+  // backend's view of the client's sequence space from ppStart on.
+  uint8_t ppFlags;      // kPpOn, kPpAcked
+  uint32_t ppStart;     // client ISN + 1 (host order): first byte of the header
+  // End of sequence translation.
 };
 // 48 bytes of addresses, ports, links and state; 20 of sequence tracking;
-// 12 of SYN proxy translation.
-static_assert(sizeof(Flow) == 80, "flow record size is part of the memory budget");
+// 16 of sequence translation (SYN proxy and PROXY protocol).
+static_assert(sizeof(Flow) == 84, "flow record size is part of the memory budget");
 
 // The two keys of a flow.
 FlowKey originalKey(const Flow& f);  // client -> VIP

@@ -24,6 +24,7 @@
 #include "dataplane/mss_clamp.h"
 #include "dataplane/nat_rewrite.h"
 #include "dataplane/parse.h"
+#include "dataplane/proxy_protocol.h"
 #include "dataplane/synproxy.h"
 #include "dataplane/tcp_state.h"
 
@@ -135,6 +136,7 @@ class Burst {
   }
   void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
                Verdict& v);
+  void lowerSynAckMss(uint8_t* tcp, uint16_t hdrLen);
   void translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v);
   bool flushedDrop(uint32_t fi, Verdict& v) {
     if (!isFlushed(ft_.at(fi).backendSlot)) return false;
@@ -220,14 +222,15 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
-  // Records are 80 bytes, so most of them straddle two cache lines: fetch
-  // both ends. (The array is cache-line aligned and 80 = 64 + 16, so a
-  // record starts at a multiple of 16 within its line and never reaches a
-  // third line.)
+  // Records are 84 bytes: each touches two cache lines, or three when it
+  // starts in the last 20 bytes of one (the array is cache-line aligned, a
+  // record starts at a multiple of 4). Fetch the first, the one 64 bytes on
+  // and the last byte's.
   for (uint16_t j = 0; j < nc_; ++j) {
     if (idx[j] == kNoFlow) continue;
     const auto* rec = reinterpret_cast<const uint8_t*>(&ft_.at(idx[j]));
     rte_prefetch0(rec);
+    rte_prefetch0(rec + 64);
     rte_prefetch0(rec + sizeof(Flow) - 1);
   }
 
@@ -470,6 +473,11 @@ bool Burst::trackTcp(uint32_t fi, const TcpSegment& seg, Direction d, Verdict& v
   if (next == FlowState::kSynSent && f.state != FlowState::kSynSent) newConnection = true;
   constexpr uint8_t kProxyBits = kFlowSynProxy | kFlowSynProxyReady;
   f.flags = static_cast<uint8_t>((flags & ~kProxyBits) | (newConnection ? 0 : (f.flags & kProxyBits)));
+  // A new connection gets its own PROXY header, right after its SYN.
+  if (newConnection && (f.ppFlags & kPpOn)) {
+    f.ppFlags = kPpOn;
+    f.ppStart = f.seq.end[static_cast<std::size_t>(Direction::kOriginal)];
+  }
   if (next != f.state)
     ft_.setState(fi, next, now_);
   else
@@ -605,6 +613,12 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
                                        : tcpSegmentOf(rte_pktmbuf_mtod(mb, const uint8_t*) + m.l4Off, m));
   else
     f.udpCreatedMs = now_;
+  if (tcp && svc.proxyProtocol) {
+    // The header starts where the client's first byte would: right after
+    // its SYN (the real one, or the one a cookie ACK stands for).
+    f.ppFlags = kPpOn;
+    f.ppStart = f.seq.end[static_cast<std::size_t>(Direction::kOriginal)];
+  }
   const uint32_t fi = ft_.insert(f, now_);
   if (fi == kNoFlow) {
     pa_.release(pool, port);
@@ -620,7 +634,7 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
 
 void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
                     Verdict& v) {
-  const Flow& f = ft_.at(fi);
+  Flow& f = ft_.at(fi);
   uint8_t* data = rte_pktmbuf_mtod(mb, uint8_t*);
   uint8_t* l3 = data + m.l3Off;
   uint8_t* l4 = data + m.l4Off;
@@ -630,8 +644,16 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
   else
     rw::rewriteV4(l3, l4, tcp, f.vip, f.clientIp, f.vipPort, f.clientPort);
 
-  // Flows opened from a SYN cookie: the two handshakes' numbers differ.
-  if (tcp && (f.flags & kFlowSynProxyReady)) synProxyTranslate(l4, m.tcpHdrLen, f, dir);
+  // Flows opened from a SYN cookie (the two handshakes' numbers differ)
+  // and flows with a PROXY header translate sequence numbers.
+  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)) && translateSegment(l4, m.tcpHdrLen, f, dir)) {
+    if (!insertProxyV2(mb, m.l3Off, m.l4Off, m.tcpHdrLen, f)) {
+      drop(v, DropReason::kProxyHeaderNoRoom);
+      return;
+    }
+    bump(c_.proxyHeaders);
+    l4 = rte_pktmbuf_mtod(mb, uint8_t*) + m.l4Off;
+  }
   // MSS clamp on the client's SYN and the backend's SYN-ACK.
   if (tcp && (m.tcpFlags & kTcpSyn)) {
     const bool ack = (m.tcpFlags & kTcpAck) != 0;
@@ -639,9 +661,22 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
       if (svc == nullptr) svc = snap_.findService(f.vip, f.vipPort, f.proto);
       if (svc != nullptr && svc->mssClamp != 0 && clampMss(l4, m.tcpHdrLen, svc->mssClamp)) bump(c_.mssClamped);
     }
+    if (ack && dir == Direction::kReply && (f.ppFlags & kPpOn)) lowerSynAckMss(l4, m.tcpHdrLen);
   }
   count(f, rte_pktmbuf_pkt_len(mb));
   v = Verdict{Action::kForward, DropReason::kNone, 0};
+}
+
+// The client's first segment carries the PROXY header as well as up to one
+// MSS of data: the MSS the backend's SYN-ACK tells the client is lowered by
+// the header's length. (A SYN-ACK without the option means 536, which the
+// frame cannot grow to say otherwise; such backends are not seen in
+// practice.)
+void Burst::lowerSynAckMss(uint8_t* tcp, uint16_t hdrLen) {
+  SynOptions o;
+  o.mss = 0;
+  parseSynOptions(tcp, hdrLen, o);
+  if (o.mss > kProxyV2Len + 64) clampMss(tcp, hdrLen, static_cast<uint16_t>(o.mss - kProxyV2Len));
 }
 
 // A SYN for a service in cookie mode: answered in place with a cookie
@@ -663,6 +698,9 @@ void Burst::answerSyn(rte_mbuf* mb, uint16_t j, Verdict& v) {
   parseSynOptions(tcp, m.tcpHdrLen, o);
   uint16_t mss = o.mss;
   if (svc.mssClamp != 0 && mss > svc.mssClamp) mss = svc.mssClamp;
+  // Room for the PROXY header in the client's first segment (see
+  // lowerSynAckMss); the backend's SYN carries the same, lower, MSS.
+  if (svc.proxyProtocol && mss > kProxyV2Len + 536) mss = static_cast<uint16_t>(mss - kProxyV2Len);
   const CookieTuple t{m.srcIp, m.dstIp, m.srcPort, m.dstPort};
   const uint32_t cookie = d_.cookies->make(t, tcpSeq(tcp), mss, now_);
   const uint16_t len =
@@ -762,7 +800,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
     // tracker let it through): a new connection of the ends' own, which
     // the generic path takes (tracking restarts, translation stops).
     if (ready && (f.flags & kFlowSynInSync) && tcpAck(tcp) == f.seq.synEnd) return false;
-    if (!fits(mb, m.l3Off + kSynProxyMaxL3Len)) {
+    if (!fits(mb, m.l3Off + kSynProxyMaxL3Len + ((f.ppFlags & kPpOn) ? kProxyV2Len : 0))) {
       drop(v, DropReason::kMalformed);
       return true;
     }
@@ -812,6 +850,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
     }
     const uint16_t len = writeBackendAck(frame, m, f, sa);
     setLen(mb, len);
+    if ((f.ppFlags & (kPpOn | kPpAcked)) == kPpOn) bump(c_.proxyHeaders);
     count(f, len);
     v = Verdict{Action::kForward, DropReason::kNone, 0};
     return true;
@@ -833,8 +872,8 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
 
 void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v) {
   const Flow& f = ft_.at(fi);
-  if (m.innerProto == IPPROTO_TCP && (f.flags & kFlowSynProxyReady))
-    synProxyTranslateQuote(rte_pktmbuf_mtod(mb, uint8_t*) + m.innerL4Off, m.innerL4Avail, f, dir);
+  if (m.innerProto == IPPROTO_TCP && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)))
+    translateQuote(rte_pktmbuf_mtod(mb, uint8_t*) + m.innerL4Off, m.innerL4Avail, f, dir);
   icmpTranslateError(rte_pktmbuf_mtod(mb, uint8_t*), m, f, dir);
   bump(c_.icmpErrorsTranslated);
   count(f, rte_pktmbuf_pkt_len(mb));

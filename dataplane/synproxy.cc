@@ -25,6 +25,7 @@ constexpr uint16_t kEtherLen = 14;
 
 constexpr uint8_t kSyn = 0x02;
 constexpr uint8_t kAck = 0x10;
+constexpr uint8_t kTcpRstBit = 0x04;
 
 inline uint32_t get32(const uint8_t* p) {
   return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
@@ -138,10 +139,11 @@ struct Segment {
 
 // A fresh IPv4 + TCP header with `o` at frame + l3Off, checksums computed
 // in full. Returns the frame length.
-uint16_t writeSegment(uint8_t* frame, uint16_t l3Off, const Segment& s, const Options& o) {
+uint16_t writeSegment(uint8_t* frame, uint16_t l3Off, const Segment& s, const Options& o,
+                      const uint8_t* payload = nullptr, uint16_t payloadLen = 0) {
   uint8_t* ip = frame + l3Off;
   uint8_t* tcp = ip + kIpHdrLen;
-  const uint16_t tcpLen = static_cast<uint16_t>(kTcpBaseLen + o.size());
+  const uint16_t tcpLen = static_cast<uint16_t>(kTcpBaseLen + o.size() + payloadLen);
   const uint16_t total = static_cast<uint16_t>(kIpHdrLen + tcpLen);
   ip[0] = 0x45;
   ip[1] = 0;
@@ -159,12 +161,13 @@ uint16_t writeSegment(uint8_t* frame, uint16_t l3Off, const Segment& s, const Op
   std::memcpy(tcp + 2, &s.dstPort, 2);
   set32(tcp + 4, s.seq);
   set32(tcp + 8, s.ack);
-  tcp[12] = static_cast<uint8_t>((tcpLen / 4) << 4);
+  tcp[12] = static_cast<uint8_t>(((kTcpBaseLen + o.size()) / 4) << 4);
   tcp[13] = s.flags;
   set16(tcp + 14, s.window);
   set16(tcp + 16, 0);
   set16(tcp + 18, 0);
   std::memcpy(tcp + kTcpBaseLen, o.data(), o.size());
+  if (payloadLen != 0) std::memcpy(tcp + kTcpBaseLen + o.size(), payload, payloadLen);
   rw::store16(tcp + rw::kTcpCheck, l4Checksum(s.srcIp, s.dstIp, 6, tcp, tcpLen));
   return static_cast<uint16_t>(l3Off + total);
 }
@@ -230,14 +233,25 @@ uint16_t findTimestamp(const uint8_t* tcp, uint16_t hdrLen) {
   return 0;
 }
 
-void synProxyTranslateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir) {
+void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir) {
+  const bool sp = (f.flags & kFlowSynProxyReady) != 0;
+  const bool pp = (f.ppFlags & kPpOn) != 0;
   uint32_t d = 0;
   if (dir == Direction::kOriginal) {
-    if (avail < 8) return;
+    // A segment we sent the client: its seq is the backend's plus
+    // spSeqDelta (the PROXY header never shifts the backend's bytes).
+    if (avail < 8 || !sp) return;
     d += put32(in4, 4, tcpSeq(in4) - f.spSeqDelta);
   } else {
-    if (avail < 14 || !(in4[13] & 0x10)) return;
-    d += put32(in4, 8, tcpAck(in4) + f.spSeqDelta);
+    // A segment we sent the backend: its seq is the client's plus L,
+    // except at ppStart, where the header itself went; its ack is the
+    // backend's view of our own.
+    if (avail < 8) return;
+    if (pp) {
+      const uint32_t s = tcpSeq(in4);
+      if (s != f.ppStart) d += put32(in4, 4, s - kProxyV2Len);
+    }
+    if (sp && avail >= 14 && (in4[13] & 0x10)) d += put32(in4, 8, tcpAck(in4) + f.spSeqDelta);
   }
   if (avail >= 18) rw::store16(in4 + rw::kTcpCheck, rw::applyDelta(rw::load16(in4 + rw::kTcpCheck), d));
 }
@@ -309,8 +323,13 @@ uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, con
   Options o;
   if (sa.hasTs) o.sackTs(false, true, sa.tsEcr, sa.tsVal);
   const uint16_t win = rescaleWindow(f.spClientWin, clientFieldScale(f), fromClientScale(f));
+  // With PROXY protocol the ACK carries the header, until the backend has
+  // acknowledged it (a SYN-ACK sent again means it has not).
+  uint8_t hdr[kProxyV2Len];
+  const bool pp = (f.ppFlags & (kPpOn | kPpAcked)) == kPpOn;
+  if (pp) writeProxyV2(hdr, f);
   Segment s{f.snatIp, f.backendIp, f.snatPort, f.backendPort, sa.ack, sa.isn + 1, kAck, win};
-  return writeSegment(frame, m.l3Off, s, o);
+  return writeSegment(frame, m.l3Off, s, o, pp ? hdr : nullptr, pp ? kProxyV2Len : 0);
 }
 
 uint16_t writeClientWindowUpdate(uint8_t* frame, const uint8_t* like, uint16_t l3Off, const Flow& f,
@@ -329,22 +348,45 @@ void synProxyEarlyReset(uint8_t* tcp, const Flow& f) {
   rw::store16(tcp + rw::kTcpCheck, rw::applyDelta(rw::load16(tcp + rw::kTcpCheck), d));
 }
 
-void synProxyTranslate(uint8_t* tcp, uint16_t hdrLen, const Flow& f, Direction dir) {
+bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir) {
   uint32_t d = 0;
   const uint8_t flags = tcp[13];
+  const bool sp = (f.flags & kFlowSynProxyReady) != 0;
+  const bool pp = (f.ppFlags & kPpOn) != 0;
+  // The backend's view of the client's sequence number s is s + fwd (past
+  // the PROXY header); the client's view of the backend's t is t + rev.
+  const uint32_t fwd = pp ? kProxyV2Len : 0;
+  const uint32_t rev = sp ? f.spSeqDelta : 0;
+  const uint32_t hdrEnd = f.ppStart + fwd;
+  // A backend ack or SACK edge in the client's space: inside the header it
+  // means "nothing of the client's yet".
+  auto toClient = [&](uint32_t a) {
+    return static_cast<int32_t>(a - hdrEnd) >= 0 ? a - fwd : f.ppStart;
+  };
+  bool insert = false;
   if (dir == Direction::kReply) {
-    d += put32(tcp, 4, tcpSeq(tcp) + f.spSeqDelta);
-    const uint8_t in = backendFieldScale(f);
-    const uint8_t out = toClientScale(f);
+    if (sp) d += put32(tcp, 4, tcpSeq(tcp) + rev);
+    if (pp && (flags & kAck)) {
+      const uint32_t a = tcpAck(tcp);
+      if (static_cast<int32_t>(a - hdrEnd) >= 0) f.ppFlags |= kPpAcked;
+      d += put32(tcp, 8, toClient(a));
+    }
+    const uint8_t in = sp ? backendFieldScale(f) : 0;
+    const uint8_t out = sp ? toClientScale(f) : 0;
     if (in != out && !(flags & kSyn)) {
       const uint16_t before = rw::load16(tcp + 14);
       set16(tcp + 14, rescaleWindow(tcpWindow(tcp), in, out));
       d += rw::delta16(before, rw::load16(tcp + 14));
     }
   } else {
-    if (flags & kAck) d += put32(tcp, 8, tcpAck(tcp) - f.spSeqDelta);
-    const uint8_t in = clientFieldScale(f);
-    const uint8_t out = fromClientScale(f);
+    if (pp) {
+      const uint32_t seq = tcpSeq(tcp);
+      insert = seq == f.ppStart && !(f.ppFlags & kPpAcked) && !(flags & (kSyn | kTcpRstBit));
+      if (!insert && !(flags & kSyn)) d += put32(tcp, 4, seq + fwd);
+    }
+    if (sp && (flags & kAck)) d += put32(tcp, 8, tcpAck(tcp) - rev);
+    const uint8_t in = sp ? clientFieldScale(f) : 0;
+    const uint8_t out = sp ? fromClientScale(f) : 0;
     if (in != out && !(flags & kSyn)) {
       const uint16_t before = rw::load16(tcp + 14);
       set16(tcp + 14, rescaleWindow(tcpWindow(tcp), in, out));
@@ -352,7 +394,8 @@ void synProxyTranslate(uint8_t* tcp, uint16_t hdrLen, const Flow& f, Direction d
     }
   }
 
-  // Options: timestamps both ways, SACK blocks from the client.
+  // Options: timestamps both ways (SYN proxy), SACK blocks: from the client
+  // they name backend bytes (rev), from the backend client bytes (fwd).
   uint16_t off = kTcpBaseLen;
   while (off < hdrLen) {
     const uint8_t kind = tcp[off];
@@ -364,17 +407,23 @@ void synProxyTranslate(uint8_t* tcp, uint16_t hdrLen, const Flow& f, Direction d
     if (off + 1 >= hdrLen) break;
     const uint8_t len = tcp[off + 1];
     if (len < 2 || off + len > hdrLen) break;
-    if (kind == kOptTs && len == 10) {
+    if (kind == kOptTs && len == 10 && sp) {
       if (dir == Direction::kReply)
         d += put32(tcp, off + 2u, get32(tcp + off + 2) + f.spTsDelta);
       else
         d += put32(tcp, off + 6u, get32(tcp + off + 6) - f.spTsDelta);
-    } else if (kind == kOptSack && dir == Direction::kOriginal) {
-      for (unsigned e = off + 2u; e + 4 <= off + len; e += 4u) d += put32(tcp, e, get32(tcp + e) - f.spSeqDelta);
+    } else if (kind == kOptSack) {
+      for (unsigned e = off + 2u; e + 4 <= off + len; e += 4u) {
+        if (dir == Direction::kOriginal && sp)
+          d += put32(tcp, e, get32(tcp + e) - rev);
+        else if (dir == Direction::kReply && pp)
+          d += put32(tcp, e, toClient(get32(tcp + e)));
+      }
     }
     off = static_cast<uint16_t>(off + len);
   }
   rw::store16(tcp + rw::kTcpCheck, rw::applyDelta(rw::load16(tcp + rw::kTcpCheck), d));
+  return insert;
 }
 
 }  // namespace strait::dataplane

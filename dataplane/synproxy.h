@@ -38,6 +38,7 @@
 #include <cstdint>
 
 #include "dataplane/flow_table.h"
+#include "dataplane/proxy_protocol.h"
 #include "dataplane/syncookie.h"
 #include "dataplane/tcp_state.h"
 #include "strait/flow_key.h"
@@ -110,7 +111,9 @@ void synProxyLearnBackend(Flow& f, const BackendSynAck& sa);
 
 // The backend's SYN-ACK `frame` becomes the ACK that completes the
 // backend's handshake, in place (SNAT address to backend; the client's
-// window from its ACK; timestamps echoed). Returns the new frame length.
+// window from its ACK; timestamps echoed), carrying the PROXY header while
+// the flow has one not yet acknowledged (the frame must have room for
+// kSynProxyMaxL3Len + kProxyV2Len past l3Off). Returns the new frame length.
 uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, const BackendSynAck& sa);
 
 // Writes into `frame` (a fresh buffer of at least l3Off +
@@ -127,18 +130,33 @@ uint16_t writeClientWindowUpdate(uint8_t* frame, const uint8_t* like, uint16_t l
 // ISN + 1, which its window accepts.
 void synProxyEarlyReset(uint8_t* tcp, const Flow& f);
 
-// Translates a segment of a ready flow that has already been rewritten to
-// its new addresses (see the file comment). `tcp` is the TCP header.
-void synProxyTranslate(uint8_t* tcp, uint16_t hdrLen, const Flow& f, Direction dir);
+// Translates a segment that has already been rewritten to its new
+// addresses; `tcp` is the TCP header. One translation per direction, each
+// the sum of what the flow needs:
+//   SYN proxy (ready flows): the backend's sequence space is shifted by
+//     spSeqDelta, its timestamp clock by spTsDelta, windows rescaled (see
+//     the file comment);
+//   PROXY protocol (ppFlags & kPpOn): the client's sequence space is
+//     shifted by kProxyV2Len on the backend's side (proxy_protocol.h):
+//     client -> backend seq += L; backend -> client ack and SACK edges -= L,
+//     never below ppStart. A backend ack covering the header sets kPpAcked.
+// Returns true when the segment is one the PROXY header must ride on: from
+// the client, seq == ppStart, no RST, header not yet acknowledged. Its
+// sequence number is then left as it is (the header takes ppStart) and the
+// caller inserts the header.
+bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir);
 
-// Translates the TCP header quoted in an ICMP error about a ready flow
-// (`in4`, `avail` bytes of it present), before the error is passed on
-// (the caller recomputes the ICMP checksum). kOriginal: the client's side
-// reported a segment we sent it: its seq goes back into the backend's
-// space. kReply: the backend's side reported a segment we sent it: its ack
-// (when quoted) goes into the client's space. The quoted TCP checksum is
-// fixed when present.
-void synProxyTranslateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir);
+// Translates the TCP header quoted in an ICMP error about a flow that
+// translates (a ready SYN proxy flow, a PROXY protocol flow; `in4`,
+// `avail` bytes of it present), before the error is passed on (the caller
+// recomputes the ICMP checksum), so that the receiver finds its own
+// numbers in it. kOriginal: the client's side reported a segment we sent
+// it: its seq goes back into the backend's space. kReply: the backend's
+// side reported a segment we sent it: its seq goes back into the client's
+// space (less the PROXY header) and its ack (when quoted) into the
+// client's view of the backend. The quoted TCP checksum is fixed when
+// present.
+void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir);
 
 // (w << in) >> out, rounded up, capped at 65535; `in`/`out` 0..14.
 uint16_t rescaleWindow(uint16_t w, uint8_t in, uint8_t out);
@@ -148,7 +166,7 @@ uint16_t rescaleWindow(uint16_t w, uint8_t in, uint8_t out);
 // as the backend sends or receives it. Backend segments are already in
 // that space; a ready flow's client segment has its acknowledgement number
 // taken back into the backend's space and its window field rescaled as
-// synProxyTranslate would. So an in-window RST from either side is seen
+// translateSegment would. So an in-window RST from either side is seen
 // as in window, and an out-of-window one as out.
 void synProxyTrackerView(TcpSegment& seg, const Flow& f, Direction dir);
 

@@ -81,6 +81,7 @@ struct alignas(64) WorkerCounters {
   uint64_t synProxyAckData = 0;      // accepted cookie ACKs whose payload was dropped (client resends)
   uint64_t synProxyNoMbuf = 0;       // window updates to clients not sent: no mbuf (client probes instead)
   uint64_t synCookieModeEntered = 0; // times this worker switched to cookie mode (syn_proxy = "auto")
+  uint64_t proxyHeaders = 0;         // PROXY protocol headers sent to backends (first and repeats)
   uint64_t synCookieMode = 0;        // gauge: 1 while this worker answers "auto" services with cookies
   uint64_t loops = 0;         // iterations of the poll loop
   uint64_t busyLoops = 0;     // iterations that received at least one packet
@@ -129,6 +130,7 @@ void forEachCounter(A& a, B& b, F&& f) {
   f(a.synProxyAckData, b.synProxyAckData);
   f(a.synProxyNoMbuf, b.synProxyNoMbuf);
   f(a.synCookieModeEntered, b.synCookieModeEntered);
+  f(a.proxyHeaders, b.proxyHeaders);
   f(a.synCookieMode, b.synCookieMode);  // a 0/1 gauge per worker; summed: workers in cookie mode
   f(a.loops, b.loops);
   f(a.busyLoops, b.busyLoops);

@@ -39,7 +39,8 @@ namespace strait {
   X(kSynCookieStale, "syn_cookie_stale")         /* cookie ACK older than two cookie periods */ \
   X(kSynCookieReplayed, "syn_cookie_replayed")   /* cookie ACK again while its flow waits for the backend */ \
   X(kSynProxyPending, "syn_proxy_pending")       /* client segment before the backend's SYN-ACK (cookie flow) */ \
-  X(kBadChecksum, "bad_checksum")                /* TCP checksum wrong on a segment the SYN proxy would answer or rebuild */
+  X(kBadChecksum, "bad_checksum")                /* TCP checksum wrong on a segment the SYN proxy would answer or rebuild */ \
+  X(kProxyHeaderNoRoom, "proxy_header_no_room")  /* no head- or tailroom in the mbuf for the PROXY header (client resends) */
 
 enum class DropReason : uint8_t {
   kNone = 0,

@@ -55,6 +55,7 @@ struct ServiceView {
   uint16_t mssClamp = 0;  // 0 = off; else clamp TCP MSS option on SYN / SYN-ACK
   bool failOpen = false;  // every backend down: Maglev table built over all of them
   SynProxyMode synProxy = SynProxyMode::kAuto;
+  bool proxyProtocol = false;  // TCP: every backend connection starts with a PROXY v2 header
   std::vector<uint32_t> snatIps;
   std::vector<BackendView> backends;  // everything configured, drained and down included
   // Maglev lookup table: entries are indices into `backends`; empty when no

@@ -121,6 +121,10 @@ std::unique_ptr<Snapshot> makeSnapshot(int variant) {
   guard.port = port16(443);
   guard.synProxy = SynProxyMode::kOn;
   guard.mssClamp = 0;
+  // PROXY protocol v2: the header inserted (and sequence numbers
+  // translated) on the cookie service always, on web in one variant.
+  guard.proxyProtocol = true;
+  if (variant == 1) web.proxyProtocol = true;
 
   snap->services.push_back(std::move(web));
   snap->services.push_back(std::move(dns));

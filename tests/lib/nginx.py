@@ -38,10 +38,16 @@ class Nginx:
     port: int
     root: Path           # prefix directory of this instance
     proc: subprocess.Popen | None = None
+    # A second listener that expects a PROXY protocol header (v1 or v2) on
+    # every connection; its access log (pp_log) starts each line with
+    # $proxy_protocol_addr, the client the header names.
+    proxy_protocol_port: int | None = None
     log: Path = field(init=False)
+    pp_log: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = self.root / "access.log"
+        self.pp_log = self.root / "access-pp.log"
 
     def _write_config(self, big_file: Path) -> Path:
         www = self.root / "www"
@@ -74,6 +80,7 @@ http {{
     fastcgi_temp_path {self.root}/tmp-fastcgi;
     uwsgi_temp_path {self.root}/tmp-uwsgi;
     scgi_temp_path {self.root}/tmp-scgi;
+    log_format pp '$proxy_protocol_addr:$proxy_protocol_port $remote_addr "$request" $status';
     types {{ text/html html; application/octet-stream bin; }}
     default_type application/octet-stream;
     keepalive_requests 100000;
@@ -88,9 +95,27 @@ http {{
             client_max_body_size 64m;
         }}
     }}
-}}
+{self._pp_server(www)}}}
 """)
         return conf
+
+    def _pp_server(self, www: Path) -> str:
+        if self.proxy_protocol_port is None:
+            return ""
+        return f"""\
+    server {{
+        listen {self.ip}:{self.proxy_protocol_port} proxy_protocol reuseport backlog=4096;
+        access_log {self.pp_log} pp;
+        root {www};
+        add_header X-Backend {self.ip} always;
+        location / {{ }}
+        location /upload/ {{
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+            client_max_body_size 64m;
+        }}
+    }}
+"""
 
     def start(self, big_file: Path) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -201,13 +201,14 @@ class Ec2Topology(_Base):
         self.is_up = True
         return self
 
-    def start_backends(self) -> None:
+    def start_backends(self, proxy_protocol_port: int | None = None) -> None:
         """nginx in every backend namespace, each serving its name and the
-        same random payload (its sha256 is `payload_sha256`)."""
+        same random payload (its sha256 is `payload_sha256`); with
+        `proxy_protocol_port`, also on that port behind a PROXY header."""
         self.payload_sha256 = make_payload(self.payload_path, self.payload_size)
         for i, ns in enumerate(self.backend_ns):
             n = Nginx(ns=ns, ip=self.backend_ips[i], port=self.backend_port,
-                      root=self.workdir / f"nginx-b{i + 1}")
+                      root=self.workdir / f"nginx-b{i + 1}", proxy_protocol_port=proxy_protocol_port)
             self.nginx.append(n)
             self.cleanup.push(f"nginx {n.ip}", n.stop)
             n.start(self.payload_path)

@@ -8,6 +8,8 @@ The services are fixed so every expected packet is exact:
   alt   tcp 192.0.2.11:8080 -> 203.0.113.12:8080  SNAT 192.0.2.20
   dns   udp 192.0.2.10:53   -> 203.0.113.13:5353  SNAT 192.0.2.10
   guard tcp 192.0.2.10:443  -> 203.0.113.14:8443  SNAT 192.0.2.10, syn_proxy = "on"
+  pp    tcp 192.0.2.10:25   -> 203.0.113.15:2525  SNAT 192.0.2.10, proxy_protocol = "v2", syn_proxy = "off"
+  ppsp  tcp 192.0.2.10:465  -> 203.0.113.16:4650  SNAT 192.0.2.10, proxy_protocol = "v2", syn_proxy = "on"
 
 The daemon runs with a 2,048 ms SYN cookie period (syn_cookie_period_ms) so
 that a stale cookie can be shown in seconds.
@@ -31,6 +33,8 @@ WEB_BACKEND = ("203.0.113.11", 80)
 ALT_BACKEND = ("203.0.113.12", 8080)
 DNS_BACKEND = ("203.0.113.13", 5353)
 GUARD_BACKEND = ("203.0.113.14", 8443)
+PP_BACKEND = ("203.0.113.15", 2525)
+PPSP_BACKEND = ("203.0.113.16", 4650)
 COOKIE_PERIOD_MS = 2048
 # Frames from straitd leave with TTL one less than they came in with.
 TTL_IN = 64
@@ -41,6 +45,10 @@ SERVICES = [
     Service("dns", f"{VIP}:53", [f"{DNS_BACKEND[0]}:{DNS_BACKEND[1]}"], protocol="udp"),
     Service("guard", f"{VIP}:443", [f"{GUARD_BACKEND[0]}:{GUARD_BACKEND[1]}"],
             extra={"syn_proxy": "on"}),
+    Service("pp", f"{VIP}:25", [f"{PP_BACKEND[0]}:{PP_BACKEND[1]}"],
+            extra={"proxy_protocol": "v2", "syn_proxy": "off"}),
+    Service("ppsp", f"{VIP}:465", [f"{PPSP_BACKEND[0]}:{PPSP_BACKEND[1]}"],
+            extra={"proxy_protocol": "v2", "syn_proxy": "on"}),
 ]
 
 # Client ports unique for the whole session, so no case meets a flow left
@@ -196,7 +204,7 @@ def warm_up(lb: PacketLb) -> None:
     raise AssertionError("straitd forwarded nothing within 20 s of start; log:\n" + lb.d.log_tail())
 
 
-__all__ = ["ALT_BACKEND", "CLIENT", "COOKIE_PERIOD_MS", "DNS_BACKEND", "GUARD_BACKEND", "SERVICES", "SNAT2", "TTL_IN", "VIP", "VIP2",
+__all__ = ["ALT_BACKEND", "CLIENT", "COOKIE_PERIOD_MS", "DNS_BACKEND", "GUARD_BACKEND", "PP_BACKEND", "PPSP_BACKEND", "SERVICES", "SNAT2", "TTL_IN", "VIP", "VIP2",
            "WEB_BACKEND", "Counters", "Metrics", "PacketLb", "assert_clean", "assert_datagram",
            "ip_bytes", "next_port", "rewritten", "udp_to",
            "tcp_to", "to_lb", "warm_up"]

@@ -649,6 +649,22 @@ TEST(Config, SynProxy) {
   EXPECT_EQ(r.dataplane.synCookiePeriodMs, 4096u);
 }
 
+TEST(Config, ProxyProtocol) {
+  EXPECT_FALSE(parse(minimalWith("")).services[0].proxyProtocol);
+  EXPECT_TRUE(parse(minimalWith("proxy_protocol = \"v2\"")).services[0].proxyProtocol);
+  EXPECT_FALSE(parse(minimalWith("proxy_protocol = \"off\"")).services[0].proxyProtocol);
+  expectError(minimalWith("proxy_protocol = \"v1\""), "service[0].proxy_protocol",
+              "\"v1\": expected \"v2\" or \"off\"");
+  expectError(minimalWith("proxy_protocol = true"), "service[0].proxy_protocol", "expected a string");
+  expectError(minimalWith("protocol = \"udp\"\nproxy_protocol = \"v2\""), "service[0].proxy_protocol",
+              "PROXY protocol is for TCP services (this one is udp");
+  // "off" on a UDP service is fine: it says what is already so.
+  EXPECT_FALSE(parse(minimalWith("protocol = \"udp\"\nproxy_protocol = \"off\"")).services[0].proxyProtocol);
+  const Config r = parseConfig(renderConfig(parse(minimalWith("proxy_protocol = \"v2\""))), "r.toml");
+  EXPECT_TRUE(r.services[0].proxyProtocol);
+  EXPECT_NE(renderConfig(r).find("proxy_protocol = \"v2\"\n"), std::string::npos);
+}
+
 TEST(Config, RenderRoundTrip) {
   for (const char* text : {kBriefMinimal, kFull}) {
     const Config a = parse(text);

@@ -85,6 +85,8 @@ class UsageErrors(unittest.TestCase):
         (["service", "add", "--listen", "192.0.2.10:80", "--protocol", "tcp"], "missing service NAME"),
         (["service", "add", "web", "--listen", "192.0.2.10:80", "--protocol", "tcp", "--syn-proxy", "yes"],
          '--syn-proxy "yes": expected auto, on or off'),
+        (["service", "add", "web", "--listen", "192.0.2.10:80", "--protocol", "tcp", "--proxy-protocol", "v1"],
+         '--proxy-protocol "v1": expected v2 or off'),
         (["service", "remove"], "missing service NAME"),
         (["backend", "list"], "missing SERVICE"),
         (["backend", "add", "web"], "missing backend IP:PORT"),
@@ -223,6 +225,9 @@ class WithFakeDaemon(unittest.TestCase):
             (["service", "add", "web", "--listen", "192.0.2.10:443", "--protocol", "tcp", "--syn-proxy", "on"],
              {"command": "service add", "args": {"name": "web", "listen": "192.0.2.10:443", "protocol": "tcp",
                                                   "syn_proxy": "on"}}),
+            (["service", "add", "web", "--listen", "192.0.2.10:443", "--protocol", "tcp", "--proxy-protocol", "v2"],
+             {"command": "service add", "args": {"name": "web", "listen": "192.0.2.10:443", "protocol": "tcp",
+                                                  "proxy_protocol": "v2"}}),
             (["service", "remove", "web"], {"command": "service remove", "args": {"name": "web"}}),
         ]
         self.daemon.replies["service add"] = {"ok": True, "version": 1,

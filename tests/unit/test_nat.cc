@@ -2224,3 +2224,135 @@ TEST(SynProxyWindow, Rescale) {
 
 }  // namespace
 }  // namespace strait::dataplane
+
+// ---- PROXY protocol v2 ----
+
+class ProxyProtocolTest : public NatTest {
+ protected:
+  void SetUp() override {
+    NatTest::SetUp();
+    for (auto& s : snap_.services)
+      if (s.name == "web") s.proxyProtocol = true;
+  }
+  // Runs `f` in an mbuf whose data starts `headroom` bytes into its buffer
+  // (the rest of the buffer is tailroom), and returns the verdict; `f`
+  // becomes the frame the core left.
+  Verdict inMbuf(Bytes& f, uint16_t headroom) {
+    rte_mbuf* m = rte_pktmbuf_alloc(mp_);
+    EXPECT_NE(m, nullptr);
+    m->data_off = headroom;
+    char* p = rte_pktmbuf_append(m, static_cast<uint16_t>(f.size()));
+    EXPECT_NE(p, nullptr);
+    std::memcpy(p, f.data(), f.size());
+    Verdict v;
+    nat_->process(&m, 1, snap_, 1000, &v);
+    const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+    f.assign(d, d + rte_pktmbuf_data_len(m));
+    rte_pktmbuf_free(m);
+    return v;
+  }
+  uint16_t open(uint16_t cport) {
+    L4Spec s = tcp(kClient, cport, kVip, 80, kSyn);
+    s.seq = 5000;
+    Bytes syn = frame(s);
+    EXPECT_FORWARD(one(syn));
+    const uint16_t snatPort = seen(syn).sport;
+    L4Spec sa = tcp(kBackend1, 80, kVip, snatPort, kSyn | kAck);
+    sa.seq = 9000;
+    sa.ack = 5001;
+    sa.tcpOpts = tcpMssOpt(1460);
+    Bytes fa = frame(sa);
+    EXPECT_FORWARD(one(fa));
+    EXPECT_EQ(rd16(fa.data() + kEth + 20 + 22), 1460 - kProxyV2Len);  // room for the header
+    EXPECT_EQ(rd32(fa.data() + kEth + 20 + 8), 5001u);
+    EXPECT_TRUE(checksumsOk(fa));
+    return snatPort;
+  }
+  static Bytes expectedHeader(uint16_t cport) {
+    Bytes h = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C};
+    for (uint32_t a : {kClient, kVip})
+      for (int sh = 24; sh >= 0; sh -= 8) h.push_back(static_cast<uint8_t>(a >> sh));
+    for (uint16_t p : {cport, uint16_t{80}}) {
+      h.push_back(static_cast<uint8_t>(p >> 8));
+      h.push_back(static_cast<uint8_t>(p));
+    }
+    return h;
+  }
+};
+
+TEST_F(ProxyProtocolTest, HeaderInsertedThroughHeadroomOrTailroom) {
+  const Bytes data = {'a', 'b', 'c', 'd', 'e'};
+  for (uint16_t headroom : {uint16_t{RTE_PKTMBUF_HEADROOM}, uint16_t{0}}) {
+    SCOPED_TRACE(headroom);
+    const uint16_t cport = static_cast<uint16_t>(33000 + headroom);
+    open(cport);
+    L4Spec d = tcp(kClient, cport, kVip, 80, kAck | 0x08);
+    d.seq = 5001;
+    d.ack = 9001;
+    d.payload = data;
+    Bytes f = frame(d);
+    EXPECT_FORWARD(inMbuf(f, headroom));
+    ASSERT_EQ(f.size(), kEth + 40 + kProxyV2Len + data.size());
+    EXPECT_TRUE(checksumsOk(f));
+    EXPECT_EQ(rd16(f.data() + kEth + 2), 40 + kProxyV2Len + data.size());
+    EXPECT_EQ(rd32(f.data() + kEth + 20 + 4), 5001u);  // the header takes the client's first seq
+    EXPECT_EQ(Bytes(f.begin() + kEth + 40, f.begin() + kEth + 40 + kProxyV2Len), expectedHeader(cport));
+    EXPECT_EQ(Bytes(f.begin() + kEth + 40 + kProxyV2Len, f.end()), data);
+    EXPECT_EQ(std::memcmp(f.data(), kMacA, 6), 0);  // Ethernet moved with the rest
+  }
+  EXPECT_EQ(counters_->proxyHeaders, 2u);
+}
+
+TEST_F(ProxyProtocolTest, PaddedPureAckBecomesTheHeaderSegment) {
+  const uint16_t snatPort = open(33100);
+  L4Spec a = tcp(kClient, 33100, kVip, 80, kAck);
+  a.seq = 5001;
+  a.ack = 9001;
+  Bytes f = frame(a);
+  f.resize(60, 0);  // Ethernet minimum: 6 bytes of padding
+  EXPECT_FORWARD(one(f));
+  ASSERT_EQ(f.size(), kEth + 40 + kProxyV2Len);  // padding gone, header in
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(Bytes(f.begin() + kEth + 40, f.end()), expectedHeader(33100));
+  // The backend acknowledges the header: acks come back less 28 and the
+  // client's bytes move up by 28 from now on.
+  L4Spec b = tcp(kBackend1, 80, kVip, snatPort, kAck);
+  b.seq = 9001;
+  b.ack = 5001 + kProxyV2Len;
+  Bytes fb = frame(b);
+  EXPECT_FORWARD(one(fb));
+  EXPECT_EQ(rd32(fb.data() + kEth + 20 + 8), 5001u);
+  EXPECT_TRUE(checksumsOk(fb));
+  L4Spec d = tcp(kClient, 33100, kVip, 80, kAck);
+  d.seq = 5001;
+  d.ack = 9001;
+  d.payload = {'x'};
+  Bytes fd = frame(d);
+  EXPECT_FORWARD(one(fd));
+  EXPECT_EQ(fd.size(), kEth + 41);
+  EXPECT_EQ(rd32(fd.data() + kEth + 20 + 4), 5001u + kProxyV2Len);
+  EXPECT_TRUE(checksumsOk(fd));
+  EXPECT_EQ(counters_->proxyHeaders, 1u);
+}
+
+TEST_F(ProxyProtocolTest, NoRoomIsACountedDrop) {
+  open(33200);
+  rte_mbuf* probe = rte_pktmbuf_alloc(mp_);
+  ASSERT_NE(probe, nullptr);
+  const uint16_t bufLen = probe->buf_len;
+  rte_pktmbuf_free(probe);
+  L4Spec d = tcp(kClient, 33200, kVip, 80, kAck);
+  d.seq = 5001;
+  d.ack = 9001;
+  d.payload.assign(bufLen - kEth - 40, 'z');  // fills the whole buffer
+  Bytes f = frame(d);
+  EXPECT_DROP(inMbuf(f, 0), DropReason::kProxyHeaderNoRoom);
+  EXPECT_EQ(drops(DropReason::kProxyHeaderNoRoom), 1u);
+  EXPECT_EQ(counters_->proxyHeaders, 0u);
+}
+
+TEST_F(ProxyProtocolTest, UdpAndPlainServicesAreUntouched) {
+  Bytes syn = frame(tcp(kClient, 33300, kVip2, 443, kSyn));
+  EXPECT_FORWARD(one(syn));
+  EXPECT_EQ(onlyFlow().ppFlags, 0u);
+}

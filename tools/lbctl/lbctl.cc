@@ -50,6 +50,7 @@ const char* const kUsage =
     "              [--health tcp|http] [--health-interval MS] [--health-timeout MS]\n"
     "              [--health-rise N] [--health-fall N] [--health-path PATH]\n"
     "              [--health-status N] [--health-host HOST] [--syn-proxy auto|on|off]\n"
+    "              [--proxy-protocol v2|off]\n"
     "  service remove NAME\n"
     "  backend list SERVICE\n"
     "  backend add SERVICE IP:PORT [--weight N]\n"
@@ -446,7 +447,7 @@ int main(int argc, char** argv) {
     opts.add_options()("socket", po::value(&socketPath))("json", po::bool_switch(&jsonOut))(
         "help,h", po::bool_switch());
     std::string listen, protocol, snat, weight, service, limit;
-    std::string synProxy;
+    std::string synProxy, proxyProtocol;
     std::string health, healthInterval, healthTimeout, healthRise, healthFall, healthPath, healthStatus, healthHost;
     bool flush = false;
     std::size_t operandsWanted = 0;
@@ -459,7 +460,7 @@ int main(int argc, char** argv) {
     } else if (cmd.name == "service add") {
       opts.add_options()("listen", po::value(&listen))("protocol", po::value(&protocol))("snat",
                                                                                          po::value(&snat));
-      opts.add_options()("syn-proxy", po::value(&synProxy));
+      opts.add_options()("syn-proxy", po::value(&synProxy))("proxy-protocol", po::value(&proxyProtocol));
       opts.add_options()("health", po::value(&health))("health-interval", po::value(&healthInterval))(
           "health-timeout", po::value(&healthTimeout))("health-rise", po::value(&healthRise))(
           "health-fall", po::value(&healthFall))("health-path", po::value(&healthPath))(
@@ -535,6 +536,11 @@ int main(int argc, char** argv) {
         if (synProxy != "auto" && synProxy != "on" && synProxy != "off")
           throw UsageError("--syn-proxy \"" + synProxy + "\": expected auto, on or off");
         a["syn_proxy"] = synProxy;
+      }
+      if (vm.count("proxy-protocol")) {
+        if (proxyProtocol != "v2" && proxyProtocol != "off")
+          throw UsageError("--proxy-protocol \"" + proxyProtocol + "\": expected v2 or off");
+        a["proxy_protocol"] = proxyProtocol;
       }
       // Health check: the same keys as [service.health_check]; the daemon
       // checks ranges and consistency, lbctl only the syntax.
