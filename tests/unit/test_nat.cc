@@ -2222,9 +2222,6 @@ TEST(SynProxyWindow, Rescale) {
   EXPECT_EQ(rescaleWindow(1000, 8, 0), 65535);
 }
 
-}  // namespace
-}  // namespace strait::dataplane
-
 // ---- PROXY protocol v2 ----
 
 class ProxyProtocolTest : public NatTest {
@@ -2356,3 +2353,6 @@ TEST_F(ProxyProtocolTest, UdpAndPlainServicesAreUntouched) {
   EXPECT_FORWARD(one(syn));
   EXPECT_EQ(onlyFlow().ppFlags, 0u);
 }
+
+}  // namespace
+}  // namespace strait::dataplane
