@@ -61,6 +61,7 @@ CORE_SOURCES=(
   dataplane/mss_clamp.cc
   dataplane/syncookie.cc
   dataplane/synproxy.cc
+  dataplane/proxy_protocol.cc
 )
 PARSE_SOURCES=(dataplane/parse.cc)
 HARNESSES=(fuzz_parse fuzz_nat)
