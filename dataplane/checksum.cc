@@ -81,14 +81,27 @@ uint16_t ipv4HeaderChecksum(const void* hdr, std::size_t len) {
   return checksumFold(sum);
 }
 
-uint16_t l4Checksum(uint32_t srcIp, uint32_t dstIp, uint8_t proto, const void* l4, std::size_t l4len) {
-  // Pseudo-header: source, destination, zero, protocol, L4 length.
+namespace {
+
+// One's-complement sum of the pseudo-header: source, destination, zero,
+// protocol, L4 length.
+uint32_t pseudoHeaderSum(uint32_t srcIp, uint32_t dstIp, uint8_t proto, std::size_t l4len) {
   uint64_t acc = 0;
   acc += (srcIp & 0xffff) + (srcIp >> 16);
   acc += (dstIp & 0xffff) + (dstIp >> 16);
   acc += asStored16(proto);
   acc += asStored16(static_cast<uint16_t>(l4len));
-  uint32_t sum = reduce(acc);
+  return reduce(acc);
+}
+
+}  // namespace
+
+bool l4ChecksumValid(uint32_t srcIp, uint32_t dstIp, uint8_t proto, const void* l4, std::size_t l4len) {
+  return checksumFold(checksumPartial(l4, l4len, pseudoHeaderSum(srcIp, dstIp, proto, l4len))) == 0;
+}
+
+uint16_t l4Checksum(uint32_t srcIp, uint32_t dstIp, uint8_t proto, const void* l4, std::size_t l4len) {
+  uint32_t sum = pseudoHeaderSum(srcIp, dstIp, proto, l4len);
 
   std::size_t checkOff = 0;
   if (proto == IPPROTO_TCP) checkOff = 16;

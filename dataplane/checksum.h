@@ -71,5 +71,11 @@ uint16_t ipv4HeaderChecksum(const void* hdr, std::size_t len);
 // and `l4len` bytes at `l4` (checksum field treated as 0). For UDP the
 // caller maps a 0 result to 0xffff.
 uint16_t l4Checksum(uint32_t srcIp, uint32_t dstIp, uint8_t proto, const void* l4, std::size_t l4len);
+// Whether a received TCP or UDP segment's checksum is right: the sum over
+// the pseudo-header and every byte, checksum field included, must be all
+// ones (RFC 1071). Comparing the field with l4Checksum instead would refuse
+// 0xffff where the sum gives 0x0000: both are zero in one's complement, and
+// Linux writes 0xffff there whenever it sums in software (skb_checksum_help).
+bool l4ChecksumValid(uint32_t srcIp, uint32_t dstIp, uint8_t proto, const void* l4, std::size_t l4len);
 
 }  // namespace strait::dataplane

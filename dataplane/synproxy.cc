@@ -178,7 +178,7 @@ uint32_t tcpSeq(const uint8_t* tcp) { return get32(tcp + 4); }
 
 bool tcpChecksumOk(const uint8_t* frame, const PacketMeta& m) {
   const uint8_t* tcp = frame + m.l4Off;
-  return l4Checksum(m.srcIp, m.dstIp, 6, tcp, m.l4Len) == rw::load16(tcp + rw::kTcpCheck);
+  return l4ChecksumValid(m.srcIp, m.dstIp, 6, tcp, m.l4Len);
 }
 void readTimestamp(const uint8_t* tcp, uint16_t off, uint32_t& tsVal, uint32_t& tsEcr) {
   tsVal = get32(tcp + off + 2);

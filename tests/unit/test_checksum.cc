@@ -143,6 +143,33 @@ TEST(Checksum, ScapyTcpPacket) {
   EXPECT_EQ(out[1], 0xa1);
 }
 
+TEST(Checksum, ReceivedTcpChecksumValidWithEitherZero) {
+  // The Scapy SYN above, valid as sent; one flipped bit is refused.
+  auto p = fromHex(
+      "4500002c0001000040067cbfc0000201cb00710a9c400050000003e800000000"
+      "60022000d9a10000020405b4");
+  const uint32_t src = load32(&p[12]), dst = load32(&p[16]);
+  uint8_t* tcp = p.data() + 20;
+  const std::size_t len = p.size() - 20;
+  EXPECT_TRUE(sd::l4ChecksumValid(src, dst, IPPROTO_TCP, tcp, len));
+  tcp[4] ^= 0x01;
+  EXPECT_FALSE(sd::l4ChecksumValid(src, dst, IPPROTO_TCP, tcp, len));
+  tcp[4] ^= 0x01;
+  // Make the urgent-pointer word absorb the checksum, so the segment's sum
+  // without its checksum field is all ones and the checksum is zero: the
+  // field may then hold 0x0000 or 0xffff (one's-complement zero either
+  // way; Linux writes 0xffff when it sums in software). Both are valid.
+  const uint32_t urg = ntohs(load16(tcp + 18)) + ntohs(load16(tcp + 16));
+  store16(tcp + 18, htons(static_cast<uint16_t>((urg & 0xffff) + (urg >> 16))));
+  ASSERT_EQ(sd::l4Checksum(src, dst, IPPROTO_TCP, tcp, len), 0x0000);
+  store16(tcp + 16, 0x0000);
+  EXPECT_TRUE(sd::l4ChecksumValid(src, dst, IPPROTO_TCP, tcp, len));
+  store16(tcp + 16, 0xffff);
+  EXPECT_TRUE(sd::l4ChecksumValid(src, dst, IPPROTO_TCP, tcp, len));
+  store16(tcp + 16, htons(0x0001));
+  EXPECT_FALSE(sd::l4ChecksumValid(src, dst, IPPROTO_TCP, tcp, len));
+}
+
 TEST(Checksum, ScapyUdpPacketOddLength) {
   // IP(src=198.51.100.7, dst=192.0.2.10)/UDP(5353->53)/"hello": 13 bytes of
   // UDP (odd), checksum ba9e.
