@@ -16,7 +16,6 @@ namespace strait::dataplane {
 namespace {
 
 constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAck = 0x10;
-constexpr unsigned kEtherAddrLen = 6;
 constexpr unsigned kTcpHdr = 20;
 constexpr uint16_t kWindow = 8192;
 constexpr uint8_t kTtl = 64;
@@ -41,10 +40,7 @@ bool writeReply(rte_mbuf* mb, const PacketMeta& m, uint32_t seq, uint32_t ack, u
   const uint32_t frameLen = uint32_t{m.l4Off} + kTcpHdr + payloadLen;
   if (frameLen > uint32_t{mb->buf_len} - mb->data_off) return false;
   uint8_t* frame = rte_pktmbuf_mtod(mb, uint8_t*);
-  uint8_t mac[kEtherAddrLen];
-  std::memcpy(mac, frame, kEtherAddrLen);
-  std::memcpy(frame, frame + kEtherAddrLen, kEtherAddrLen);
-  std::memcpy(frame + kEtherAddrLen, mac, kEtherAddrLen);
+  rw::swapEtherAddrs(frame);
 
   uint8_t* ip = frame + m.l3Off;
   rw::store32(ip + rw::kIpSrc, m.dstIp);

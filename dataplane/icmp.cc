@@ -13,7 +13,6 @@ namespace strait::dataplane {
 namespace {
 constexpr uint8_t kEchoReplyTtl = 64;
 constexpr uint8_t kIcmpEchoReply = 0;
-constexpr unsigned kEtherAddrLen = 6;
 constexpr uint8_t kProtoTcp = 6;
 constexpr uint8_t kProtoUdp = 17;
 constexpr uint16_t kTcpCheckEnd = rw::kTcpCheck + 2;
@@ -21,10 +20,7 @@ constexpr uint16_t kUdpCheckEnd = rw::kUdpCheck + 2;
 }  // namespace
 
 void icmpEchoReply(uint8_t* frame, const PacketMeta& m) {
-  uint8_t mac[kEtherAddrLen];
-  std::memcpy(mac, frame, kEtherAddrLen);
-  std::memcpy(frame, frame + kEtherAddrLen, kEtherAddrLen);
-  std::memcpy(frame + kEtherAddrLen, mac, kEtherAddrLen);
+  rw::swapEtherAddrs(frame);
 
   uint8_t* l3 = frame + m.l3Off;
   // Swapping source and destination leaves the header sum unchanged.

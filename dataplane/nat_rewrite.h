@@ -77,6 +77,17 @@ inline constexpr unsigned kUdpCheck = 6;
 inline constexpr unsigned kTcpCheck = 16;
 inline constexpr unsigned kIcmpCheck = 2;
 
+// Swaps the Ethernet destination and source addresses of `frame`: a reply
+// the dataplane writes in place (an ICMP echo reply, a health-endpoint
+// answer, a SYN cookie SYN-ACK) leaves by the port the request came in.
+inline void swapEtherAddrs(uint8_t* frame) {
+  constexpr std::size_t kAddrLen = 6;
+  uint8_t mac[kAddrLen];
+  std::memcpy(mac, frame, kAddrLen);
+  std::memcpy(frame, frame + kAddrLen, kAddrLen);
+  std::memcpy(frame + kAddrLen, mac, kAddrLen);
+}
+
 // Decrements the TTL (the caller has checked it is > 1) and returns the
 // checksum delta. TTL and protocol share one 16-bit word; the new word is
 // computed in a register and stored whole, because a byte store followed by

@@ -277,10 +277,7 @@ void synProxyTrackerView(TcpSegment& seg, const Flow& f, Direction dir) {
 uint16_t writeCookieSynAck(uint8_t* frame, const PacketMeta& m, uint32_t cookie, const SynOptions& client,
                            uint16_t mss, uint32_t tsVal) {
   // Ethernet: back to where it came from.
-  uint8_t mac[6];
-  std::memcpy(mac, frame, 6);
-  std::memcpy(frame, frame + 6, 6);
-  std::memcpy(frame + 6, mac, 6);
+  rw::swapEtherAddrs(frame);
 
   const uint8_t* tcpIn = frame + m.l4Off;
   const uint32_t clientIsn = tcpSeq(tcpIn);
