@@ -176,7 +176,10 @@ class Straitd:
         self.socket = self.workdir / f"{self.name}.sock"
         self.log_path = self.workdir / f"{self.name}.log"
         self.metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
-        eal = ["--no-pci", "--in-memory", f"--file-prefix={ns}"]
+        mem = eal_memory_args()
+        # EAL refuses --in-memory with --no-huge; --no-shconf keeps the
+        # plain-memory process just as free of shared files.
+        eal = ["--no-pci", "--no-shconf" if "--no-huge" in mem else "--in-memory", f"--file-prefix={ns}"]
         if io == "xdp":
             # Shared-NIC mode: straitd sets up AF_XDP on the interface itself.
             port = f"xdp:{iface}"
@@ -190,7 +193,7 @@ class Straitd:
             port = "net_af_packet0"
         # straitd adds --lcores itself (control + one per worker, over the
         # CPUs it may use) when the config has none.
-        eal += eal_memory_args() + list(extra_eal or [])
+        eal += mem + list(extra_eal or [])
         self.config_text = render_config(
             eal=eal, workers=workers, address=address, gateway=gateway, services=services,
             dataplane={**TEST_DATAPLANE, **(dataplane or {})}, interface=interface, port=port,
