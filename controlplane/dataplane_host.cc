@@ -41,6 +41,7 @@
 #include "dataplane/port_alloc.h"
 #include "dataplane/route.h"
 #include "dataplane/snat_port_filter.h"
+#include "dataplane/snat_pools.h"
 #include "dataplane/toeplitz.h"
 #include "dataplane/worker.h"
 #include "dataplane/xdp_program.h"
@@ -219,6 +220,9 @@ struct DataplaneHost::Impl {
   OwnerMode ownerMode = OwnerMode::kSingle;
   std::unique_ptr<Toeplitz> toeplitz;
 
+  // Under retireMu: SNAT pool slots are assigned when a snapshot is
+  // published and retired with the snapshots (dataplane/snat_pools.h).
+  std::unique_ptr<SnatPools> snatPools;
   std::mutex retireMu;
   struct Retired {
     const Snapshot* snap;
@@ -534,8 +538,8 @@ void DataplaneHost::Impl::initWorkers() {
     // Which ports this worker may hand out: those its replies arrive on,
     // never a service's listen port on the same address and protocol (a
     // reply to it would look like a client packet). The tables are built
-    // here; the worker fills a new pool in one pass (snat_port_filter.h),
-    // reading the snapshot it runs on (RCU keeps it alive meanwhile).
+    // here; publish() fills a new pool's slot in one pass per worker
+    // (snat_port_filter.h) for the snapshot about to be published.
     SnatPortFilter::Params fpp;
     fpp.mode = ownerMode;
     fpp.worker = w;
@@ -546,7 +550,6 @@ void DataplaneHost::Impl::initWorkers() {
       fpp.toeplitz = toeplitz.get();
       fpp.reta = ports[0].reta;
     }
-    fpp.snapshot = &current;
     wk.portFilter = std::make_unique<SnatPortFilter>(fpp);
     pp.fill = SnatPortFilter::fillerFor(*wk.portFilter);
     wk.ports = std::make_unique<PortAllocator>(pp);
@@ -583,12 +586,17 @@ void DataplaneHost::Impl::initWorkers() {
     ctx->resolve = resolve;
     ctx->fromControl = w == 0 ? fromControl : nullptr;
     ctx->stop = &stopFlag;
-    wk.runner = std::make_unique<CommandRunner>(wk.commands, wk.replies, wk.flows.get(), wk.ports.get());
+    wk.runner = std::make_unique<CommandRunner>(wk.commands, wk.replies, wk.flows.get());
     ctx->commands = wk.runner.get();
     wk.ctx = std::move(ctx);
     logf(LogLevel::kInfo, "worker %u: flow table %u flows, %.1f MiB; SNAT ports %u-%u, up to %u pools", w,
          fp.capacity, double(wk.flows->memoryBytes()) / 1048576.0, pp.portMin, pp.portMax, pp.maxPools);
   }
+  SnatPools::Params sp;
+  for (auto& wk : workers) sp.workers.push_back(wk.ports.get());
+  sp.graceStart = [this] { return rte_rcu_qsbr_start(rcu); };
+  sp.graceDone = [this](uint64_t token) { return rte_rcu_qsbr_check(rcu, token, false) == 1; };
+  snatPools = std::make_unique<SnatPools>(std::move(sp));
 }
 
 DataplaneHost::DataplaneHost(const Config& cfg) : impl_(std::make_unique<Impl>()) {
@@ -609,6 +617,7 @@ DataplaneHost::~DataplaneHost() {
   auto& d = *impl_;
   d.reclaim(true);
   delete d.current.exchange(nullptr);
+  d.snatPools.reset();
   for (auto& w : d.workers) {
     if (w.nat) w.nat->clear();
     w.nat.reset();
@@ -648,6 +657,13 @@ DataplaneHost::~DataplaneHost() {
 void DataplaneHost::publish(std::unique_ptr<Snapshot> snap) {
   auto& d = *impl_;
   std::lock_guard lk(d.retireMu);
+  // Pools first: the slots are loaded before the snapshot that names them
+  // is visible to any worker.
+  if (const uint32_t missing = d.snatPools->prepare(*snap); missing != 0)
+    logf(LogLevel::kWarn,
+         "snapshot %llu: %u SNAT pools (address, backend, protocol) find no free slot of "
+         "snat_pools_per_worker = %u; their new flows drop as snat_pools_exhausted",
+         static_cast<unsigned long long>(snap->generation), missing, d.snatPools->maxPools());
   const Snapshot* old = d.current.exchange(snap.release(), std::memory_order_acq_rel);
   if (old) d.retired.push_back({old, rte_rcu_qsbr_start(d.rcu)});
 }
@@ -672,6 +688,7 @@ void DataplaneHost::Impl::reclaim(bool force) {
   while (!retired.empty()) {
     auto& r = retired.front();
     if (!force && rte_rcu_qsbr_check(rcu, r.token, false) != 1) break;
+    if (snatPools) snatPools->release(*r.snap);
     delete r.snap;
     retired.pop_front();
   }
@@ -731,6 +748,8 @@ void DataplaneHost::poll() {
     d.arp->tick(now, d.cfg.dataplane.neighbourTimeoutMs);
   }
   d.reclaim(false);
+  std::lock_guard lk(d.retireMu);
+  d.snatPools->collect();
 }
 
 void DataplaneHost::stop() {
@@ -900,31 +919,25 @@ std::vector<FlowInfo> DataplaneHost::flows(std::optional<uint16_t> serviceSlot, 
   return out;
 }
 
+// Read on the control thread from the slots SnatPools has assigned: keys
+// and capacities are its own, the occupancy an atomic read of what each
+// worker publishes; no worker is asked.
 std::vector<SnatPoolInfo> DataplaneHost::snatPools() const {
   std::vector<SnatPoolInfo> out;
-  const uint32_t maxPools = impl_->cfg.dataplane.snatPoolsPerWorker;
-  for (const auto& wk : impl_->workers) {
-    auto req = std::make_unique<PendingCommand>();
-    req->buffer = std::make_unique<std::byte[]>(sizeof(PoolSample) * maxPools);
-    WorkerCommand cmd{};
-    cmd.kind = CommandKind::kPoolStats;
-    cmd.capacity = maxPools;
-    cmd.out = req->buffer.get();
-    req = impl_->call(wk.id, cmd, std::move(req));
-    if (!req) continue;
-    const auto* got = reinterpret_cast<const PoolSample*>(req->buffer.get());
-    for (uint32_t i = 0; i < req->count; ++i) {
+  auto& d = *impl_;
+  std::lock_guard lk(d.retireMu);
+  for (const auto& wk : d.workers)
+    d.snatPools->forEachActive([&](uint32_t slot, const PoolKey& key) {
       SnatPoolInfo si;
       si.worker = wk.id;
-      si.snatIp = ntohl(got[i].key.snatIp);
-      si.backendIp = ntohl(got[i].key.backendIp);
-      si.backendPort = ntohs(got[i].key.backendPort);
-      si.proto = got[i].key.proto;
-      si.inUse = got[i].inUse;
-      si.capacity = got[i].capacity;
+      si.snatIp = ntohl(key.snatIp);
+      si.backendIp = ntohl(key.backendIp);
+      si.backendPort = ntohs(key.backendPort);
+      si.proto = key.proto;
+      si.inUse = wk.ports->inUse(slot);
+      si.capacity = wk.ports->capacity(slot);
       out.push_back(si);
-    }
-  }
+    });
   return out;
 }
 

@@ -565,9 +565,11 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
   uint32_t pool = kNoPool;
   uint16_t port = 0;
   uint32_t snatIp = 0;
+  // The pools were prepared with the snapshot (SnatPools): a tuple without
+  // one (more in use than snat_pools_per_worker) cannot take new flows.
   for (std::size_t t = 0; t < ns; ++t) {
     const uint32_t ip = svc.snatIps[(start + t) % ns];
-    const uint32_t p = pa_.pool(PoolKey{ip, be.ip, be.port, key.proto, 0});
+    const uint32_t p = snap_.findSnatPool(ip, be.ip, be.port, key.proto);
     if (p == kNoPool) continue;
     if (pa_.allocate(p, port)) {
       pool = p;
@@ -581,7 +583,7 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
   // same order.
   for (std::size_t t = 0; pool == kNoPool && sawExhausted && t < ns; ++t) {
     const uint32_t ip = svc.snatIps[(start + t) % ns];
-    const uint32_t p = pa_.pool(PoolKey{ip, be.ip, be.port, key.proto, 0});
+    const uint32_t p = snap_.findSnatPool(ip, be.ip, be.port, key.proto);
     if (p != kNoPool && earlyDrop(ft_.earlyDropVictim(p)) && pa_.allocate(p, port)) {
       pool = p;
       snatIp = ip;
@@ -900,17 +902,23 @@ void NatCore::process(rte_mbuf** pkts, uint16_t n, const Snapshot& snap, uint32_
 // Checked every 50 ms: the half-open count is O(1), the pool scan O(pools).
 constexpr uint32_t kCookieModeEvalMs = 50;
 
-void NatCore::updateCookieMode(uint32_t nowMs) {
+// Only the pools the snapshot names count: they are the ones new flows
+// take ports from (a pool of a removed backend only drains), and the only
+// slots the worker may read (a slot no snapshot names may be reloaded by
+// the control thread).
+void NatCore::updateCookieMode(uint32_t nowMs, const Snapshot* snap) {
   sp_.lastEvalMs = nowMs;
   const FlowTable& ft = *d_.flows;
   const uint32_t halfOpen = ft.count(FlowState::kSynSent) + ft.count(FlowState::kSynRecv);
   const PortAllocator& pa = *d_.ports;
   uint32_t fullest = 0;  // percent
-  for (uint32_t p = 0; p < pa.poolCount(); ++p) {
-    const uint32_t cap = pa.capacity(p);
-    if (cap == 0) continue;
-    const uint32_t pct = static_cast<uint32_t>(uint64_t{pa.inUse(p)} * 100 / cap);
-    if (pct > fullest) fullest = pct;
+  if (snap != nullptr) {
+    for (const SnatPoolRef& r : snap->snatPools) {
+      const uint32_t cap = pa.capacity(r.slot);
+      if (cap == 0) continue;
+      const uint32_t pct = static_cast<uint32_t>(uint64_t{pa.inUse(r.slot)} * 100 / cap);
+      if (pct > fullest) fullest = pct;
+    }
   }
   const SynProxyParams& t = d_.synProxy;
   if (!sp_.cookieMode) {
@@ -924,14 +932,14 @@ void NatCore::updateCookieMode(uint32_t nowMs) {
   store(d_.counters->synCookieMode, sp_.cookieMode ? 1 : 0);
 }
 
-uint32_t NatCore::expire(uint32_t nowMs, uint32_t budget) {
+uint32_t NatCore::expire(uint32_t nowMs, uint32_t budget, const Snapshot* snap) {
   PortAllocator& pa = *d_.ports;
   WorkerCounters& c = *d_.counters;
   const uint32_t n = d_.flows->expire(nowMs, budget, [&pa, &c](const Flow& f) {
     closeAccounting(pa, c, f);
     bump(c.flowsExpired);
   });
-  if (d_.cookies != nullptr && nowMs - sp_.lastEvalMs >= kCookieModeEvalMs) updateCookieMode(nowMs);
+  if (d_.cookies != nullptr && nowMs - sp_.lastEvalMs >= kCookieModeEvalMs) updateCookieMode(nowMs, snap);
   return n;
 }
 

@@ -97,11 +97,12 @@ class NatCore {
 
   // Expires idle flows (at most `budget`), releasing their ports and
   // counting them, and re-evaluates the worker's cookie mode (at most every
-  // 50 ms). Call once per poll loop.
-  uint32_t expire(uint32_t nowMs, uint32_t budget);
+  // 50 ms; the pools `snap` names count towards pool pressure, none when
+  // null). Call once per poll loop.
+  uint32_t expire(uint32_t nowMs, uint32_t budget, const Snapshot* snap = nullptr);
 
   // Evaluates the syn_proxy = "auto" thresholds now (expire() calls it).
-  void updateCookieMode(uint32_t nowMs);
+  void updateCookieMode(uint32_t nowMs, const Snapshot* snap = nullptr);
   bool cookieMode() const { return sp_.cookieMode; }
 
   // Bounded sweeps over the flow records, so that the worker loop never

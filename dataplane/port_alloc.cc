@@ -1,42 +1,25 @@
-// SNAT port allocator: per-pool FIFO rings of free ports, an in-use bitmap
-// per pool, and an open-addressing index from PoolKey to pool id. Every
-// byte is reserved in the constructor; allocate and release are O(1) and
-// never allocate. A new pool's ring lists its eligible ports in ascending
-// order: the order only decides which port a fresh pool hands out first,
-// and ascending keeps traces and tests readable (ports are not secrets
-// here; a client cannot observe another pool's sequence).
+// SNAT port allocator: per-pool FIFO rings of free ports and an in-use
+// bitmap per pool. Every byte is reserved in the constructor; allocate and
+// release are O(1) and never allocate. A loaded pool's ring lists its
+// eligible ports in ascending order: the order only decides which port a
+// fresh pool hands out first, and ascending keeps traces and tests readable
+// (ports are not secrets here; a client cannot observe another pool's
+// sequence).
 #include "dataplane/port_alloc.h"
 
-#include "dataplane/mix.h"
-
-#include <algorithm>
-#include <bit>
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace strait::dataplane {
-namespace {
-
-constexpr uint32_t kEmpty = kNoPool;
-
-uint64_t hashKey(const PoolKey& k) {
-  uint64_t a;
-  uint32_t b;
-  static_assert(sizeof(a) + sizeof(b) == sizeof(PoolKey));
-  std::memcpy(&a, &k, sizeof(a));
-  std::memcpy(&b, reinterpret_cast<const uint8_t*>(&k) + sizeof(a), sizeof(b));
-  // murmur3 finaliser over the key folded into 64 bits.
-  return fmix64(a ^ (uint64_t{b} * 0x9e3779b97f4a7c15ull));
-}
-
-}  // namespace
 
 struct PortAllocator::Impl {
   struct Pool {
     uint32_t head = 0;      // ring slot of the next port to hand out
-    uint32_t free = 0;      // ports in the ring
+    uint32_t free = 0;      // ports in the ring; read by the control thread (atomic_ref)
     uint32_t capacity = 0;  // eligible ports; the ring wraps at this size
   };
 
@@ -44,101 +27,29 @@ struct PortAllocator::Impl {
   uint32_t range;       // ports in [portMin, portMax]
   uint32_t maxPools;
   uint32_t bitmapWords; // uint64 words per pool
-  uint32_t indexMask;   // index slots - 1 (a power of two)
   std::function<bool(const PoolKey&, uint16_t)> eligible;
   PortAllocator::Fill fill;
 
-  // Rings and bitmaps are written before they are read (a pool's memory is
-  // initialised when the pool is created), so they are allocated without
-  // zero-filling: the OS commits pages only for pools that get used.
+  // Rings and bitmaps are written before they are read (a slot's memory is
+  // initialised when it is loaded), so they are allocated without
+  // zero-filling: the OS commits pages only for slots that get used.
   std::unique_ptr<uint16_t[]> rings;   // maxPools x range
   std::unique_ptr<uint64_t[]> bitmaps; // maxPools x bitmapWords, bit set = port live
-  std::vector<Pool> pools;             // maxPools, first `count` in use
+  std::vector<Pool> pools;             // maxPools
   std::vector<PoolKey> keys;           // maxPools
-  std::vector<uint32_t> index;         // pool id or kEmpty
-  uint32_t count = 0;
   uint64_t doubleFrees = 0;
-  // Pools whose last port came back, oldest first (a ring of maxPools ids;
-  // a pool is queued at most once, idleQueued says whether it is). When
-  // every pool is taken, the oldest still-idle one is given to the new key:
-  // no flow refers to it, so its id can change owner. A queued pool that
-  // got ports again is skipped (and queued again when it empties).
-  std::vector<uint32_t> idle;
-  std::vector<uint8_t> idleQueued;
-  uint32_t idleHead = 0;
-  uint32_t idleCount = 0;
-  uint64_t reused = 0;
 
   uint16_t* ring(uint32_t p) { return rings.get() + size_t{p} * range; }
   uint64_t* bitmap(uint32_t p) { return bitmaps.get() + size_t{p} * bitmapWords; }
 
-  uint32_t slotOf(const PoolKey& key) const { return static_cast<uint32_t>(hashKey(key)) & indexMask; }
-
-  // Removes `id` from the open-addressing index, shifting later members of
-  // its probe run back so that every lookup still ends at an empty slot.
-  void unindex(uint32_t id) {
-    uint32_t hole = slotOf(keys[id]);
-    while (index[hole] != id) hole = (hole + 1) & indexMask;
-    index[hole] = kEmpty;
-    for (uint32_t j = (hole + 1) & indexMask; index[j] != kEmpty; j = (j + 1) & indexMask) {
-      const uint32_t home = slotOf(keys[index[j]]);
-      // Move index[j] into the hole unless its home lies cyclically in (hole, j].
-      const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-      if (stays) continue;
-      index[hole] = index[j];
-      index[j] = kEmpty;
-      hole = j;
-    }
-  }
-
-  void queueIdle(uint32_t id) {
-    if (idleQueued[id]) return;
-    idleQueued[id] = 1;
-    uint32_t tail = idleHead + idleCount;
-    if (tail >= maxPools) tail -= maxPools;
-    idle[tail] = id;
-    ++idleCount;
-  }
-
-  // The oldest pool without ports in use, taken out of the index; kNoPool
-  // when every pool has ports in use.
-  uint32_t reclaim() {
-    while (idleCount != 0) {
-      const uint32_t id = idle[idleHead];
-      if (++idleHead == maxPools) idleHead = 0;
-      --idleCount;
-      idleQueued[id] = 0;
-      if (pools[id].free != pools[id].capacity) continue;  // in use again
-      unindex(id);
-      ++reused;
-      return id;
-    }
-    return kNoPool;
-  }
-
-  uint32_t create(const PoolKey& key, uint32_t id) {
-    keys[id] = key;
-    uint16_t* r = ring(id);
-    uint32_t n = 0;
-    if (fill) {
-      n = fill(key, r);
-      if (n > range) n = range;
-    } else {
-      for (uint32_t i = 0; i < range; ++i) {
-        const auto port = static_cast<uint16_t>(portMin + i);
-        if (!eligible || eligible(key, port)) r[n++] = port;
-      }
-    }
-    std::memset(bitmap(id), 0, size_t{bitmapWords} * sizeof(uint64_t));
-    pools[id] = Pool{0, n, n};
-    return id;
+  static void setFree(Pool& p, uint32_t v) {
+    std::atomic_ref<uint32_t>(p.free).store(v, std::memory_order_release);
   }
 };
 
 std::size_t PortAllocator::bytesPerPool(uint16_t portMin, uint16_t portMax) {
   const std::size_t range = std::size_t{portMax} - portMin + 1;
-  return range * sizeof(uint16_t) + (range + 63) / 64 * sizeof(uint64_t) + sizeof(Impl::Pool) + sizeof(PoolKey) +
-         2 * sizeof(uint32_t) /* index */ + sizeof(uint32_t) + 1 /* idle ring */;
+  return range * sizeof(uint16_t) + (range + 63) / 64 * sizeof(uint64_t) + sizeof(Impl::Pool) + sizeof(PoolKey);
 }
 
 PortAllocator::PortAllocator(const Params& p) : impl_(std::make_unique<Impl>()) {
@@ -168,49 +79,41 @@ PortAllocator::PortAllocator(const Params& p) : impl_(std::make_unique<Impl>()) 
   }
   m.pools.resize(pools);
   m.keys.resize(pools);
-  // At least twice the pools keeps linear probes short; never full, so a
-  // probe always ends at an empty slot.
-  const uint32_t slots = std::bit_ceil(std::max<uint32_t>(2 * m.maxPools, 2));
-  m.indexMask = slots - 1;
-  m.index.assign(slots, kEmpty);
-  m.idle.resize(pools);
-  m.idleQueued.assign(pools, 0);
 }
 
 PortAllocator::~PortAllocator() = default;
 
-uint32_t PortAllocator::pool(const PoolKey& key) {
+uint32_t PortAllocator::load(uint32_t id, const PoolKey& key, const Snapshot* snap) {
   Impl& m = *impl_;
-  uint32_t slot = static_cast<uint32_t>(hashKey(key)) & m.indexMask;
-  for (;;) {
-    const uint32_t id = m.index[slot];
-    if (id == kEmpty) break;
-    if (m.keys[id] == key) return id;
-    slot = (slot + 1) & m.indexMask;
-  }
-  uint32_t id;
-  if (m.count < m.maxPools) {
-    id = m.count++;
+  if (id >= m.maxPools) return 0;
+  m.keys[id] = key;
+  uint16_t* r = m.ring(id);
+  uint32_t n = 0;
+  if (m.fill) {
+    n = m.fill(key, snap, r);
+    if (n > m.range) n = m.range;
   } else {
-    id = m.reclaim();
-    if (id == kNoPool) return kNoPool;
-    // The removal may have shifted the probe run this key would join.
-    slot = m.slotOf(key);
-    while (m.index[slot] != kEmpty) slot = (slot + 1) & m.indexMask;
+    for (uint32_t i = 0; i < m.range; ++i) {
+      const auto port = static_cast<uint16_t>(m.portMin + i);
+      if (!m.eligible || m.eligible(key, port)) r[n++] = port;
+    }
   }
-  m.create(key, id);
-  m.index[slot] = id;
-  return id;
+  std::memset(m.bitmap(id), 0, size_t{m.bitmapWords} * sizeof(uint64_t));
+  Impl::Pool& p = m.pools[id];
+  p.head = 0;
+  p.capacity = n;
+  Impl::setFree(p, n);
+  return n;
 }
 
 bool PortAllocator::allocate(uint32_t pool, uint16_t& port) {
   Impl& m = *impl_;
-  if (pool >= m.count) return false;
+  if (pool >= m.maxPools) return false;
   Impl::Pool& p = m.pools[pool];
   if (p.free == 0) return false;
   const uint16_t got = m.ring(pool)[p.head];
   if (++p.head == p.capacity) p.head = 0;
-  --p.free;
+  Impl::setFree(p, p.free - 1);
   const uint32_t off = uint32_t{got} - m.portMin;
   m.bitmap(pool)[off / 64] |= uint64_t{1} << (off % 64);
   port = got;
@@ -220,7 +123,7 @@ bool PortAllocator::allocate(uint32_t pool, uint16_t& port) {
 void PortAllocator::release(uint32_t pool, uint16_t port) {
   Impl& m = *impl_;
   const uint32_t off = uint32_t{port} - m.portMin;  // wraps to huge when port < portMin
-  if (pool >= m.count || off >= m.range) {
+  if (pool >= m.maxPools || off >= m.range) {
     ++m.doubleFrees;
     return;
   }
@@ -236,28 +139,30 @@ void PortAllocator::release(uint32_t pool, uint16_t port) {
   uint32_t tail = p.head + p.free;
   if (tail >= p.capacity) tail -= p.capacity;
   m.ring(pool)[tail] = port;
-  if (++p.free == p.capacity) m.queueIdle(pool);
+  // Last: the control thread that reads the pool idle (acquire) sees every
+  // write above, and the worker writes nothing to the slot after it.
+  Impl::setFree(p, p.free + 1);
 }
 
 uint32_t PortAllocator::inUse(uint32_t pool) const {
   const Impl& m = *impl_;
-  return pool < m.count ? m.pools[pool].capacity - m.pools[pool].free : 0;
+  if (pool >= m.maxPools) return 0;
+  auto& p = const_cast<Impl::Pool&>(m.pools[pool]);
+  return p.capacity - std::atomic_ref<uint32_t>(p.free).load(std::memory_order_acquire);
 }
 
 uint32_t PortAllocator::capacity(uint32_t pool) const {
   const Impl& m = *impl_;
-  return pool < m.count ? m.pools[pool].capacity : 0;
+  return pool < m.maxPools ? m.pools[pool].capacity : 0;
 }
 
 const PoolKey& PortAllocator::key(uint32_t pool) const {
   static const PoolKey kNone{};
   const Impl& m = *impl_;
-  return pool < m.count ? m.keys[pool] : kNone;
+  return pool < m.maxPools ? m.keys[pool] : kNone;
 }
 
-uint32_t PortAllocator::poolCount() const { return impl_->count; }
-
-uint64_t PortAllocator::poolsReused() const { return impl_->reused; }
+uint32_t PortAllocator::maxPools() const { return impl_->maxPools; }
 
 uint64_t PortAllocator::doubleFrees() const { return impl_->doubleFrees; }
 

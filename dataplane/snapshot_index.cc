@@ -1,5 +1,5 @@
-// Builds the open-addressing lookup tables of a Snapshot (local addresses
-// and services). Runs on the control thread when a snapshot is assembled.
+// Builds the open-addressing lookup tables of a Snapshot (local addresses,
+// services and SNAT pools). Runs on the control thread when a snapshot is assembled.
 #include <bit>
 
 #include "strait/snapshot.h"
@@ -47,6 +47,18 @@ void Snapshot::buildIndexes(const std::vector<uint32_t>& interfaceIps) {
     uint32_t i = hashSvc(s.vip, s.port, s.proto) & svcMask_;
     while (svcIndex_[i].index != kEmpty) i = (i + 1) & svcMask_;
     svcIndex_[i] = SvcSlot{s.vip, s.port, s.proto, static_cast<uint16_t>(k)};
+  }
+}
+
+void Snapshot::indexSnatPools() {
+  const uint32_t sz = tableSize(snatPools.size());
+  poolIndex_.assign(sz, kNoSnatPool);
+  poolMask_ = sz - 1;
+  for (std::size_t k = 0; k < snatPools.size(); ++k) {
+    const SnatPoolRef& r = snatPools[k];
+    uint32_t i = hashPool(r.snatIp, r.backendIp, r.backendPort, r.proto) & poolMask_;
+    while (poolIndex_[i] != kNoSnatPool) i = (i + 1) & poolMask_;
+    poolIndex_[i] = static_cast<uint32_t>(k);
   }
 }
 

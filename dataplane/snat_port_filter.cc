@@ -18,7 +18,6 @@ SnatPortFilter::SnatPortFilter(const Params& p)
       range_(uint32_t{p.portMax} - p.portMin + 1),
       toeplitz_(p.toeplitz),
       reta_(p.reta),
-      snapshot_(p.snapshot),
       listen_((range_ + 63) / 64, 0) {
   if (mode_ == OwnerMode::kRssHash && (toeplitz_ == nullptr || reta_.empty())) mode_ = OwnerMode::kSingle;
   if (mode_ == OwnerMode::kRssHash) {
@@ -32,10 +31,9 @@ SnatPortFilter::SnatPortFilter(const Params& p)
   }
 }
 
-uint32_t SnatPortFilter::fill(const PoolKey& key, uint16_t* ring) {
+uint32_t SnatPortFilter::fill(const PoolKey& key, const Snapshot* snap, uint16_t* ring) {
   // Listen ports of services on the SNAT address and protocol: a handful,
   // marked in the scratch bitmap and cleared again below.
-  const Snapshot* snap = snapshot_ != nullptr ? snapshot_->load(std::memory_order_acquire) : nullptr;
   if (snap != nullptr)
     for (const ServiceView& s : snap->services) {
       const uint32_t off = uint32_t{ntohs(s.port)} - portMin_;
@@ -83,7 +81,7 @@ uint32_t SnatPortFilter::fill(const PoolKey& key, uint16_t* ring) {
   return n;
 }
 
-bool SnatPortFilter::eligibleSlow(const PoolKey& key, uint16_t port) const {
+bool SnatPortFilter::eligibleSlow(const PoolKey& key, uint16_t port, const Snapshot* snap) const {
   const uint32_t off = uint32_t{port} - portMin_;
   if (off >= range_) return false;
   switch (mode_) {
@@ -97,12 +95,11 @@ bool SnatPortFilter::eligibleSlow(const PoolKey& key, uint16_t port) const {
         return false;
       break;
   }
-  const Snapshot* snap = snapshot_ != nullptr ? snapshot_->load(std::memory_order_acquire) : nullptr;
   return snap == nullptr || snap->findService(key.snatIp, htons(port), key.proto) == nullptr;
 }
 
 PortAllocator::Fill SnatPortFilter::fillerFor(SnatPortFilter& filter) {
-  return [&filter](const PoolKey& key, uint16_t* ring) { return filter.fill(key, ring); };
+  return [&filter](const PoolKey& key, const Snapshot* snap, uint16_t* ring) { return filter.fill(key, snap, ring); };
 }
 
 }  // namespace strait::dataplane

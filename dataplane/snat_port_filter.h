@@ -1,10 +1,11 @@
-// Which SNAT ports one worker may hand out for a new pool, computed in one
-// tight loop per pool. A worker creates a pool on the first flow of a
-// (SNAT address, backend, protocol) key, inside a burst, so this is on the
-// packet path: everything that does not depend on the key is prepared on
-// the control thread when the worker is set up, and the per-pool work is a
-// table lookup and a compare per port (no call through std::function, no
-// hash lookup per port).
+// Which SNAT ports one worker may hand out for a pool, computed in one
+// tight loop per pool. The control thread fills a worker's pool slot with
+// it before publishing the snapshot that names the pool (SnatPools,
+// dataplane/snat_pools.h), once per worker and new pool, so a snapshot
+// with many new backends stays quick to publish: everything that does not
+// depend on the key is prepared when the worker is set up, and the
+// per-pool work is a table lookup and a compare per port (no call through
+// std::function, no hash lookup per port).
 //
 // A port is eligible when
 //  * a reply to it reaches this worker: with OwnerMode::kPortModulo the
@@ -14,12 +15,11 @@
 //    reply is the hash of the key with destination port 0 XOR the port's
 //    own contribution, which is tabulated here for the whole range once;
 //  * and it is not a service's listen port on the SNAT address and
-//    protocol in the current snapshot (a reply to it would look like a
-//    client packet). The listen ports are read from the snapshot once per
-//    pool into a preallocated bitmap.
+//    protocol in the snapshot the pool is prepared for (a reply to it would
+//    look like a client packet). The listen ports are read from that
+//    snapshot once per pool into a preallocated bitmap.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -41,21 +41,19 @@ class SnatPortFilter {
     uint16_t portMax = 65535;
     const Toeplitz* toeplitz = nullptr;  // kRssHash: the port's RSS hash (outlives the filter)
     std::vector<uint16_t> reta;          // kRssHash: the port's redirection table
-    // The snapshot the worker runs on (RCU keeps the one it loads alive
-    // for the rest of the loop iteration); null: no listen ports excluded.
-    const std::atomic<const Snapshot*>* snapshot = nullptr;
   };
 
   // Builds the per-port tables (control thread; allocates).
   explicit SnatPortFilter(const Params& p);
 
   // Writes the eligible ports of `key`, ascending (host order), to `ring`
-  // (room for the whole range) and returns how many. No allocation.
-  uint32_t fill(const PoolKey& key, uint16_t* ring);
+  // (room for the whole range) and returns how many; the listen ports of
+  // `snap` (null: none) are left out. No allocation.
+  uint32_t fill(const PoolKey& key, const Snapshot* snap, uint16_t* ring);
 
   // The same answer for one port, the slow way (hashV4 and findService),
   // for tests that check fill() against it.
-  bool eligibleSlow(const PoolKey& key, uint16_t port) const;
+  bool eligibleSlow(const PoolKey& key, uint16_t port, const Snapshot* snap) const;
 
   // A PortAllocator::Params::fill that calls `filter` (which must outlive
   // the allocator).
@@ -70,7 +68,6 @@ class SnatPortFilter {
   std::vector<uint16_t> reta_;
   uint32_t retaMask_ = 0;           // reta size - 1 when a power of two, else 0 (modulo)
   std::vector<uint32_t> portHash_;  // kRssHash: each port's contribution to the hash
-  const std::atomic<const Snapshot*>* snapshot_;
   std::vector<uint64_t> listen_;    // scratch: listen ports of the key's address, one bit per port in range
 };
 

@@ -113,7 +113,7 @@ class Loop {
   uint32_t iterate(const Snapshot& snap) {
     const uint32_t now = tscNowMs();
     now_ = now;
-    ctx_.nat->expire(now, kExpireBudget);
+    ctx_.nat->expire(now, kExpireBudget, &snap);
 
     uint32_t work = 0;
     rte_mbuf* pkts[kMaxBurst];

@@ -9,9 +9,8 @@
 
 namespace strait::dataplane {
 
-CommandRunner::CommandRunner(rte_ring* commands, rte_ring* replies, const FlowTable* flows,
-                             const PortAllocator* ports)
-    : commands_(commands), replies_(replies), flows_(flows), ports_(ports) {}
+CommandRunner::CommandRunner(rte_ring* commands, rte_ring* replies, const FlowTable* flows)
+    : commands_(commands), replies_(replies), flows_(flows) {}
 
 bool CommandRunner::step(uint32_t budget) {
   if (!active_) {
@@ -32,14 +31,6 @@ bool CommandRunner::step(uint32_t budget) {
         return true;
       });
       done_ = cursor_ >= flows_->capacity() || count_ >= cmd_.capacity;
-      break;
-    }
-    case CommandKind::kPoolStats: {
-      auto* out = static_cast<PoolSample*>(cmd_.out);
-      const uint32_t pools = ports_ != nullptr ? ports_->poolCount() : 0;
-      for (uint32_t n = 0; n < budget && cursor_ < pools && count_ < cmd_.capacity; ++n, ++cursor_)
-        out[count_++] = PoolSample{ports_->key(cursor_), ports_->inUse(cursor_), ports_->capacity(cursor_)};
-      done_ = cursor_ >= pools || count_ >= cmd_.capacity;
       break;
     }
     default:

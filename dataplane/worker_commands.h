@@ -1,7 +1,9 @@
 // The contract between the control thread and one worker for control work
-// that must read worker-owned state (flow dumps for `lbctl flows`, SNAT pool
-// statistics). The control thread sends plain-data WorkerCommand messages
-// through a single-producer single-consumer ring; the worker runs at most
+// that must read worker-owned state (flow dumps for `lbctl flows`; SNAT
+// pool statistics need none: the control thread reads the occupancy each
+// worker publishes in its PortAllocator, see dataplane/snat_pools.h). The
+// control thread sends plain-data WorkerCommand messages through a
+// single-producer single-consumer ring; the worker runs at most
 // one command at a time as a cursor, advancing it by a bounded number of
 // records per poll-loop iteration, writes results into a buffer the control
 // thread allocated beforehand, and answers with a WorkerReply through a
@@ -14,7 +16,6 @@
 #include <cstdint>
 
 #include "dataplane/flow_table.h"
-#include "dataplane/port_alloc.h"
 
 struct rte_ring;
 
@@ -24,13 +25,6 @@ inline constexpr uint16_t kAnyService = 0xffff;
 
 enum class CommandKind : uint32_t {
   kDumpFlows = 1,  // copy live flows (optionally of one service) into a Flow[]
-  kPoolStats = 2,  // copy every SNAT pool's key and occupancy into a PoolSample[]
-};
-
-struct PoolSample {
-  PoolKey key;
-  uint32_t inUse;
-  uint32_t capacity;
 };
 
 // Travels by value; `out` points at `capacity` entries of the result type,
@@ -63,11 +57,11 @@ class CommandRunner {
  public:
   // `commands` and `replies` are rings of WorkerCommand / WorkerReply
   // elements (rte_ring_create_elem, single producer and consumer).
-  CommandRunner(rte_ring* commands, rte_ring* replies, const FlowTable* flows, const PortAllocator* ports);
+  CommandRunner(rte_ring* commands, rte_ring* replies, const FlowTable* flows);
 
   // Takes the next command when idle, advances the current one over at
-  // most `budget` records (flows or pools), and sends the reply once it is
-  // done. Returns whether there was anything to do.
+  // most `budget` records, and sends the reply once it is done. Returns
+  // whether there was anything to do.
   bool step(uint32_t budget);
 
   bool busy() const { return active_; }
@@ -78,7 +72,6 @@ class CommandRunner {
   rte_ring* commands_;
   rte_ring* replies_;
   const FlowTable* flows_;
-  const PortAllocator* ports_;
   bool active_ = false;
   bool done_ = false;  // the result is complete; only the reply is left to send
   WorkerCommand cmd_{};

@@ -79,6 +79,20 @@ enum AddrRole : uint8_t {
   kRoleSnat = 4,       // a SNAT source address: replies arrive here
 };
 
+// A SNAT port pool the snapshot names: one per (SNAT address, backend
+// address:port, protocol) of a backend that can be given new flows, with
+// the pool slot the dataplane host loaded for it in every worker's port
+// allocator before publishing the snapshot (dataplane/snat_pools.h). The
+// workers only look pools up here; they never create one.
+struct SnatPoolRef {
+  uint32_t snatIp = 0;
+  uint32_t backendIp = 0;
+  uint16_t backendPort = 0;
+  uint8_t proto = 0;
+  uint8_t pad = 0;
+  uint32_t slot = 0;
+};
+
 // Small open-addressing tables for the per-packet lookups; built once by the
 // control thread, read-only afterwards.
 class Snapshot {
@@ -88,9 +102,28 @@ class Snapshot {
   // Backend slots whose flows must be dropped (backend remove --flush).
   std::bitset<kMaxBackendSlots> flushedBackends;
   InstanceHealthView instanceHealth;
+  // Written by SnatPools::prepare just before publishing; empty in a
+  // snapshot nobody prepared (every new flow then drops as
+  // snat_pools_exhausted).
+  std::vector<SnatPoolRef> snatPools;
 
   // Call after filling `services` and the extra local addresses.
   void buildIndexes(const std::vector<uint32_t>& interfaceIps);
+  // Call after filling `snatPools`.
+  void indexSnatPools();
+
+  static constexpr uint32_t kNoSnatPool = 0xffffffffu;
+  // The pool slot of a tuple (network order), or kNoSnatPool.
+  uint32_t findSnatPool(uint32_t snatIp, uint32_t backendIp, uint16_t backendPort, uint8_t proto) const {
+    if (poolIndex_.empty()) return kNoSnatPool;
+    for (uint32_t i = hashPool(snatIp, backendIp, backendPort, proto) & poolMask_;; i = (i + 1) & poolMask_) {
+      const uint32_t k = poolIndex_[i];
+      if (k == kNoSnatPool) return kNoSnatPool;
+      const SnatPoolRef& r = snatPools[k];
+      if (r.backendIp == backendIp && r.snatIp == snatIp && r.backendPort == backendPort && r.proto == proto)
+        return r.slot;
+    }
+  }
 
   // Roles of `ip` (bitmask of AddrRole), 0 when not ours.
   uint8_t addrRoles(uint32_t ip) const {
@@ -134,7 +167,13 @@ class Snapshot {
   static uint32_t hashSvc(uint32_t vip, uint16_t port, uint8_t proto) {
     return ((vip ^ (uint32_t(port) << 16) ^ proto) * 0x9e3779b1u) >> 7;
   }
+  static uint32_t hashPool(uint32_t snatIp, uint32_t backendIp, uint16_t backendPort, uint8_t proto) {
+    const uint64_t x = (uint64_t{backendIp} << 32 | snatIp) ^ (uint64_t{backendPort} << 8 | proto) * 0x9e3779b97f4a7c15ull;
+    return static_cast<uint32_t>((x * 0xff51afd7ed558ccdull) >> 32);
+  }
   std::vector<AddrSlot> addrs_;
+  std::vector<uint32_t> poolIndex_;  // index into snatPools or kNoSnatPool
+  uint32_t poolMask_ = 0;
   uint32_t addrMask_ = 0;
   std::vector<SvcSlot> svcIndex_;
   uint32_t svcMask_ = 0;

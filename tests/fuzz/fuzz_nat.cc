@@ -44,6 +44,7 @@
 #include "dataplane/nat.h"
 #include "dataplane/parse.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/snat_pools.h"
 #include "dataplane/synproxy.h"
 #include "strait/counters.h"
 #include "strait/snapshot.h"
@@ -297,6 +298,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   pp.maxPools = kMaxPools;
   if (twoWorkers) pp.eligible = [](const PoolKey&, uint16_t port) { return port % 2 == 1; };
   PortAllocator ports(pp);
+  // The snapshots as straitd publishes them: SNAT pools prepared (3 slots
+  // for 4 tuples, so one tuple has none and its new flows are refused).
+  SnatPools pools(SnatPools::Params{{&ports}, {}, {}});
+  std::array<Snapshot, 3> snaps;
+  for (std::size_t i = 0; i < snaps.size(); ++i) {
+    snaps[i] = *gFix->snaps[i];
+    pools.prepare(snaps[i]);
+  }
   auto counters = std::make_unique<WorkerCounters>();
   NatCore::Deps deps;
   deps.flows = &flows;
@@ -321,9 +330,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (snapSel == 3) snapSel = 0;
     if (snapSel != current) {
       current = snapSel;
-      if (current == 2) nat.flush(*gFix->snaps[2]);
+      if (current == 2) nat.flush(snaps[2]);
     }
-    const Snapshot& snap = *gFix->snaps[current];
+    const Snapshot& snap = snaps[current];
     if (h1 & 0x1f) nowMs += 1u << ((h1 & 0x1f) - 1);
 
     uint16_t n = 0;
@@ -398,7 +407,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   nat.clear();
   if (gStats.enabled) gStats.add(*counters);
   if (flows.size() != 0) fail("flows left after clear()");
-  for (uint32_t i = 0; i < ports.poolCount(); ++i)
+  for (uint32_t i = 0; i < ports.maxPools(); ++i)
     if (ports.inUse(i) != 0) fail("SNAT ports still in use after clear()");
   if (ports.doubleFrees() != 0) fail("a SNAT port was released twice");
   return 0;

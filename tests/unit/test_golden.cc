@@ -24,6 +24,7 @@
 #include "dataplane/maglev.h"
 #include "dataplane/nat.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/snat_pools.h"
 #include "strait/counters.h"
 #include "strait/snapshot.h"
 
@@ -166,7 +167,9 @@ TEST_F(GoldenTest, IndexDescribesTheSnapshotBuiltHere) {
 }
 
 TEST_F(GoldenTest, CasesMatchScapyByteForByte) {
-  const Snapshot snap = goldenSnapshot();
+  Snapshot snap = goldenSnapshot();
+  SnatPools pools(SnatPools::Params{{pa_.get()}, {}, {}});
+  ASSERT_EQ(pools.prepare(snap), 0u);
   const json& cases = index_.at("cases");
   ASSERT_GE(cases.size(), 10u);
   std::size_t forwarded = 0, local = 0, dropped = 0;

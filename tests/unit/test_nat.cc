@@ -12,6 +12,7 @@
 #include <rte_mempool.h>
 
 #include <algorithm>
+#include <deque>
 #include <array>
 #include <map>
 #include <cstring>
@@ -24,6 +25,7 @@
 #include "dataplane/maglev.h"
 #include "dataplane/nat.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/snat_pools.h"
 #include "dataplane/synproxy.h"
 #include "strait/counters.h"
 #include "strait/snapshot.h"
@@ -298,6 +300,8 @@ class NatTest : public ::testing::Test {
 
   void build(const Setup& s) {
     nat_.reset();
+    pools_.reset();
+    run_ = Snapshot{};
     ft_.reset();
     pa_.reset();
     FlowTable::Params fp;
@@ -315,6 +319,7 @@ class NatTest : public ::testing::Test {
       pp.eligible = [me, nw](const PoolKey&, uint16_t port) { return port % nw == me; };
     }
     pa_ = std::make_unique<PortAllocator>(pp);
+    pools_ = std::make_unique<SnatPools>(SnatPools::Params{{pa_.get()}, {}, {}});
     counters_ = std::make_unique<WorkerCounters>();
     NatCore::Deps d;
     d.flows = ft_.get();
@@ -400,11 +405,22 @@ class NatTest : public ::testing::Test {
   std::vector<Verdict> burst(std::vector<Bytes>& frames, uint32_t now) {
     return burstWith(frames, now, snap_);
   }
+  // The snapshot as straitd would publish it: a copy with its SNAT pools
+  // prepared (SnatPools), the previous copy's references given back.
+  // Slots are never retired here (no collect()): the fixture's tuples
+  // keep theirs.
+  const Snapshot& published(const Snapshot& snap) {
+    pools_->release(run_);
+    run_ = snap;
+    run_.snatPools.clear();
+    pools_->prepare(run_);
+    return run_;
+  }
   std::vector<Verdict> burstWith(std::vector<Bytes>& frames, uint32_t now, const Snapshot& snap) {
     std::vector<rte_mbuf*> ms;
     for (const auto& f : frames) ms.push_back(toMbuf(f));
     std::vector<Verdict> v(frames.size());
-    nat_->process(ms.data(), static_cast<uint16_t>(ms.size()), snap, now, v.data());
+    nat_->process(ms.data(), static_cast<uint16_t>(ms.size()), published(snap), now, v.data());
     for (std::size_t i = 0; i < ms.size(); ++i) {
       const uint8_t* d = rte_pktmbuf_mtod(ms[i], const uint8_t*);
       frames[i].assign(d, d + rte_pktmbuf_data_len(ms[i]));
@@ -456,6 +472,8 @@ class NatTest : public ::testing::Test {
   std::string name_;
   std::unique_ptr<FlowTable> ft_;
   std::unique_ptr<PortAllocator> pa_;
+  std::unique_ptr<SnatPools> pools_;
+  Snapshot run_;  // what the last burst ran on (see published())
   std::unique_ptr<WorkerCounters> counters_;
   std::unique_ptr<NatCore> nat_;
   Snapshot snap_;
@@ -622,7 +640,7 @@ TEST_F(NatTest, RetransmittedSynInOneBurstCreatesNoDuplicate) {
   EXPECT_EQ(ft_->size(), 2u);
   EXPECT_EQ(counters_->flowsCreated, 2u);
   uint32_t ports = 0;
-  for (uint32_t p = 0; p < pa_->poolCount(); ++p) ports += pa_->inUse(p);
+  for (uint32_t p = 0; p < pa_->maxPools(); ++p) ports += pa_->inUse(p);
   EXPECT_EQ(ports, 2u);
   for (auto& f : fs) EXPECT_TRUE(checksumsOk(f));
 }
@@ -1155,7 +1173,7 @@ TEST_F(NatTest, FlushedBackendDropsItsFlows) {
   EXPECT_EQ(counters_->services[3].flowsClosed, onSlot30);
   // Ports were released.
   uint32_t live = 0;
-  for (uint32_t p = 0; p < pa_->poolCount(); ++p) live += pa_->inUse(p);
+  for (uint32_t p = 0; p < pa_->maxPools(); ++p) live += pa_->inUse(p);
   EXPECT_EQ(live, ft_->size());
   // Flows of other backends keep working under the flushing snapshot.
   Flow other{};
@@ -1265,11 +1283,15 @@ TEST_F(NatTest, PoolsExhausted) {
   d.ports = &tiny;
   d.counters = counters_.get();
   NatCore nat(d);
+  // Six tuples, one slot: the first (web's) gets it, the others none.
+  SnatPools pools(SnatPools::Params{{&tiny}, {}, {}});
+  Snapshot snap = snap_;
+  EXPECT_EQ(pools.prepare(snap), 5u);
   Bytes a = frame(tcp(kClient, 33000, kVip, 80, kSyn));
   Bytes b = frame(udp(kClient, 33000, kVip, 53, Bytes{1}));
   rte_mbuf* ms[2] = {toMbuf(a), toMbuf(b)};
   Verdict v[2];
-  nat.process(ms, 2, snap_, 1000, v);
+  nat.process(ms, 2, snap, 1000, v);
   rte_pktmbuf_free(ms[0]);
   rte_pktmbuf_free(ms[1]);
   EXPECT_FORWARD(v[0]);
@@ -1301,7 +1323,7 @@ TEST_F(NatTest, FlowTableFullKeepsEstablishedFlows) {
   EXPECT_EQ(drops(DropReason::kFlowTableFull), 2u);
   // No port leaked by the refusals.
   uint32_t live = 0;
-  for (uint32_t p = 0; p < pa_->poolCount(); ++p) live += pa_->inUse(p);
+  for (uint32_t p = 0; p < pa_->maxPools(); ++p) live += pa_->inUse(p);
   EXPECT_EQ(live, 2u);
   // Both existing flows still work both ways.
   for (const Bytes* f : {&a, &b}) {
@@ -1465,7 +1487,7 @@ TEST_F(NatTest, FullTableEarlyDropsTheOldestUnassuredFlow) {
   EXPECT_EQ(ft_->count(FlowState::kEstablished), 4u);
   // Every port a victim held went back exactly once.
   uint32_t live = 0;
-  for (uint32_t p = 0; p < pa_->poolCount(); ++p) live += pa_->inUse(p);
+  for (uint32_t p = 0; p < pa_->maxPools(); ++p) live += pa_->inUse(p);
   EXPECT_EQ(live, 4u);
   EXPECT_EQ(pa_->doubleFrees(), 0u);
   EXPECT_EQ(counters_->flowsCreated - counters_->flowsExpired - counters_->flowsFlushed -
@@ -1660,46 +1682,101 @@ TEST_F(NatTest, BackendChangeDoesNotMoveExistingFlows) {
   EXPECT_TRUE(sawNew);
 }
 
-// DNS churn through the NAT core: 10,000 distinct backend addresses each
-// become the "dns" service's only backend in turn (one snapshot per DNS
-// answer), get three flows, and are replaced 10 s later; unreplied UDP
-// flows expire after 30 s, so a few backends hold ports at any time.
-// Pools are per (SNAT address, backend): with 16 pools every backend is
-// served, the pool count (what `strait_snat_pools` sums over workers) and
-// so the pool memory stay at 16 pools, and nothing is dropped for want of
-// a pool.
+// DNS churn through the NAT core with the pool lifecycle straitd runs:
+// 10,000 distinct backend addresses each become the "dns" service's only
+// backend in turn (one snapshot per DNS answer), get three flows, and are
+// replaced 10 s later; unreplied UDP flows expire after 30 s, so a few
+// removed backends hold ports at any time. Each snapshot is prepared
+// (SnatPools) and published, the replaced one is freed after a grace
+// period (the worker passes a quiescent point after every iteration), and
+// collect() retires pools through one more. Checked on every iteration:
+// every live flow's pool is still assigned to its tuple (a pool of a
+// removed backend is never retired while a flow holds one of its ports),
+// the pool count (what strait_snat_pools counts per worker) stays bounded,
+// and the slots ever loaded (the pool memory touched) stop growing.
 TEST_F(NatTest, DnsChurnOverTenThousandBackendsKeepsThePoolsFlat) {
   constexpr uint32_t kBackends = 10'000;
+  uint64_t graceStarted = 0, gracePassed = 0;
+  SnatPools pools(SnatPools::Params{
+      {pa_.get()}, [&] { return ++graceStarted; }, [&](uint64_t t) { return t <= gracePassed; }});
+  struct Retired {
+    std::unique_ptr<Snapshot> snap;
+    uint64_t token;
+  };
+  std::deque<Retired> retired;
+  std::unique_ptr<Snapshot> current;
+  auto publish = [&](std::unique_ptr<Snapshot> next) {
+    EXPECT_EQ(pools.prepare(*next), 0u);
+    if (current) retired.push_back({std::move(current), ++graceStarted});
+    current = std::move(next);
+  };
+  auto reclaim = [&] {
+    while (!retired.empty() && retired.front().token <= gracePassed) {
+      pools.release(*retired.front().snap);
+      retired.pop_front();
+    }
+    pools.collect();
+  };
+
   uint32_t now = 1000;
-  uint32_t maxPools = 0;
+  uint32_t maxActive = 0;
+  uint32_t touchedAfterWarmUp = 0;
   for (uint32_t b = 0; b < kBackends; ++b) {
-    Snapshot snap = makeSnapshot();
-    snap.generation = 2 + b;
+    auto snap = std::make_unique<Snapshot>(makeSnapshot());
+    snap->generation = 2 + b;
     // 198.18.0.0/15, the benchmarking range: 10,000 distinct addresses.
     const uint32_t addr = ip4(198, 18, 0, 0) + b;
-    snap.services[1].backends = {backend(addr, 53, static_cast<uint16_t>(100 + b % 64))};
-    buildMaglevFor(snap.services[1]);
-    snap.buildIndexes({net(kVip)});
+    snap->services[1].backends = {backend(addr, 53, static_cast<uint16_t>(100 + b % 64))};
+    buildMaglevFor(snap->services[1]);
+    snap->buildIndexes({net(kVip)});
+    publish(std::move(snap));
     for (uint16_t c = 0; c < 3; ++c) {
       Bytes q = frame(udp(kClient, static_cast<uint16_t>(20000 + (b * 3 + c) % 40000), kVip, 53, Bytes{1}));
-      ASSERT_EQ(oneWith(q, now, snap).action, Action::kForward) << "backend " << b;
-      ASSERT_EQ(seen(q).dst, addr);
+      rte_mbuf* m = toMbuf(q);
+      Verdict v;
+      nat_->process(&m, 1, *current, now, &v);
+      rte_pktmbuf_free(m);
+      ASSERT_EQ(v.action, Action::kForward) << "backend " << b << ": " << dropReasonName(v.reason);
     }
-    nat_->expire(now, 1000);
-    maxPools = std::max(maxPools, pa_->poolCount());
+    nat_->expire(now, 1000, current.get());
+    gracePassed = graceStarted;  // the worker's quiescent point
+    reclaim();
+
+    std::map<uint32_t, PoolKey> active;
+    pools.forEachActive([&](uint32_t slot, const PoolKey& k) { active.emplace(slot, k); });
+    ASSERT_EQ(active.size(), pools.active());
+    ft_->forEach([&](uint32_t, const Flow& f) {
+      auto it = active.find(f.pool);
+      ASSERT_NE(it, active.end()) << "backend " << b << ": a flow's pool was retired";
+      EXPECT_EQ(it->second.backendIp, f.backendIp);
+      EXPECT_GE(pa_->inUse(f.pool), 1u);
+    });
+    maxActive = std::max(maxActive, pools.active());
+    if (b == 100) touchedAfterWarmUp = pools.slotsTouched();
     now += 10'000;
   }
   EXPECT_EQ(counters_->flowsCreated, 3 * kBackends);
   EXPECT_EQ(drops(DropReason::kSnatPoolsExhausted), 0u);
   EXPECT_EQ(drops(DropReason::kSnatPortsExhausted), 0u);
-  EXPECT_EQ(maxPools, 16u);  // the configured pools, never more
-  EXPECT_EQ(pa_->poolCount(), 16u);
-  EXPECT_GE(pa_->poolsReused(), kBackends - 16);
-  EXPECT_LE(ft_->size(), 4u * 3u);  // only the last few backends' flows remain
+  // Six tuples named by each snapshot, plus the removed backends whose
+  // flows have not expired yet (30 s at 10 s per backend).
+  EXPECT_LE(maxActive, 6u + 4u);
+  EXPECT_GE(maxActive, 6u + 2u);
+  EXPECT_EQ(pools.slotsTouched(), touchedAfterWarmUp) << "pool memory grew after the warm-up";
+  EXPECT_LE(pools.slotsTouched(), 6u + 4u);
+  EXPECT_GE(pools.retired(), kBackends - 4);
+  EXPECT_EQ(pools.loads(), 5 + kBackends);  // web, two x 4, and one per DNS answer
   EXPECT_EQ(pa_->doubleFrees(), 0u);
-  nat_->expire(now + 60'000, 1000);
+  // The last flows expire: their pools go, the current snapshot's stay.
+  nat_->expire(now + 60'000, 1000, current.get());
   EXPECT_EQ(ft_->size(), 0u);
   EXPECT_EQ(counters_->flowsExpired, 3 * kBackends);
+  pools.collect();
+  EXPECT_GT(pools.active(), 6u) << "retired only after a grace period";
+  gracePassed = graceStarted;
+  reclaim();
+  EXPECT_EQ(pools.active(), 6u);
+  EXPECT_EQ(pools.retired(), kBackends - 1);
 }
 
 TEST_F(NatTest, SnatPortEqualToAServicePortStillReachesItsFlow) {
@@ -1869,7 +1946,7 @@ TEST_F(SynProxyTest, SynIsAnsweredWithACookieAndNoState) {
   const Verdict v = one(f, 1000);
   EXPECT_EQ(v.action, Action::kLocal);
   EXPECT_EQ(ft_->size(), 0u);
-  EXPECT_EQ(pa_->poolCount(), 0u);
+  for (uint32_t p = 0; p < pa_->maxPools(); ++p) EXPECT_EQ(pa_->inUse(p), 0u);
   EXPECT_EQ(counters_->synCookiesSent, 1u);
   EXPECT_TRUE(checksumsOk(f));
   const Seen s = seen(f);
@@ -2206,10 +2283,21 @@ TEST_F(SynProxyTest, AutoModeFollowsSnatPoolPressure) {
     for (int i = 0; i < 64; ++i) fs.push_back(frame(tcp(kClient, port++, kVip, 80, kSyn)));
     burst(fs, 1000);
   }
-  nat_->expire(1100, 0);
+  nat_->expire(1100, 0, &run_);
   EXPECT_TRUE(nat_->cookieMode());
-  nat_->expire(40000, 2000);
+  nat_->expire(40000, 2000, &run_);
   EXPECT_FALSE(nat_->cookieMode());
+  // Only the pools a snapshot names count (the worker reads no other slot).
+  build(s);
+  for (int b = 0; b < 8; ++b) {
+    fs.clear();
+    for (int i = 0; i < 64; ++i) fs.push_back(frame(tcp(kClient, port++, kVip, 80, kSyn)));
+    burst(fs, 1000);
+  }
+  nat_->expire(1100, 0, nullptr);
+  EXPECT_FALSE(nat_->cookieMode());
+  nat_->expire(1200, 0, &run_);
+  EXPECT_TRUE(nat_->cookieMode());
 }
 
 TEST(SynProxyWindow, Rescale) {

@@ -1,7 +1,7 @@
 // Unit tests for the SNAT port allocator: exhaustion and recovery, FIFO
-// reuse order, the eligibility filter, independent pools, the pool limit,
+// reuse order, the eligibility filter, independent slots, reloading a slot,
 // double frees, tiny ranges, and a randomised run checked against a model.
-#include <arpa/inet.h>
+// Which slot serves which tuple is SnatPools' business (test_snat_pools.cc).
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -26,6 +26,12 @@ PoolKey makeKey(uint32_t backend, uint16_t port = 0x5000, uint8_t proto = 6) {
   return k;
 }
 
+// Loads slot `id` with `key`, as SnatPools does for a new tuple.
+uint32_t loadAt(PortAllocator& a, uint32_t id, const PoolKey& key) {
+  a.load(id, key);
+  return id;
+}
+
 PortAllocator::Params params(uint16_t lo, uint16_t hi, uint32_t pools = 8) {
   PortAllocator::Params p;
   p.portMin = lo;
@@ -37,7 +43,7 @@ PortAllocator::Params params(uint16_t lo, uint16_t hi, uint32_t pools = 8) {
 TEST(PortAllocTest, ExhaustsAfterEveryPortOnceThenRecovers) {
   PortAllocator a(params(2000, 2999));
   EXPECT_EQ(a.rangeSize(), 1000u);
-  const uint32_t p = a.pool(makeKey(1));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
   ASSERT_NE(p, kNoPool);
   EXPECT_EQ(a.capacity(p), 1000u);
   std::set<uint16_t> got;
@@ -65,7 +71,7 @@ TEST(PortAllocTest, ExhaustsAfterEveryPortOnceThenRecovers) {
 TEST(PortAllocTest, FullDefaultRange) {
   PortAllocator a(PortAllocator::Params{});
   EXPECT_EQ(a.rangeSize(), 65535u - 1024u + 1u);
-  const uint32_t p = a.pool(makeKey(1));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
   std::vector<bool> seen(65536, false);
   uint16_t port = 0;
   for (uint32_t i = 0; i < a.rangeSize(); ++i) {
@@ -80,7 +86,7 @@ TEST(PortAllocTest, FullDefaultRange) {
 
 TEST(PortAllocTest, FreedPortsAreReusedInFifoOrder) {
   PortAllocator a(params(100, 109));
-  const uint32_t p = a.pool(makeKey(1));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
   uint16_t port = 0;
   // Fresh pool: ascending.
   for (uint16_t want = 100; want <= 109; ++want) {
@@ -110,7 +116,7 @@ TEST(PortAllocTest, FreedPortsAreReusedInFifoOrder) {
 TEST(PortAllocTest, ReleasedPortIsLastInLine) {
   // A port freed while others are free is handed out only after all of them.
   PortAllocator a(params(5000, 5999));
-  const uint32_t p = a.pool(makeKey(1));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
   uint16_t first = 0;
   ASSERT_TRUE(a.allocate(p, first));
   a.release(p, first);
@@ -128,7 +134,7 @@ TEST(PortAllocTest, EligibleFilterIsRespected) {
     auto prm = params(1024, 2047);
     prm.eligible = [worker](const PoolKey&, uint16_t port) { return port % 2 == worker; };
     PortAllocator a(prm);
-    const uint32_t p = a.pool(makeKey(7));
+    const uint32_t p = loadAt(a, 0, makeKey(7));
     EXPECT_EQ(a.capacity(p), 512u);
     uint16_t port = 0;
     std::set<uint16_t> got;
@@ -148,10 +154,9 @@ TEST(PortAllocTest, EligibleSeesTheKey) {
   auto prm = params(1, 100);
   prm.eligible = [](const PoolKey& k, uint16_t port) { return port <= k.backendIp; };
   PortAllocator a(prm);
-  EXPECT_EQ(a.capacity(a.pool(makeKey(10))), 10u);
-  EXPECT_EQ(a.capacity(a.pool(makeKey(50))), 50u);
-  const uint32_t none = a.pool(makeKey(0));
-  ASSERT_NE(none, kNoPool);
+  EXPECT_EQ(a.capacity(loadAt(a, 0, makeKey(10))), 10u);
+  EXPECT_EQ(a.capacity(loadAt(a, 1, makeKey(50))), 50u);
+  const uint32_t none = loadAt(a, 2, makeKey(0));
   EXPECT_EQ(a.capacity(none), 0u);
   uint16_t port = 0;
   EXPECT_FALSE(a.allocate(none, port));
@@ -165,14 +170,10 @@ TEST(PortAllocTest, PoolsAreIndependent) {
   keys.push_back(otherSnat);
   std::vector<uint32_t> ids;
   for (const auto& k : keys) {
-    const uint32_t id = a.pool(k);
-    ASSERT_NE(id, kNoPool);
-    for (uint32_t other : ids) EXPECT_NE(id, other);
+    const uint32_t id = loadAt(a, static_cast<uint32_t>(ids.size()) * 3, k);
     ids.push_back(id);
-    EXPECT_EQ(a.pool(k), id) << "lookup finds the same pool";
     EXPECT_EQ(a.key(id), k);
   }
-  EXPECT_EQ(a.poolCount(), keys.size());
   // Drain the first pool: the others still have the whole range.
   uint16_t port = 0;
   while (a.allocate(ids[0], port)) {
@@ -193,45 +194,55 @@ TEST(PortAllocTest, PoolsAreIndependent) {
   EXPECT_EQ(a.doubleFrees(), 1u);
 }
 
-TEST(PortAllocTest, PoolLimit) {
+// Slots beyond maxPools do not exist: loading one does nothing, and
+// allocating from one (or from kNoPool) fails.
+TEST(PortAllocTest, SlotLimit) {
   PortAllocator a(params(1024, 1100, 3));
-  const uint32_t p0 = a.pool(makeKey(1));
-  const uint32_t p1 = a.pool(makeKey(2));
-  const uint32_t p2 = a.pool(makeKey(3));
-  EXPECT_NE(p0, kNoPool);
-  EXPECT_NE(p1, kNoPool);
-  EXPECT_NE(p2, kNoPool);
-  EXPECT_EQ(a.pool(makeKey(4)), kNoPool);
-  EXPECT_EQ(a.pool(makeKey(5)), kNoPool);
-  EXPECT_EQ(a.poolCount(), 3u);
-  // Existing pools are still found.
-  EXPECT_EQ(a.pool(makeKey(2)), p1);
+  EXPECT_EQ(a.maxPools(), 3u);
+  EXPECT_EQ(a.load(2, makeKey(3)), 77u);
+  EXPECT_EQ(a.load(3, makeKey(4)), 0u);
   uint16_t port = 0;
+  EXPECT_TRUE(a.allocate(2, port));
+  EXPECT_FALSE(a.allocate(3, port));
   EXPECT_FALSE(a.allocate(kNoPool, port));
   EXPECT_EQ(a.inUse(kNoPool), 0u);
   EXPECT_EQ(a.capacity(kNoPool), 0u);
+  EXPECT_EQ(a.inUse(0), 0u) << "a slot never loaded is idle";
 
   PortAllocator none(params(1024, 1100, 0));
-  EXPECT_EQ(none.pool(makeKey(1)), kNoPool);
+  EXPECT_EQ(none.load(0, makeKey(1)), 0u);
+  EXPECT_FALSE(none.allocate(0, port));
 }
 
-TEST(PortAllocTest, ManyPoolsIndexed) {
-  PortAllocator a(params(40000, 40003, 1000));
-  std::vector<uint32_t> ids;
-  for (uint32_t i = 0; i < 1000; ++i) {
-    const uint32_t id = a.pool(makeKey(i, static_cast<uint16_t>(i * 7)));
-    ASSERT_NE(id, kNoPool);
-    ids.push_back(id);
+// A slot loaded again (SnatPools reuses a retired one for a new tuple)
+// starts over: the new key, every eligible port free, ascending, and the
+// old pool's history gone.
+TEST(PortAllocTest, ReloadedSlotStartsOver) {
+  auto prm = params(7000, 7009, 2);
+  prm.eligible = [](const PoolKey& k, uint16_t port) { return port % 2 == k.backendIp % 2; };
+  PortAllocator a(prm);
+  ASSERT_EQ(a.load(1, makeKey(2)), 5u);
+  uint16_t port = 0;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.allocate(1, port));
+  for (uint16_t x : {7008, 7002, 7006, 7000, 7004}) a.release(1, x);
+  ASSERT_TRUE(a.allocate(1, port));
+  EXPECT_EQ(port, 7008);
+  a.release(1, port);
+  EXPECT_EQ(a.inUse(1), 0u);
+  ASSERT_EQ(a.load(1, makeKey(3)), 5u);
+  EXPECT_EQ(a.key(1), makeKey(3));
+  for (uint16_t want = 7001; want <= 7009; want += 2) {
+    ASSERT_TRUE(a.allocate(1, port));
+    EXPECT_EQ(port, want);
   }
-  EXPECT_EQ(a.pool(makeKey(5000)), kNoPool);
-  for (uint32_t i = 0; i < 1000; ++i) EXPECT_EQ(a.pool(makeKey(i, static_cast<uint16_t>(i * 7))), ids[i]);
-  std::set<uint32_t> unique(ids.begin(), ids.end());
-  EXPECT_EQ(unique.size(), 1000u);
+  EXPECT_EQ(a.inUse(1), 5u);
+  a.release(1, 7000);  // a port of the old pool, never live in the new one
+  EXPECT_EQ(a.doubleFrees(), 1u);
 }
 
 TEST(PortAllocTest, DoubleFreeIsCountedAndHarmless) {
   PortAllocator a(params(1000, 1003));
-  const uint32_t p = a.pool(makeKey(1));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
   uint16_t x = 0;
   uint16_t y = 0;
   ASSERT_TRUE(a.allocate(p, x));
@@ -256,7 +267,7 @@ TEST(PortAllocTest, DoubleFreeIsCountedAndHarmless) {
 TEST(PortAllocTest, SinglePortRange) {
   PortAllocator a(params(65535, 65535));
   EXPECT_EQ(a.rangeSize(), 1u);
-  const uint32_t p = a.pool(makeKey(1));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
   EXPECT_EQ(a.capacity(p), 1u);
   uint16_t port = 0;
   for (int round = 0; round < 3; ++round) {
@@ -266,7 +277,7 @@ TEST(PortAllocTest, SinglePortRange) {
     a.release(p, 65535);
   }
   PortAllocator zero(params(0, 0));
-  const uint32_t z = zero.pool(makeKey(1));
+  const uint32_t z = loadAt(zero, 0, makeKey(1));
   ASSERT_TRUE(zero.allocate(z, port));
   EXPECT_EQ(port, 0);
   EXPECT_FALSE(zero.allocate(z, port));
@@ -290,8 +301,7 @@ TEST(PortAllocTest, RandomisedAgainstModel) {
   std::vector<Model> models;
   for (uint32_t b = 0; b < 4; ++b) {
     Model m;
-    m.id = a.pool(makeKey(b));
-    ASSERT_NE(m.id, kNoPool);
+    m.id = loadAt(a, b, makeKey(b));
     for (uint32_t port = 20000; port <= 20300; ++port) {
       if ((port + b) % 3 != 0) m.free.push_back(static_cast<uint16_t>(port));
     }
@@ -332,79 +342,6 @@ TEST(PortAllocTest, RandomisedAgainstModel) {
     ASSERT_EQ(a.inUse(m.id), m.live.size()) << "step " << step;
   }
   EXPECT_EQ(a.doubleFrees(), expectDoubleFrees);
-}
-
-// DNS churn: backends come and go, each one getting flows for a while. With
-// 8 pools, 10,000 distinct backends are served as long as fewer than 8
-// have ports in use at once: idle pools are given to new keys, the pool
-// count stays at 8, and no lookup fails.
-TEST(PortAllocChurn, IdlePoolsAreReusedAcrossTenThousandBackends) {
-  PortAllocator::Params p;
-  p.portMin = 2000;
-  p.portMax = 2099;
-  p.maxPools = 8;
-  PortAllocator a(p);
-  struct Live {
-    uint32_t pool;
-    uint16_t port;
-  };
-  std::vector<std::vector<Live>> window;  // ports held for the last few backends
-  for (uint32_t b = 0; b < 10'000; ++b) {
-    const PoolKey key{0x0a000001, htonl(0xc6120000 + b), htons(80), 6, 0};
-    const uint32_t id = a.pool(key);
-    ASSERT_NE(id, kNoPool) << "backend " << b;
-    EXPECT_EQ(a.key(id), key);
-    std::vector<Live> held;
-    for (int i = 0; i < 3; ++i) {
-      uint16_t port = 0;
-      ASSERT_TRUE(a.allocate(id, port));
-      held.push_back({id, port});
-    }
-    window.push_back(std::move(held));
-    if (window.size() > 5) {  // the oldest backend's flows end
-      for (const Live& l : window.front()) a.release(l.pool, l.port);
-      window.erase(window.begin());
-    }
-    EXPECT_LE(a.poolCount(), 8u);
-  }
-  EXPECT_EQ(a.poolCount(), 8u);
-  EXPECT_EQ(a.poolsReused(), 10'000u - 8u);
-  EXPECT_EQ(a.doubleFrees(), 0u);
-  // The backends still holding ports keep their pools and ports.
-  for (const auto& held : window)
-    for (const Live& l : held) EXPECT_GE(a.inUse(l.pool), 3u);
-  // Every pool busy: a ninth key is refused until one empties.
-  for (uint32_t b = 0; b < 3; ++b) {
-    const uint32_t id = a.pool(PoolKey{0x0a000001, htonl(0xc6130000 + b), htons(80), 6, 0});
-    ASSERT_NE(id, kNoPool);
-    uint16_t port = 0;
-    ASSERT_TRUE(a.allocate(id, port));
-  }
-  EXPECT_EQ(a.pool(PoolKey{0x0a000001, htonl(0xc6140000), htons(80), 6, 0}), kNoPool);
-}
-
-// A reused pool leaves the index consistent: every key still present is
-// found again under the same id after many removals from shared probe runs.
-TEST(PortAllocChurn, IndexStaysConsistentUnderReuse) {
-  PortAllocator::Params p;
-  p.portMin = 3000;
-  p.portMax = 3003;
-  p.maxPools = 3;  // index of 8 slots: probe runs collide often
-  PortAllocator a(p);
-  std::vector<std::pair<PoolKey, uint32_t>> live;
-  for (uint32_t k = 0; k < 2000; ++k) {
-    const PoolKey key{htonl(k % 7), htonl(k), htons(static_cast<uint16_t>(k)), 17, 0};
-    const uint32_t id = a.pool(key);
-    ASSERT_NE(id, kNoPool);
-    uint16_t port = 0;
-    ASSERT_TRUE(a.allocate(id, port));
-    live.push_back({key, id});
-    if (live.size() == 3) {
-      for (const auto& [kk, kid] : live) EXPECT_EQ(a.pool(kk), kid) << "key " << k;
-      a.release(live.front().second, 3000);
-      live.erase(live.begin());
-    }
-  }
 }
 
 }  // namespace

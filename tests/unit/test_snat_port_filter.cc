@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 
 #include <array>
-#include <atomic>
 #include <random>
 #include <vector>
 
@@ -48,15 +47,16 @@ Snapshot listeners() {
   return s;
 }
 
-void expectSameAsSlow(SnatPortFilter& f, uint16_t lo, uint16_t hi, std::mt19937& rng, const char* what) {
+void expectSameAsSlow(SnatPortFilter& f, const Snapshot* snap, uint16_t lo, uint16_t hi, std::mt19937& rng,
+                      const char* what) {
   std::vector<uint16_t> ring(uint32_t{hi} - lo + 1);
   for (int k = 0; k < 40; ++k) {
     const PoolKey key{kSnat, static_cast<uint32_t>(rng()), static_cast<uint16_t>(rng()),
                       static_cast<uint8_t>(k % 2 ? IPPROTO_TCP : IPPROTO_UDP), 0};
-    const uint32_t n = f.fill(key, ring.data());
+    const uint32_t n = f.fill(key, snap, ring.data());
     std::vector<uint16_t> want;
     for (uint32_t p = lo; p <= hi; ++p)
-      if (f.eligibleSlow(key, static_cast<uint16_t>(p))) want.push_back(static_cast<uint16_t>(p));
+      if (f.eligibleSlow(key, static_cast<uint16_t>(p), snap)) want.push_back(static_cast<uint16_t>(p));
     ASSERT_EQ(std::vector<uint16_t>(ring.begin(), ring.begin() + n), want) << what << ", key " << k;
   }
 }
@@ -64,7 +64,6 @@ void expectSameAsSlow(SnatPortFilter& f, uint16_t lo, uint16_t hi, std::mt19937&
 TEST(SnatPortFilter, RssFillEqualsThePortByPortHashForEveryVariant) {
   std::mt19937 rng(7);
   const Snapshot snap = listeners();
-  std::atomic<const Snapshot*> current{&snap};
   for (auto variant : {ToeplitzVariant::kStandard, ToeplitzVariant::kEna, ToeplitzVariant::kEnaLinux}) {
     const Toeplitz t(kMsKey, variant);
     for (std::size_t retaSize : {std::size_t{128}, std::size_t{12}}) {  // a power of two and not
@@ -79,9 +78,8 @@ TEST(SnatPortFilter, RssFillEqualsThePortByPortHashForEveryVariant) {
         p.portMax = 40999;
         p.toeplitz = &t;
         p.reta = reta;
-        p.snapshot = &current;
         SnatPortFilter f(p);
-        expectSameAsSlow(f, 40000, 40999, rng, "rss");
+        expectSameAsSlow(f, &snap, 40000, 40999, rng, "rss");
       }
     }
   }
@@ -90,7 +88,6 @@ TEST(SnatPortFilter, RssFillEqualsThePortByPortHashForEveryVariant) {
 TEST(SnatPortFilter, ModuloAndSingleFillEqualThePortByPortRule) {
   std::mt19937 rng(9);
   const Snapshot snap = listeners();
-  std::atomic<const Snapshot*> current{&snap};
   for (uint16_t workers : {1, 2, 3, 7}) {
     for (uint16_t w = 0; w < workers; ++w) {
       SnatPortFilter::Params p;
@@ -99,9 +96,8 @@ TEST(SnatPortFilter, ModuloAndSingleFillEqualThePortByPortRule) {
       p.workers = workers;
       p.portMin = 40000;
       p.portMax = 40999;
-      p.snapshot = &current;
       SnatPortFilter f(p);
-      expectSameAsSlow(f, 40000, 40999, rng, "modulo");
+      expectSameAsSlow(f, &snap, 40000, 40999, rng, "modulo");
     }
   }
   // The listen ports themselves: 40000 and 40123 are TCP listeners on the
@@ -109,24 +105,21 @@ TEST(SnatPortFilter, ModuloAndSingleFillEqualThePortByPortRule) {
   SnatPortFilter::Params p;
   p.portMin = 40000;
   p.portMax = 40999;
-  p.snapshot = &current;
   SnatPortFilter f(p);
   std::vector<uint16_t> ring(1000);
-  const uint32_t tcp = f.fill(PoolKey{kSnat, 1, 2, IPPROTO_TCP, 0}, ring.data());
+  const uint32_t tcp = f.fill(PoolKey{kSnat, 1, 2, IPPROTO_TCP, 0}, &snap, ring.data());
   EXPECT_EQ(tcp, 998u);
   EXPECT_EQ(ring[0], 40001);
-  const uint32_t udp = f.fill(PoolKey{kSnat, 1, 2, IPPROTO_UDP, 0}, ring.data());
+  const uint32_t udp = f.fill(PoolKey{kSnat, 1, 2, IPPROTO_UDP, 0}, &snap, ring.data());
   EXPECT_EQ(udp, 999u);
   EXPECT_EQ(ring[udp - 1], 40998);
   // The scratch bitmap is cleared after each fill: without a snapshot
   // nothing is excluded.
-  current.store(nullptr);
-  EXPECT_EQ(f.fill(PoolKey{kSnat, 1, 2, IPPROTO_TCP, 0}, ring.data()), 1000u);
+  EXPECT_EQ(f.fill(PoolKey{kSnat, 1, 2, IPPROTO_TCP, 0}, nullptr, ring.data()), 1000u);
 }
 
 TEST(SnatPortFilter, AllocatorFilledThroughItHandsOutOnlyEligiblePorts) {
   const Snapshot snap = listeners();
-  std::atomic<const Snapshot*> current{&snap};
   const Toeplitz t(kMsKey);
   std::vector<uint16_t> reta(128);
   for (std::size_t i = 0; i < reta.size(); ++i) reta[i] = static_cast<uint16_t>(i % 2);
@@ -138,7 +131,6 @@ TEST(SnatPortFilter, AllocatorFilledThroughItHandsOutOnlyEligiblePorts) {
   fp.portMax = 40999;
   fp.toeplitz = &t;
   fp.reta = reta;
-  fp.snapshot = &current;
   SnatPortFilter f(fp);
   PortAllocator::Params pp;
   pp.portMin = 40000;
@@ -147,8 +139,9 @@ TEST(SnatPortFilter, AllocatorFilledThroughItHandsOutOnlyEligiblePorts) {
   pp.fill = SnatPortFilter::fillerFor(f);
   PortAllocator a(pp);
   const PoolKey key{kSnat, htonl(0xcb00710b), htons(80), IPPROTO_TCP, 0};
-  const uint32_t id = a.pool(key);
-  ASSERT_NE(id, kNoPool);
+  const uint32_t id = 2;
+  const uint32_t loaded = a.load(id, key, &snap);
+  ASSERT_EQ(loaded, a.capacity(id));
   EXPECT_GT(a.capacity(id), 400u);
   EXPECT_LT(a.capacity(id), 600u);
   uint16_t port = 0;

@@ -38,6 +38,7 @@
 #include "dataplane/neighbour.h"
 #include "dataplane/port.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/snat_pools.h"
 #include "dataplane/route.h"
 #include "dataplane/tsan.h"
 #include "dataplane/worker.h"
@@ -143,6 +144,7 @@ class WorkerTest : public ::testing::Test {
     ap.portMax = 2999;
     ap.eligible = [](const sd::PoolKey&, uint16_t p) { return p % 2 == 0; };  // worker 0 of 2
     alloc_ = std::make_unique<sd::PortAllocator>(ap);
+    pools_ = std::make_unique<sd::SnatPools>(sd::SnatPools::Params{{alloc_.get()}, {}, {}});
     counters_ = std::make_unique<WorkerCounters>();
     sd::NatCore::Deps d;
     d.flows = flows_.get();
@@ -183,7 +185,7 @@ class WorkerTest : public ::testing::Test {
                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
     ASSERT_NE(commands_, nullptr);
     ASSERT_NE(replies_, nullptr);
-    runner_ = std::make_unique<sd::CommandRunner>(commands_, replies_, flows_.get(), alloc_.get());
+    runner_ = std::make_unique<sd::CommandRunner>(commands_, replies_, flows_.get());
     ctx_.commands = runner_.get();
   }
 
@@ -226,7 +228,10 @@ class WorkerTest : public ::testing::Test {
     return r;
   }
 
+  // Prepares the SNAT pools of snap_ as it is now (straitd does before
+  // publishing), then runs the worker.
   void startWorker() {
+    pools_->prepare(snap_);
     thread_ = std::thread([this] { sd::workerMain(&ctx_); });
   }
   void stopWorker() {
@@ -364,6 +369,7 @@ class WorkerTest : public ::testing::Test {
   std::string flowsName_;
   std::unique_ptr<sd::FlowTable> flows_;
   std::unique_ptr<sd::PortAllocator> alloc_;
+  std::unique_ptr<sd::SnatPools> pools_;
   std::unique_ptr<WorkerCounters> counters_;
   std::unique_ptr<sd::NatCore> nat_;
   std::unique_ptr<sd::RouteTable> routes_;
@@ -541,7 +547,7 @@ TEST_F(WorkerTest, SnapshotPickupFlushesAndTasksRun) {
 }
 
 // Many flows, a dump of a service that has few of them, and pool
-// statistics: each command advances over several iterations and the
+// occupancy: each command advances over several iterations and the
 // results land in the caller's buffer. The loop statistics count every
 // iteration in some bucket.
 TEST_F(WorkerTest, CommandsAdvanceAsCursorsOverManyIterations) {
@@ -572,14 +578,18 @@ TEST_F(WorkerTest, CommandsAdvanceAsCursorsOverManyIterations) {
   for (uint32_t i = 0; i < 5; ++i) EXPECT_EQ(buf[i].serviceSlot, 4);
   // The buffer bounds the dump.
   ASSERT_EQ(command(sd::CommandKind::kDumpFlows, buf.data(), 16), 16u);
-  // Pool statistics: one pool exists once a flow was created by a packet.
+  // Pool occupancy needs no command: this thread reads what the worker
+  // publishes (straitd's snatPools() does the same) while it runs.
   inject(frame(ip4("198.51.100.7"), ip4("192.0.2.20"), {IPPROTO_UDP, 40000, 5000}, port_.mac));
   auto out = sent(1);
   freeAll(out);
-  std::vector<sd::PoolSample> pools(4);
-  ASSERT_EQ(command(sd::CommandKind::kPoolStats, pools.data(), 4), 1u);
-  EXPECT_EQ(pools[0].inUse, 1u);
-  EXPECT_EQ(pools[0].capacity, 500u);  // even ports of 2000-2999
+  uint32_t inUse = 0;
+  ASSERT_FALSE(snap_.snatPools.empty());
+  for (const strait::SnatPoolRef& r : snap_.snatPools) {
+    inUse += alloc_->inUse(r.slot);
+    EXPECT_EQ(alloc_->capacity(r.slot), 500u);  // even ports of 2000-2999
+  }
+  EXPECT_EQ(inUse, 1u);
   stopWorker();
   uint64_t inBuckets = 0;
   for (uint64_t b : counters_->loopBuckets) inBuckets += b;
