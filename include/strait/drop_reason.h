@@ -22,7 +22,7 @@ namespace strait {
   X(kNoBackend, "no_backend")                    /* service has no usable backend */ \
   X(kFlowTableFull, "flow_table_full")           /* new flow refused, table at capacity */ \
   X(kSnatPortsExhausted, "snat_ports_exhausted") /* no free SNAT port for the tuple */ \
-  X(kSnatPoolsExhausted, "snat_pools_exhausted") /* too many (snat, backend) pools on this worker */ \
+  X(kSnatPoolsExhausted, "snat_pools_exhausted") /* the snapshot has no pool for the (snat, backend) tuple: more than snat_pools_per_worker */ \
   X(kUnsupportedProtocol, "unsupported_protocol")/* IPv4 protocol other than TCP/UDP/ICMP */ \
   X(kIcmpUnhandled, "icmp_unhandled")            /* ICMP that is neither echo to us nor an error for a flow */ \
   X(kArpNotOurs, "arp_not_ours")                 /* ARP for an address that is not ours */ \

@@ -51,6 +51,7 @@ CORE_SOURCES=(
   dataplane/maglev.cc
   dataplane/toeplitz.cc
   dataplane/port_alloc.cc
+  dataplane/snat_pools.cc
   dataplane/tcp_state.cc
   dataplane/siphash.cc
   dataplane/siphash_batch.cc
