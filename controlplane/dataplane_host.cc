@@ -22,7 +22,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -893,10 +895,11 @@ std::vector<FlowInfo> DataplaneHost::flows(std::optional<uint16_t> serviceSlot, 
     cmd.out = req->buffer.get();
     req = impl_->call(wk.id, cmd, std::move(req));
     if (!req) continue;
-    const auto* got = reinterpret_cast<const Flow*>(req->buffer.get());
+    const std::byte* got = req->buffer.get();
     const uint32_t now = tscNowMs();
     for (uint32_t i = 0; i < req->count; ++i) {
-      const Flow& f = got[i];
+      Flow f;  // the buffer holds records byte for byte, without their alignment
+      std::memcpy(&f, got + std::size_t{i} * sizeof(Flow), sizeof f);
       FlowInfo fi;
       fi.worker = wk.id;
       fi.proto = f.proto;

@@ -30,10 +30,12 @@
 // round-robin in quanta so a flood in one state (SYN_SENT) cannot starve
 // the expiry of the others (TIME_WAIT flows holding SNAT ports).
 //
-// The queue stamps live right after the records in the same allocation,
-// 4 more bytes per flow, rather than in Flow itself; the per-pool links of
-// the early-drop FIFOs follow them (8 bytes per flow). Clock values wrap:
-// every comparison is a signed 32-bit difference.
+// The list links and queue stamps are not in Flow but in FlowLinks, an
+// array beside the records (20 bytes per flow: expiry prev/next, stamp,
+// the per-pool early-drop prev/next), so that the one cache line of a
+// record holds only what packets use and touch() writes nothing else; the
+// SYN proxy's translation is a third array (FlowXlate, 12 bytes). Clock
+// values wrap: every comparison is a signed 32-bit difference.
 //
 // Early drop. A flow is unassured while nobody has answered it
 // (syn_sent, syn_recv, udp_unreplied): one spoofed packet makes one. When
@@ -75,13 +77,11 @@ constexpr std::size_t kMaxNameLength = RTE_RING_NAMESIZE - 1 - sizeof("HT_EXT_")
 
 constexpr std::size_t stateIndex(FlowState s) { return static_cast<std::size_t>(s); }
 
-uint32_t* queueStamps(Flow* flows, uint32_t capacity) {
-  return reinterpret_cast<uint32_t*>(flows + capacity);
-}
-
-// Bytes per flow of the record and the arrays beside it: queue stamp and
-// the two early-drop links.
-constexpr std::size_t kRecordBytes = sizeof(Flow) + 3 * sizeof(uint32_t);
+// Bytes per flow of the record and the arrays beside it, allocated as one
+// block: records (cache-line aligned, so each is exactly one line), links,
+// translations. The links array starts on a line too (capacity * 64).
+constexpr std::size_t kRecordBytes = sizeof(Flow) + sizeof(FlowLinks) + sizeof(FlowXlate);
+static_assert(RTE_CACHE_LINE_SIZE == alignof(Flow), "one record per cache line");
 
 // Signed distance a - b on the wrapping millisecond clock.
 int32_t clockDiff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
@@ -165,8 +165,7 @@ FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeo
                                 " out of range 1.." + std::to_string(kMaxCapacity));
 
   const std::size_t recordBytes = static_cast<std::size_t>(capacity_) * kRecordBytes;
-  flows_ = static_cast<Flow*>(rte_zmalloc_socket("strait_flow_records", recordBytes, RTE_CACHE_LINE_SIZE,
-                                                 p.socketId));
+  flows_ = static_cast<Flow*>(rte_zmalloc_socket("strait_flow_records", recordBytes, alignof(Flow), p.socketId));
   if (!flows_)
     throw std::runtime_error("flow table '" + name + "': cannot allocate " + std::to_string(recordBytes) +
                              " bytes of flow records on socket " + std::to_string(p.socketId));
@@ -198,15 +197,15 @@ FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeo
   // the estimate stands in if another thread freed memory in between.
   hashBytes_ = after > before ? after - before : estimateHashBytes(entries, sizeof(FlowKey));
 
-  poolPrev_ = queueStamps(flows_, capacity_) + capacity_;
-  poolNext_ = poolPrev_ + capacity_;
+  links_ = reinterpret_cast<FlowLinks*>(flows_ + capacity_);
+  xlate_ = reinterpret_cast<FlowXlate*>(links_ + capacity_);
   poolLists_.resize(p.maxPools);
 
   // Free chain in index order, so a fresh table fills records front to back.
   for (uint32_t i = 0; i < capacity_; ++i) {
     flows_[i].state = FlowState::kCount;
-    flows_[i].prev = kNoFlow;
-    flows_[i].next = i + 1 < capacity_ ? i + 1 : kNoFlow;
+    links_[i].prev = kNoFlow;
+    links_[i].next = i + 1 < capacity_ ? i + 1 : kNoFlow;
   }
   freeHead_ = 0;
 }
@@ -263,10 +262,10 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
   }
 
   Flow& rec = flows_[idx];
-  freeHead_ = rec.next;
+  freeHead_ = links_[idx].next;
   rec = f;
   rec.lastSeenMs = nowMs;
-  queueStamps(flows_, capacity_)[idx] = nowMs;
+  links_[idx].stamp = nowMs;
   listPush(rec.state, idx);
   if (inPoolList(rec)) poolPush(idx);
   std::atomic_ref<uint32_t>(size_).store(size() + 1, std::memory_order_relaxed);
@@ -281,7 +280,7 @@ void FlowTable::setState(uint32_t idx, FlowState s, uint32_t nowMs) {
   listUnlink(rec.state, idx);
   rec.state = s;
   if (wasInPoolList != inPoolList(rec)) wasInPoolList ? poolUnlink(idx) : poolPush(idx);
-  queueStamps(flows_, capacity_)[idx] = nowMs;
+  links_[idx].stamp = nowMs;
   listPush(s, idx);
 }
 
@@ -296,8 +295,8 @@ void FlowTable::remove(uint32_t idx) {
   if (inPoolList(rec)) poolUnlink(idx);
   listUnlink(rec.state, idx);
   rec.state = FlowState::kCount;
-  rec.prev = kNoFlow;
-  rec.next = freeHead_;
+  links_[idx].prev = kNoFlow;
+  links_[idx].next = freeHead_;
   freeHead_ = idx;
   std::atomic_ref<uint32_t>(size_).store(size() - 1, std::memory_order_relaxed);
 }
@@ -306,7 +305,6 @@ void FlowTable::remove(uint32_t idx) {
 // the table itself (release the SNAT port, count, and return).
 uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
                            const std::function<void(const Flow&)>& onExpire) {
-  uint32_t* stamps = queueStamps(flows_, capacity_);
   const uint32_t quantum = std::max<uint32_t>(1, budget / kFlowStateCount);
   bool listOpen[kFlowStateCount];
   std::fill(std::begin(listOpen), std::end(listOpen), true);
@@ -332,9 +330,9 @@ uint32_t FlowTable::expire(uint32_t nowMs, uint32_t budget,
           if (onExpire) onExpire(rec);
           remove(head);
           ++expired;
-        } else if (reached(nowMs, stamps[head], requeueAfter)) {
+        } else if (reached(nowMs, links_[head].stamp, requeueAfter)) {
           listUnlink(s, head);
-          stamps[head] = nowMs;
+          links_[head].stamp = nowMs;
           listPush(s, head);
         } else {
           listOpen[si] = false;  // everything behind was queued later still
@@ -353,7 +351,7 @@ void FlowTable::forEach(const std::function<void(uint32_t idx, const Flow&)>& fn
   // read before the call so `fn` may remove the flow it is given.
   for (const List& l : lists_) {
     for (uint32_t i = l.head; i != kNoFlow;) {
-      const uint32_t next = flows_[i].next;
+      const uint32_t next = links_[i].next;
       fn(i, flows_[i]);
       i = next;
     }
@@ -361,7 +359,7 @@ void FlowTable::forEach(const std::function<void(uint32_t idx, const Flow&)>& fn
 }
 
 std::size_t FlowTable::estimateBytes(uint32_t capacity) {
-  return static_cast<std::size_t>(capacity) * (sizeof(Flow) + sizeof(uint32_t)) +
+  return static_cast<std::size_t>(capacity) * kRecordBytes +
          estimateHashBytes(std::max(2 * capacity, kMinHashEntries), sizeof(FlowKey));
 }
 
@@ -370,11 +368,11 @@ std::size_t FlowTable::memoryBytes() const {
 }
 
 uint32_t FlowTable::earlyDropVictim() const {
-  const uint32_t* stamps = queueStamps(flows_, capacity_);
   uint32_t victim = kNoFlow;
   for (FlowState s : {FlowState::kSynSent, FlowState::kSynRecv, FlowState::kUdpUnreplied}) {
     const uint32_t head = lists_[stateIndex(s)].head;
-    if (head != kNoFlow && (victim == kNoFlow || clockDiff(stamps[head], stamps[victim]) < 0)) victim = head;
+    if (head != kNoFlow && (victim == kNoFlow || clockDiff(links_[head].stamp, links_[victim].stamp) < 0))
+      victim = head;
   }
   return victim;
 }
@@ -385,54 +383,54 @@ uint32_t FlowTable::earlyDropVictim(uint32_t pool) const {
 
 void FlowTable::poolPush(uint32_t idx) {
   List& l = poolLists_[flows_[idx].pool];
-  poolPrev_[idx] = l.tail;
-  poolNext_[idx] = kNoFlow;
+  links_[idx].poolPrev = l.tail;
+  links_[idx].poolNext = kNoFlow;
   if (l.tail == kNoFlow)
     l.head = idx;
   else
-    poolNext_[l.tail] = idx;
+    links_[l.tail].poolNext = idx;
   l.tail = idx;
 }
 
 void FlowTable::poolUnlink(uint32_t idx) {
   List& l = poolLists_[flows_[idx].pool];
-  const uint32_t prev = poolPrev_[idx];
-  const uint32_t next = poolNext_[idx];
+  const uint32_t prev = links_[idx].poolPrev;
+  const uint32_t next = links_[idx].poolNext;
   if (prev == kNoFlow)
     l.head = next;
   else
-    poolNext_[prev] = next;
+    links_[prev].poolNext = next;
   if (next == kNoFlow)
     l.tail = prev;
   else
-    poolPrev_[next] = prev;
+    links_[next].poolPrev = prev;
 }
 
 void FlowTable::listPush(FlowState s, uint32_t idx) {
   ++counts_[stateIndex(s)];
   List& l = lists_[stateIndex(s)];
-  Flow& rec = flows_[idx];
+  FlowLinks& rec = links_[idx];
   rec.prev = l.tail;
   rec.next = kNoFlow;
   if (l.tail == kNoFlow)
     l.head = idx;
   else
-    flows_[l.tail].next = idx;
+    links_[l.tail].next = idx;
   l.tail = idx;
 }
 
 void FlowTable::listUnlink(FlowState s, uint32_t idx) {
   --counts_[stateIndex(s)];
   List& l = lists_[stateIndex(s)];
-  Flow& rec = flows_[idx];
+  FlowLinks& rec = links_[idx];
   if (rec.prev == kNoFlow)
     l.head = rec.next;
   else
-    flows_[rec.prev].next = rec.next;
+    links_[rec.prev].next = rec.next;
   if (rec.next == kNoFlow)
     l.tail = rec.prev;
   else
-    flows_[rec.next].prev = rec.prev;
+    links_[rec.next].prev = rec.prev;
   rec.prev = kNoFlow;
   rec.next = kNoFlow;
 }

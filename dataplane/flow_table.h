@@ -35,7 +35,14 @@ inline constexpr uint32_t kNoFlow = 0xffffffffu;
 // Flow::flags of a UDP flow (TCP flows keep the tracker's bits there).
 inline constexpr uint8_t kFlowUdpReplied = 0x01;  // the backend has answered
 
-struct Flow {
+// The hot record: everything the per-packet path of a flow reads or
+// writes, in exactly one cache line (the array is cache-line aligned), so
+// a hit on an established flow costs one line of flow state. What only
+// some flows or only the table's bookkeeping need lives in arrays beside
+// the records, indexed the same way: FlowLinks (expiry and early-drop
+// lists, touched on insert/setState/remove/expire) and FlowXlate (the SYN
+// proxy's translation, touched only by flows with kFlowSynProxy).
+struct alignas(64) Flow {
   uint32_t clientIp;    // network order, all addresses and ports
   uint32_t vip;
   uint32_t backendIp;
@@ -45,35 +52,53 @@ struct Flow {
   uint16_t backendPort;
   uint16_t snatPort;
   uint32_t lastSeenMs;  // injected clock, wraps; compared with signed difference
-  uint32_t prev;        // expiry list links (record indices)
-  uint32_t next;
   uint32_t pool;        // SNAT port pool the port came from
   uint16_t serviceSlot;
   uint16_t backendSlot;
   uint8_t proto;
   FlowState state;
   uint8_t flags;        // tcp tracker bits (tcp_state.h; 0x40 and 0x80: SYN proxy, synproxy.h)
-  uint8_t pad;
+  // PROXY protocol (dataplane/proxy_protocol.h): kPpOn, kPpAcked. With
+  // ppStart it is the whole of that translation's state, kept here rather
+  // than in FlowXlate because it is read on every packet of such a flow.
+  uint8_t ppFlags;
   // sequence tracking (RST/SYN validation)
   union {
     TcpSeqTrack seq;        // TCP flows: per-direction end and window (tcp_state.h)
     uint32_t udpCreatedMs;  // UDP flows: clock at the first datagram (the stream rule, nat.cc)
   };
-  // SYN proxy translation: used only by flows opened from a SYN cookie
-  // (flags & kFlowSynProxy); see dataplane/synproxy.h.
-  uint32_t spSeqDelta;  // added to backend->client seq; until the backend's SYN-ACK: our ISN
-  uint32_t spTsDelta;   // added to backend->client TSval; until then: our SYN-ACK's TSval
-  uint16_t spClientWin; // window field of the client's ACK, for the ACK the backend gets
-  uint8_t spWscale;     // client's window scale (low nibble), backend's (high); 0xf = none
-  // PROXY protocol (dataplane/proxy_protocol.h): the header occupies the
-  // backend's view of the client's sequence space from ppStart on.
-  uint8_t ppFlags;      // kPpOn, kPpAcked
-  uint32_t ppStart;     // client ISN + 1 (host order): first byte of the header
-  // End of sequence translation.
+  // The PROXY header occupies the backend's view of the client's sequence
+  // space from ppStart on: client ISN + 1 (host order).
+  uint32_t ppStart;
 };
-// 48 bytes of addresses, ports, links and state; 20 of sequence tracking;
-// 16 of sequence translation (SYN proxy and PROXY protocol).
-static_assert(sizeof(Flow) == 84, "flow record size is part of the memory budget");
+// 40 bytes of addresses, ports, clock, pool and state; 20 of sequence
+// tracking; 4 of PROXY protocol: one cache line, and no more, since a
+// record straddling two lines costs a second miss per packet.
+static_assert(sizeof(Flow) == 64, "the flow record is one cache line (and part of the memory budget)");
+static_assert(alignof(Flow) == 64, "records start on a cache line");
+
+// Per record, beside it: the links of the table's lists, which the
+// per-packet path never reads (touch() only writes Flow::lastSeenMs).
+struct FlowLinks {
+  uint32_t prev;      // expiry list of the flow's state (free records: the free chain, next only)
+  uint32_t next;
+  uint32_t stamp;     // when the flow was appended to its expiry list (flow_table.cc)
+  uint32_t poolPrev;  // per-pool FIFO of unassured flows (early drop)
+  uint32_t poolNext;
+};
+static_assert(sizeof(FlowLinks) == 20);
+
+// Per record, beside it: the SYN proxy's translation (synproxy.h), used
+// only by flows opened from a SYN cookie (Flow::flags & kFlowSynProxy);
+// other flows never touch it.
+struct FlowXlate {
+  uint32_t spSeqDelta;   // added to backend->client seq; until the backend's SYN-ACK: our ISN
+  uint32_t spTsDelta;    // added to backend->client TSval; until then: our SYN-ACK's TSval
+  uint16_t spClientWin;  // window field of the client's ACK, for the ACK the backend gets
+  uint8_t spWscale;      // client's window scale (low nibble), backend's (high); 0xf = none
+  uint8_t pad;
+};
+static_assert(sizeof(FlowXlate) == 12);
 
 // The two keys of a flow.
 FlowKey originalKey(const Flow& f);  // client -> VIP
@@ -110,6 +135,12 @@ class FlowTable {
 
   Flow& at(uint32_t idx) { return flows_[idx]; }
   const Flow& at(uint32_t idx) const { return flows_[idx]; }
+  // The SYN proxy translation of record `idx`: meaningful only while its
+  // flags have kFlowSynProxy, and written in full by whoever sets that
+  // flag (insert() leaves it as the record's last user did, so that a new
+  // flow's path does not touch a line it does not need).
+  FlowXlate& xlate(uint32_t idx) { return xlate_[idx]; }
+  const FlowXlate& xlate(uint32_t idx) const { return xlate_[idx]; }
 
   // Marks activity: only writes the timestamp.
   void touch(uint32_t idx, uint32_t nowMs) { flows_[idx].lastSeenMs = nowMs; }
@@ -167,7 +198,8 @@ class FlowTable {
     }
     return i;
   }
-  // Bytes reserved for records and hash (for the memory-per-flow figure).
+  // Bytes reserved for records, the arrays beside them and hash (for the
+  // memory-per-flow figure).
   std::size_t memoryBytes() const;
   // What a table of `capacity` flows reserves, estimated before creating
   // it (start-up checks of the configured sizes).
@@ -181,10 +213,14 @@ class FlowTable {
   void poolUnlink(uint32_t idx);
 
   rte_hash* hash_ = nullptr;
+  // One allocation: the records, then the links, then the translations
+  // (flow_table.cc, allocate()).
   Flow* flows_ = nullptr;
+  FlowLinks* links_ = nullptr;
+  FlowXlate* xlate_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t size_ = 0;
-  uint32_t freeHead_ = kNoFlow;  // free records chained through Flow::next
+  uint32_t freeHead_ = kNoFlow;  // free records chained through FlowLinks::next
   FlowTimeouts timeouts_;
   struct List {
     uint32_t head = kNoFlow;
@@ -192,12 +228,8 @@ class FlowTable {
   };
   List lists_[kFlowStateCount];
   uint32_t counts_[kFlowStateCount] = {};
-  // Per-pool FIFOs of unassured flows, linked through two arrays that
-  // follow the records and stamps (so Flow keeps its size and the
-  // established path never touches them).
+  // Per-pool FIFOs of unassured flows, linked through FlowLinks.
   std::vector<List> poolLists_;
-  uint32_t* poolPrev_ = nullptr;
-  uint32_t* poolNext_ = nullptr;
   std::size_t hashBytes_ = 0;
   SipKey hashKey_;  // every hash of a key is computed here and handed to rte_hash
   SipBatchFn hashBatch_ = sipHash13x16BatchScalar;  // the burst's hashes, vectorised where the CPU can

@@ -222,17 +222,10 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   uint32_t idx[kMaxBurst];
   Direction dir[kMaxBurst];
   ft_.lookupBulk(keyPtrs, nc_, idx, dir);
-  // Records are 84 bytes: each touches two cache lines, or three when it
-  // starts in the last 20 bytes of one (the array is cache-line aligned, a
-  // record starts at a multiple of 4). Fetch the first, the one 64 bytes on
-  // and the last byte's.
-  for (uint16_t j = 0; j < nc_; ++j) {
-    if (idx[j] == kNoFlow) continue;
-    const auto* rec = reinterpret_cast<const uint8_t*>(&ft_.at(idx[j]));
-    rte_prefetch0(rec);
-    rte_prefetch0(rec + 64);
-    rte_prefetch0(rec + sizeof(Flow) - 1);
-  }
+  // A record is one cache line (flow_table.h): one prefetch per hit, all
+  // of the burst's in flight before the first is used.
+  for (uint16_t j = 0; j < nc_; ++j)
+    if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
 
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
@@ -278,12 +271,13 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
               // tracker follows the backend's connection, whose window
               // fields from the client may be scaled differently.
               uint16_t win = rw::load16be(l4 + 14);
-              if ((f.flags & kFlowSynProxyReady) && d == Direction::kOriginal) win = synProxyWindowToBackend(f, win);
+              if ((f.flags & kFlowSynProxyReady) && d == Direction::kOriginal)
+                win = synProxyWindowToBackend(ft_.xlate(fi), win);
               tcpAdvance(f.seq, d, rw::load32be(l4 + 4) + static_cast<uint32_t>(m.l4Len - m.tcpHdrLen), win);
               ft_.touch(fi, now_);
             } else {
               TcpSegment seg = tcpSegmentOf(l4, m);
-              if (f.flags & kFlowSynProxyReady) synProxyTrackerView(seg, f, d);
+              if (f.flags & kFlowSynProxyReady) synProxyTrackerView(seg, ft_.xlate(fi), d);
               if (!trackTcp(fi, seg, d, v)) continue;
             }
           } else if (f.state == FlowState::kUdpUnreplied) {
@@ -648,7 +642,8 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
 
   // Flows opened from a SYN cookie (the two handshakes' numbers differ)
   // and flows with a PROXY header translate sequence numbers.
-  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)) && translateSegment(l4, m.tcpHdrLen, f, dir)) {
+  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)) &&
+      translateSegment(l4, m.tcpHdrLen, f, ft_.xlate(fi), dir)) {
     if (!insertProxyV2(mb, m.l3Off, m.l4Off, m.tcpHdrLen, f)) {
       drop(v, DropReason::kProxyHeaderNoRoom);
       return;
@@ -761,10 +756,11 @@ void Burst::openFromCookie(rte_mbuf* mb, uint16_t j, Verdict& v) {
   if (fi == kNoFlow) return;
   Flow& f = ft_.at(fi);
   f.flags |= kFlowSynProxy;
-  f.spSeqDelta = cookie;
-  f.spTsDelta = ourTsVal;
-  f.spClientWin = clientWin;
-  f.spWscale = static_cast<uint8_t>(0xf0 | (o.wscale & 0x0f));
+  FlowXlate& x = ft_.xlate(fi);
+  x.spSeqDelta = cookie;
+  x.spTsDelta = ourTsVal;
+  x.spClientWin = clientWin;
+  x.spWscale = static_cast<uint8_t>(0xf0 | (o.wscale & 0x0f));
   bump(c_.synCookiesValid);
   if (data) bump(c_.synProxyAckData);
   const uint16_t len = writeBackendSyn(frame, m, f, clientIsn, clientWin, o);
@@ -781,6 +777,7 @@ void Burst::openFromCookie(rte_mbuf* mb, uint16_t j, Verdict& v) {
 bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Verdict& v) {
   const PacketMeta& m = meta_[pkt_[j]];
   Flow& f = ft_.at(fi);
+  FlowXlate& x = ft_.xlate(fi);
   uint8_t* frame = rte_pktmbuf_mtod(mb, uint8_t*);
   uint8_t* tcp = frame + m.l4Off;
   const bool ready = (f.flags & kFlowSynProxyReady) != 0;
@@ -792,7 +789,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
     // (our SYN-ACK offered none), and its ACK numbers cannot be translated
     // yet. A repeat of the cookie ACK is counted as such.
     ft_.touch(fi, now_);
-    const bool replay = fl == kTcpAck && m.l4Len == m.tcpHdrLen && tcpAck(tcp) == f.spSeqDelta + 1;
+    const bool replay = fl == kTcpAck && m.l4Len == m.tcpHdrLen && tcpAck(tcp) == x.spSeqDelta + 1;
     drop(v, replay ? DropReason::kSynCookieReplayed : DropReason::kSynProxyPending);
     return true;
   }
@@ -822,13 +819,13 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
         return true;
       }
       f.flags = flags;  // the tracker kept kFlowSynProxy (no restart)
-      synProxyLearnBackend(f, sa);
+      synProxyLearnBackend(f, x, sa);
       // Our ACK completes the backend's handshake: the tracker sees it as
       // the client's (SYN_RECV -> ESTABLISHED).
       TcpSegment ack;
       ack.seq = sa.ack;
       ack.ack = sa.isn + 1;
-      ack.window = synProxyWindowToBackend(f, f.spClientWin);
+      ack.window = synProxyWindowToBackend(x, x.spClientWin);
       ack.flags = kTcpAck;
       flags = f.flags;
       tcpTrack(next, flags, f.seq, ack, Direction::kOriginal);
@@ -837,7 +834,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
       // The window update that lets the client send: a second frame.
       rte_mbuf* wu = gen_.n < kMaxBurst ? rte_pktmbuf_alloc(mb->pool) : nullptr;
       if (wu != nullptr && fits(wu, m.l3Off + kSynProxyMaxL3Len)) {
-        const uint16_t wlen = writeClientWindowUpdate(rte_pktmbuf_mtod(wu, uint8_t*), frame, m.l3Off, f, sa);
+        const uint16_t wlen = writeClientWindowUpdate(rte_pktmbuf_mtod(wu, uint8_t*), frame, m.l3Off, f, x, sa);
         setLen(wu, wlen);
         wu->port = mb->port;
         gen_.pkts[gen_.n++] = wu;
@@ -850,7 +847,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
       // A retransmitted SYN-ACK: our ACK was lost; send it again.
       ft_.touch(fi, now_);
     }
-    const uint16_t len = writeBackendAck(frame, m, f, sa);
+    const uint16_t len = writeBackendAck(frame, m, f, x, sa);
     setLen(mb, len);
     if ((f.ppFlags & (kPpOn | kPpAcked)) == kPpOn) bump(c_.proxyHeaders);
     count(f, len);
@@ -864,7 +861,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
     // reset in SYN_SENT (it must acknowledge the SYN exactly).
     if (!trackTcp(fi, tcpSegmentOf(tcp, m), dir, v)) return true;
     forward(mb, m, fi, dir, nullptr, v);
-    synProxyEarlyReset(tcp, f);
+    synProxyEarlyReset(tcp, x);
     return true;
   }
   ft_.touch(fi, now_);
@@ -875,7 +872,7 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
 void Burst::translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v) {
   const Flow& f = ft_.at(fi);
   if (m.innerProto == IPPROTO_TCP && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)))
-    translateQuote(rte_pktmbuf_mtod(mb, uint8_t*) + m.innerL4Off, m.innerL4Avail, f, dir);
+    translateQuote(rte_pktmbuf_mtod(mb, uint8_t*) + m.innerL4Off, m.innerL4Avail, f, ft_.xlate(fi), dir);
   icmpTranslateError(rte_pktmbuf_mtod(mb, uint8_t*), m, f, dir);
   bump(c_.icmpErrorsTranslated);
   count(f, rte_pktmbuf_pkt_len(mb));

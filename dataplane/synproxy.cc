@@ -56,20 +56,20 @@ uint32_t put32(uint8_t* tcp, unsigned off, uint32_t v) {
   return d;
 }
 
-// Low and high nibble of Flow::spWscale.
-inline uint8_t clientWs(const Flow& f) { return f.spWscale & 0x0f; }
-inline uint8_t backendWs(const Flow& f) { return f.spWscale >> 4; }
+// Low and high nibble of FlowXlate::spWscale.
+inline uint8_t clientWs(const FlowXlate& x) { return x.spWscale & 0x0f; }
+inline uint8_t backendWs(const FlowXlate& x) { return x.spWscale >> 4; }
 
 // Scale of the window fields the client sends (it and we both offered one).
-inline uint8_t clientFieldScale(const Flow& f) { return clientWs(f) == kNoWscale ? 0 : clientWs(f); }
+inline uint8_t clientFieldScale(const FlowXlate& x) { return clientWs(x) == kNoWscale ? 0 : clientWs(x); }
 // Scale the client applies to the window fields it receives.
-inline uint8_t toClientScale(const Flow& f) { return clientWs(f) == kNoWscale ? 0 : kProxyWscale; }
+inline uint8_t toClientScale(const FlowXlate& x) { return clientWs(x) == kNoWscale ? 0 : kProxyWscale; }
 // Scale on the backend connection: on only when our SYN offered one (the
 // client did) and the backend answered with one.
-inline bool backendScaling(const Flow& f) { return clientWs(f) != kNoWscale && backendWs(f) != kNoWscale; }
-inline uint8_t backendFieldScale(const Flow& f) { return backendScaling(f) ? backendWs(f) : 0; }
+inline bool backendScaling(const FlowXlate& x) { return clientWs(x) != kNoWscale && backendWs(x) != kNoWscale; }
+inline uint8_t backendFieldScale(const FlowXlate& x) { return backendScaling(x) ? backendWs(x) : 0; }
 // Scale the backend applies to the client's window fields.
-inline uint8_t fromClientScale(const Flow& f) { return backendScaling(f) ? clientWs(f) : 0; }
+inline uint8_t fromClientScale(const FlowXlate& x) { return backendScaling(x) ? clientWs(x) : 0; }
 
 class Options {
  public:
@@ -233,7 +233,7 @@ uint16_t findTimestamp(const uint8_t* tcp, uint16_t hdrLen) {
   return 0;
 }
 
-void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir) {
+void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, const FlowXlate& x, Direction dir) {
   const bool sp = (f.flags & kFlowSynProxyReady) != 0;
   const bool pp = (f.ppFlags & kPpOn) != 0;
   uint32_t d = 0;
@@ -241,7 +241,7 @@ void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir) 
     // A segment we sent the client: its seq is the backend's plus
     // spSeqDelta (the PROXY header never shifts the backend's bytes).
     if (avail < 8 || !sp) return;
-    d += put32(in4, 4, tcpSeq(in4) - f.spSeqDelta);
+    d += put32(in4, 4, tcpSeq(in4) - x.spSeqDelta);
   } else {
     // A segment we sent the backend: its seq is the client's plus L,
     // except at ppStart, where the header itself went; its ack is the
@@ -251,7 +251,7 @@ void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir) 
       const uint32_t s = tcpSeq(in4);
       if (s != f.ppStart) d += put32(in4, 4, s - kProxyV2Len);
     }
-    if (sp && avail >= 14 && (in4[13] & 0x10)) d += put32(in4, 8, tcpAck(in4) + f.spSeqDelta);
+    if (sp && avail >= 14 && (in4[13] & 0x10)) d += put32(in4, 8, tcpAck(in4) + x.spSeqDelta);
   }
   if (avail >= 18) rw::store16(in4 + rw::kTcpCheck, rw::applyDelta(rw::load16(in4 + rw::kTcpCheck), d));
 }
@@ -264,14 +264,14 @@ uint16_t rescaleWindow(uint16_t w, uint8_t in, uint8_t out) {
   return v > 0xffff ? 0xffff : static_cast<uint16_t>(v);
 }
 
-uint16_t synProxyWindowToBackend(const Flow& f, uint16_t window) {
-  return rescaleWindow(window, clientFieldScale(f), fromClientScale(f));
+uint16_t synProxyWindowToBackend(const FlowXlate& x, uint16_t window) {
+  return rescaleWindow(window, clientFieldScale(x), fromClientScale(x));
 }
 
-void synProxyTrackerView(TcpSegment& seg, const Flow& f, Direction dir) {
+void synProxyTrackerView(TcpSegment& seg, const FlowXlate& x, Direction dir) {
   if (dir != Direction::kOriginal) return;
-  if (seg.flags & kAck) seg.ack -= f.spSeqDelta;
-  if (!(seg.flags & kSyn)) seg.window = synProxyWindowToBackend(f, seg.window);
+  if (seg.flags & kAck) seg.ack -= x.spSeqDelta;
+  if (!(seg.flags & kSyn)) seg.window = synProxyWindowToBackend(x, seg.window);
 }
 
 uint16_t writeCookieSynAck(uint8_t* frame, const PacketMeta& m, uint32_t cookie, const SynOptions& client,
@@ -309,17 +309,18 @@ BackendSynAck readBackendSynAck(const uint8_t* tcp, uint16_t hdrLen) {
   return sa;
 }
 
-void synProxyLearnBackend(Flow& f, const BackendSynAck& sa) {
-  f.spSeqDelta = f.spSeqDelta - sa.isn;               // our ISN - backend ISN
-  f.spTsDelta = sa.hasTs ? f.spTsDelta - sa.tsVal : 0;  // our TSval - backend TSval
-  f.spWscale = static_cast<uint8_t>((f.spWscale & 0x0f) | (sa.wscale & 0x0f) << 4);
+void synProxyLearnBackend(Flow& f, FlowXlate& x, const BackendSynAck& sa) {
+  x.spSeqDelta = x.spSeqDelta - sa.isn;               // our ISN - backend ISN
+  x.spTsDelta = sa.hasTs ? x.spTsDelta - sa.tsVal : 0;  // our TSval - backend TSval
+  x.spWscale = static_cast<uint8_t>((x.spWscale & 0x0f) | (sa.wscale & 0x0f) << 4);
   f.flags |= kFlowSynProxyReady;
 }
 
-uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, const BackendSynAck& sa) {
+uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, const FlowXlate& x,
+                         const BackendSynAck& sa) {
   Options o;
   if (sa.hasTs) o.sackTs(false, true, sa.tsEcr, sa.tsVal);
-  const uint16_t win = rescaleWindow(f.spClientWin, clientFieldScale(f), fromClientScale(f));
+  const uint16_t win = rescaleWindow(x.spClientWin, clientFieldScale(x), fromClientScale(x));
   // With PROXY protocol the ACK carries the header, until the backend has
   // acknowledged it (a SYN-ACK sent again means it has not).
   uint8_t hdr[kProxyV2Len];
@@ -330,22 +331,22 @@ uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, con
 }
 
 uint16_t writeClientWindowUpdate(uint8_t* frame, const uint8_t* like, uint16_t l3Off, const Flow& f,
-                                 const BackendSynAck& sa) {
+                                 const FlowXlate& x, const BackendSynAck& sa) {
   std::memcpy(frame, like, l3Off < kEtherLen ? kEtherLen : l3Off);
   Options o;
-  if (sa.hasTs) o.sackTs(false, true, sa.tsVal + f.spTsDelta, sa.tsEcr);
-  const uint16_t win = rescaleWindow(sa.window, 0, toClientScale(f));
-  Segment s{f.vip, f.clientIp, f.vipPort, f.clientPort, sa.isn + 1 + f.spSeqDelta, sa.ack, kAck, win};
+  if (sa.hasTs) o.sackTs(false, true, sa.tsVal + x.spTsDelta, sa.tsEcr);
+  const uint16_t win = rescaleWindow(sa.window, 0, toClientScale(x));
+  Segment s{f.vip, f.clientIp, f.vipPort, f.clientPort, sa.isn + 1 + x.spSeqDelta, sa.ack, kAck, win};
   return writeSegment(frame, l3Off, s, o);
 }
 
-void synProxyEarlyReset(uint8_t* tcp, const Flow& f) {
+void synProxyEarlyReset(uint8_t* tcp, const FlowXlate& x) {
   // Before the backend's SYN-ACK, spSeqDelta holds our ISN.
-  const uint32_t d = put32(tcp, 4, f.spSeqDelta + 1);
+  const uint32_t d = put32(tcp, 4, x.spSeqDelta + 1);
   rw::store16(tcp + rw::kTcpCheck, rw::applyDelta(rw::load16(tcp + rw::kTcpCheck), d));
 }
 
-bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir) {
+bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, const FlowXlate& x, Direction dir) {
   uint32_t d = 0;
   const uint8_t flags = tcp[13];
   const bool sp = (f.flags & kFlowSynProxyReady) != 0;
@@ -353,7 +354,7 @@ bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir) {
   // The backend's view of the client's sequence number s is s + fwd (past
   // the PROXY header); the client's view of the backend's t is t + rev.
   const uint32_t fwd = pp ? kProxyV2Len : 0;
-  const uint32_t rev = sp ? f.spSeqDelta : 0;
+  const uint32_t rev = sp ? x.spSeqDelta : 0;
   const uint32_t hdrEnd = f.ppStart + fwd;
   // A backend ack or SACK edge in the client's space: inside the header it
   // means "nothing of the client's yet".
@@ -368,8 +369,8 @@ bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir) {
       if (static_cast<int32_t>(a - hdrEnd) >= 0) f.ppFlags |= kPpAcked;
       d += put32(tcp, 8, toClient(a));
     }
-    const uint8_t in = sp ? backendFieldScale(f) : 0;
-    const uint8_t out = sp ? toClientScale(f) : 0;
+    const uint8_t in = sp ? backendFieldScale(x) : 0;
+    const uint8_t out = sp ? toClientScale(x) : 0;
     if (in != out && !(flags & kSyn)) {
       const uint16_t before = rw::load16(tcp + 14);
       set16(tcp + 14, rescaleWindow(tcpWindow(tcp), in, out));
@@ -382,8 +383,8 @@ bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir) {
       if (!insert && !(flags & kSyn)) d += put32(tcp, 4, seq + fwd);
     }
     if (sp && (flags & kAck)) d += put32(tcp, 8, tcpAck(tcp) - rev);
-    const uint8_t in = sp ? clientFieldScale(f) : 0;
-    const uint8_t out = sp ? fromClientScale(f) : 0;
+    const uint8_t in = sp ? clientFieldScale(x) : 0;
+    const uint8_t out = sp ? fromClientScale(x) : 0;
     if (in != out && !(flags & kSyn)) {
       const uint16_t before = rw::load16(tcp + 14);
       set16(tcp + 14, rescaleWindow(tcpWindow(tcp), in, out));
@@ -406,9 +407,9 @@ bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir) {
     if (len < 2 || off + len > hdrLen) break;
     if (kind == kOptTs && len == 10 && sp) {
       if (dir == Direction::kReply)
-        d += put32(tcp, off + 2u, get32(tcp + off + 2) + f.spTsDelta);
+        d += put32(tcp, off + 2u, get32(tcp + off + 2) + x.spTsDelta);
       else
-        d += put32(tcp, off + 6u, get32(tcp + off + 6) - f.spTsDelta);
+        d += put32(tcp, off + 6u, get32(tcp + off + 6) - x.spTsDelta);
     } else if (kind == kOptSack) {
       for (unsigned e = off + 2u; e + 4 <= off + len; e += 4u) {
         if (dir == Direction::kOriginal && sp)

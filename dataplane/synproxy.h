@@ -105,16 +105,17 @@ struct BackendSynAck {
 };
 BackendSynAck readBackendSynAck(const uint8_t* tcp, uint16_t hdrLen);
 
-// Records the backend's ISN, timestamp clock and window scale in `f` and
-// marks it ready: from now on translate() applies.
-void synProxyLearnBackend(Flow& f, const BackendSynAck& sa);
+// Records the backend's ISN, timestamp clock and window scale in `x` (the
+// flow's translation, FlowTable::xlate) and marks `f` ready: from now on translate() applies.
+void synProxyLearnBackend(Flow& f, FlowXlate& x, const BackendSynAck& sa);
 
 // The backend's SYN-ACK `frame` becomes the ACK that completes the
 // backend's handshake, in place (SNAT address to backend; the client's
 // window from its ACK; timestamps echoed), carrying the PROXY header while
 // the flow has one not yet acknowledged (the frame must have room for
 // kSynProxyMaxL3Len + kProxyV2Len past l3Off). Returns the new frame length.
-uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, const BackendSynAck& sa);
+uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, const FlowXlate& x,
+                         const BackendSynAck& sa);
 
 // Writes into `frame` (a fresh buffer of at least l3Off +
 // kSynProxyMaxL3Len bytes) the window update that opens the client's
@@ -123,12 +124,12 @@ uint16_t writeBackendAck(uint8_t* frame, const PacketMeta& m, const Flow& f, con
 // copied from `like`, a frame of the same port; the output stage rewrites
 // the addresses. Returns the frame length.
 uint16_t writeClientWindowUpdate(uint8_t* frame, const uint8_t* like, uint16_t l3Off, const Flow& f,
-                                 const BackendSynAck& sa);
+                                 const FlowXlate& x, const BackendSynAck& sa);
 
 // The client's sequence number the backend's reset refers to, for a reset
 // that arrives before the backend's SYN-ACK: the client is told seq = our
 // ISN + 1, which its window accepts.
-void synProxyEarlyReset(uint8_t* tcp, const Flow& f);
+void synProxyEarlyReset(uint8_t* tcp, const FlowXlate& x);
 
 // Translates a segment that has already been rewritten to its new
 // addresses; `tcp` is the TCP header. One translation per direction, each
@@ -144,7 +145,9 @@ void synProxyEarlyReset(uint8_t* tcp, const Flow& f);
 // the client, seq == ppStart, no RST, header not yet acknowledged. Its
 // sequence number is then left as it is (the header takes ppStart) and the
 // caller inserts the header.
-bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir);
+// `x` is the flow's translation; read only when f's flags say it is a
+// ready SYN proxy flow.
+bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, const FlowXlate& x, Direction dir);
 
 // Translates the TCP header quoted in an ICMP error about a flow that
 // translates (a ready SYN proxy flow, a PROXY protocol flow; `in4`,
@@ -156,7 +159,7 @@ bool translateSegment(uint8_t* tcp, uint16_t hdrLen, Flow& f, Direction dir);
 // space (less the PROXY header) and its ack (when quoted) into the
 // client's view of the backend. The quoted TCP checksum is fixed when
 // present.
-void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, Direction dir);
+void translateQuote(uint8_t* in4, uint16_t avail, const Flow& f, const FlowXlate& x, Direction dir);
 
 // (w << in) >> out, rounded up, capped at 65535; `in`/`out` 0..14.
 uint16_t rescaleWindow(uint16_t w, uint8_t in, uint8_t out);
@@ -168,9 +171,9 @@ uint16_t rescaleWindow(uint16_t w, uint8_t in, uint8_t out);
 // taken back into the backend's space and its window field rescaled as
 // translateSegment would. So an in-window RST from either side is seen
 // as in window, and an out-of-window one as out.
-void synProxyTrackerView(TcpSegment& seg, const Flow& f, Direction dir);
+void synProxyTrackerView(TcpSegment& seg, const FlowXlate& x, Direction dir);
 
 // A client window field of a ready flow as the backend receives it.
-uint16_t synProxyWindowToBackend(const Flow& f, uint16_t window);
+uint16_t synProxyWindowToBackend(const FlowXlate& x, uint16_t window);
 
 }  // namespace strait::dataplane

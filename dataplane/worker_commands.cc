@@ -4,6 +4,9 @@
 // slow control thread never makes the worker wait.
 #include "dataplane/worker_commands.h"
 
+#include <cstddef>
+#include <cstring>
+
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
@@ -24,10 +27,13 @@ bool CommandRunner::step(uint32_t budget) {
 
   switch (cmd_.kind) {
     case CommandKind::kDumpFlows: {
-      auto* out = static_cast<Flow*>(cmd_.out);
+      // Copied byte for byte: the caller's buffer need not have a record's
+      // cache-line alignment.
+      auto* out = static_cast<std::byte*>(cmd_.out);
       cursor_ = flows_->scan(cursor_, budget, [&](uint32_t, const Flow& f) {
         if (count_ >= cmd_.capacity) return false;
-        if (cmd_.serviceSlot == kAnyService || f.serviceSlot == cmd_.serviceSlot) out[count_++] = f;
+        if (cmd_.serviceSlot == kAnyService || f.serviceSlot == cmd_.serviceSlot)
+          std::memcpy(out + std::size_t{count_++} * sizeof(Flow), &f, sizeof(Flow));
         return true;
       });
       done_ = cursor_ >= flows_->capacity() || count_ >= cmd_.capacity;

@@ -24,7 +24,7 @@ namespace strait::dataplane {
 inline constexpr uint16_t kAnyService = 0xffff;
 
 enum class CommandKind : uint32_t {
-  kDumpFlows = 1,  // copy live flows (optionally of one service) into a Flow[]
+  kDumpFlows = 1,  // copy live flows (optionally of one service), byte for byte, into sizeof(Flow) slots
 };
 
 // Travels by value; `out` points at `capacity` entries of the result type,
