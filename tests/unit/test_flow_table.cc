@@ -467,6 +467,80 @@ TEST(FlowTable, RemoveFreesTheRecordForReuse) {
   EXPECT_EQ(t.size(), 0u);
 }
 
+// The record is one cache line, records sit one per line, and the state
+// kept beside them (list links, queue stamps, early-drop links, the SYN
+// proxy translation) is its own: inserts, state changes, removals, reuse
+// and expiry of other flows leave a flow's record and translation as they
+// were.
+TEST(FlowTable, RecordIsOneCacheLineAndSideStateIsKeptApart) {
+  static_assert(sizeof(sd::Flow) == 64 && alignof(sd::Flow) == 64);
+  TableHolder h(64);
+  auto& t = h.table;
+  const auto state = [](uint32_t k) { return k % 2 ? FlowState::kSynSent : FlowState::kEstablished; };
+  const auto withSeq = [&](uint32_t k) {
+    sd::Flow f = makeFlow(k, state(k));
+    f.seq.end[0] = 0x11110000u + k;
+    f.seq.end[1] = 0x22220000u + k;
+    f.seq.synEnd = 0x33330000u + k;
+    f.seq.maxWindow[0] = static_cast<uint16_t>(1000 + k);
+    f.seq.maxWindow[1] = static_cast<uint16_t>(2000 + k);
+    f.seq.wscale[0] = 7;
+    f.seq.wscale[1] = 9;
+    f.ppFlags = static_cast<uint8_t>(k % 3);
+    f.ppStart = 0x44440000u + k;
+    return f;
+  };
+  const auto xlateOf = [](uint32_t k) {
+    return sd::FlowXlate{0x55550000u + k, 0x66660000u + k, static_cast<uint16_t>(300 + k),
+                         static_cast<uint8_t>(0x60 | (k % 15)), 0};
+  };
+  std::vector<uint32_t> idx;
+  for (uint32_t k = 0; k < 48; ++k) {
+    idx.push_back(t.insert(withSeq(k), 100 + k));
+    ASSERT_NE(idx.back(), sd::kNoFlow);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(&t.at(idx.back())) % 64, 0u) << k;
+    t.xlate(idx.back()) = xlateOf(k);
+  }
+  EXPECT_EQ(reinterpret_cast<const char*>(&t.at(1)) - reinterpret_cast<const char*>(&t.at(0)), 64);
+
+  // List traffic around the flows k % 4 == 0: the others change state
+  // (unassured to assured and back: expiry and per-pool lists), are
+  // touched, removed, their records reused by new flows, or expire.
+  for (uint32_t k = 0; k < 48; ++k) {
+    if (k % 4 == 1) t.setState(idx[k], k % 2 ? FlowState::kSynRecv : FlowState::kFinWait, 500);
+    if (k % 4 == 2) t.touch(idx[k], 600);
+    if (k % 4 == 3) t.remove(idx[k]);
+  }
+  for (uint32_t k = 100; k < 112; ++k) ASSERT_NE(t.insert(makeFlow(k, FlowState::kSynSent), 700), sd::kNoFlow);
+  EXPECT_NE(t.earlyDropVictim(), sd::kNoFlow);
+  // syn_sent and syn_recv time out after 30 s: the 12 flows of syn_recv
+  // (since 500) and the 12 new ones (700) go, the established ones (350 s)
+  // stay.
+  EXPECT_EQ(t.expire(31'000, kUnlimited, kNoCallback), 24u);
+  EXPECT_EQ(t.size(), 24u);
+
+  for (uint32_t k = 0; k < 48; k += 4) {
+    const sd::Flow want = withSeq(k);
+    const sd::Flow& got = t.at(idx[k]);
+    ASSERT_EQ(got.state, FlowState::kEstablished) << k;
+    EXPECT_EQ(got.clientIp, want.clientIp) << k;
+    EXPECT_EQ(got.snatPort, want.snatPort) << k;
+    EXPECT_EQ(got.pool, want.pool) << k;
+    EXPECT_EQ(got.lastSeenMs, 100 + k) << k;
+    EXPECT_EQ(0, std::memcmp(&got.seq, &want.seq, sizeof want.seq)) << k;
+    EXPECT_EQ(got.ppFlags, want.ppFlags) << k;
+    EXPECT_EQ(got.ppStart, want.ppStart) << k;
+    const sd::FlowXlate x = xlateOf(k);
+    EXPECT_EQ(0, std::memcmp(&t.xlate(idx[k]), &x, sizeof x)) << k;
+    Direction d;
+    EXPECT_EQ(t.lookup(sd::replyKey(want), d), idx[k]) << k;
+  }
+  // Every live flow is still reachable through the lists.
+  uint32_t live = 0;
+  t.forEach([&](uint32_t, const sd::Flow&) { ++live; });
+  EXPECT_EQ(live, t.size());
+}
+
 TEST(FlowTable, ClockWrapAround) {
   TableHolder h(8);
   auto& t = h.table;

@@ -2162,6 +2162,98 @@ TEST_F(SynProxyTest, HandshakeAndTranslation) {
   EXPECT_EQ(onlyFlow().state, FlowState::kClosed);
 }
 
+// The SYN proxy's translation lives beside the flow record
+// (FlowTable::xlate): flows coming and going around a cookie flow leave it
+// intact, and a plain flow that reuses a cookie flow's record translates
+// nothing.
+TEST_F(SynProxyTest, TranslationSurvivesOtherFlowsAndIsNotInheritedByReuse) {
+  Bytes f = frame(clientSyn(3010, 7000));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
+  L4Spec a = tcp(kClient, 3010, kVip, 80, kAck);
+  a.seq = 7001;
+  a.ack = cookie + 1;
+  a.window = 502;
+  a.tcpOpts = tsOpt(112, ourTs);
+  f = frame(a);
+  EXPECT_FORWARD(one(f, 1000));
+  const uint16_t snatPort = seen(f).sport;
+  L4Spec sa = tcp(kBackend1, 80, kVip, snatPort, kSyn | kAck);
+  sa.seq = 5000;
+  sa.ack = 7001;
+  sa.window = 65160;
+  for (uint8_t b : Bytes{1, 1, 8, 10, 0, 0, 0x23, 0x28, 0, 0, 0, 112, 1, 3, 3, 6}) sa.tcpOpts.push_back(b);
+  f = frame(sa);
+  std::vector<Bytes> gen;
+  EXPECT_FORWARD(oneGen(f, 1000, gen));
+  FlowKey key;
+  key.srcIp = net(kClient);
+  key.dstIp = net(kVip);
+  key.srcPort = net16(3010);
+  key.dstPort = net16(80);
+  key.proto = IPPROTO_TCP;
+  Direction d;
+  const uint32_t cookieIdx = ft_->lookup(key, d);
+  ASSERT_NE(cookieIdx, kNoFlow);
+  ASSERT_EQ(ft_->at(cookieIdx).state, FlowState::kEstablished);
+
+  // 40 plain flows open around it, 20 are reset and expire.
+  for (auto& sv : snap_.services) sv.synProxy = SynProxyMode::kOff;
+  for (uint16_t p = 0; p < 40; ++p) {
+    L4Spec syn = tcp(kClient, static_cast<uint16_t>(4000 + p), kVip, 80, kSyn);
+    syn.seq = 100;
+    f = frame(syn);
+    EXPECT_FORWARD(one(f, 1100));
+    if (p % 2) continue;
+    L4Spec rst = tcp(kClient, static_cast<uint16_t>(4000 + p), kVip, 80, kRst);
+    rst.seq = 101;
+    f = frame(rst);
+    EXPECT_FORWARD(one(f, 1200));
+  }
+  EXPECT_EQ(nat_->expire(1200 + 10'000, 1000), 20u);
+
+  // The cookie flow still translates: backend seq and TSval into the
+  // client's view.
+  L4Spec bd = tcp(kBackend1, 80, kVip, snatPort, kAck | kPsh);
+  bd.seq = 5001;
+  bd.ack = 7001;
+  bd.window = 100;
+  bd.tcpOpts = tsOpt(9010, 112);
+  bd.payload = Bytes(100, 0x5a);
+  f = frame(bd);
+  EXPECT_FORWARD(one(f, 11'300));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seqOf(f), cookie + 1);
+  EXPECT_EQ(rd32(&tcpOptions(f)[8][0]), ourTs + 10);
+
+  // It ends; the next flow takes its record and is not translated.
+  L4Spec rst = tcp(kClient, 3010, kVip, 80, kRst | kAck);
+  rst.seq = 7001;
+  rst.ack = cookie + 101;
+  f = frame(rst);
+  EXPECT_FORWARD(one(f, 11'400));
+  EXPECT_EQ(nat_->expire(11'400 + 10'000, 1000), 1u);
+  L4Spec syn = tcp(kClient, 3011, kVip, 80, kSyn);
+  syn.seq = 9000;
+  f = frame(syn);
+  EXPECT_FORWARD(one(f, 21'500));
+  key.srcPort = net16(3011);
+  ASSERT_EQ(ft_->lookup(key, d), cookieIdx);
+  EXPECT_EQ(ft_->at(cookieIdx).flags & (kFlowSynProxy | kFlowSynProxyReady), 0);
+  const uint16_t port2 = seen(f).sport;
+  L4Spec sa2 = tcp(kBackend1, 80, kVip, port2, kSyn | kAck);
+  sa2.seq = 5000;
+  sa2.ack = 9001;
+  for (uint8_t b : Bytes{1, 1, 8, 10, 0, 0, 0x23, 0x28, 0, 0, 0, 112}) sa2.tcpOpts.push_back(b);
+  f = frame(sa2);
+  EXPECT_FORWARD(one(f, 21'500));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kClient);
+  EXPECT_EQ(seqOf(f), 5000u);
+  EXPECT_EQ(rd32(&tcpOptions(f)[8][0]), 9000u);
+}
+
 TEST_F(SynProxyTest, ClientSegmentsBeforeTheBackendAnswersAreHeld) {
   Bytes f = frame(clientSyn(3004, 1));
   one(f, 1000);
