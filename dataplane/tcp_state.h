@@ -96,15 +96,18 @@ inline constexpr uint32_t kMinLearnWindow = 65535;
 // without SYN, FIN or RST (the fast path): an in-window segment moves the
 // sender's end forward and its largest window up; anything else teaches
 // nothing (a spoofed segment far ahead must not drag the window along).
+// One predictable branch (in window or not); the two updates are
+// conditional moves. The window test |ahead| <= w is one unsigned compare:
+// w <= 65535 << 15 < 2^31, so ahead + w wraps exactly when ahead < -w.
 inline void tcpAdvance(TcpSeqTrack& t, Direction dir, uint32_t seqEnd, uint16_t window) {
   const auto s = static_cast<std::size_t>(dir);
   const auto r = s ^ 1u;
   uint32_t w = uint32_t{t.maxWindow[r]} << (t.wscale[r] & 0x0f);
-  if (w < kMinLearnWindow) w = kMinLearnWindow;
-  const int32_t ahead = static_cast<int32_t>(seqEnd - t.end[s]);
-  if (ahead > static_cast<int32_t>(w) || ahead < -static_cast<int32_t>(w)) return;
-  if (ahead > 0) t.end[s] = seqEnd;
-  if (window > t.maxWindow[s]) t.maxWindow[s] = window;
+  w = w < kMinLearnWindow ? kMinLearnWindow : w;
+  const uint32_t ahead = seqEnd - t.end[s];
+  if (ahead + w > 2 * w) return;
+  t.end[s] = static_cast<int32_t>(ahead) > 0 ? seqEnd : t.end[s];
+  t.maxWindow[s] = window > t.maxWindow[s] ? window : t.maxWindow[s];
 }
 
 }  // namespace strait::dataplane

@@ -5,6 +5,7 @@
 // combination ever leaves the allowed transition graph.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <string>
@@ -614,4 +615,44 @@ TEST(TcpTrack, WindowScaleOptionParsing) {
   EXPECT_EQ(ws(hdr({2, 0, 3, 3, 7, 0, 0, 0})), sd::kNoWscale);  // zero length: malformed
   EXPECT_EQ(ws(hdr({2, 40, 3, 3})), sd::kNoWscale);  // runs past the header
   EXPECT_EQ(ws(hdr({1, 1, 3, 3})), sd::kNoWscale);   // truncated option
+}
+
+// The fast path (tcpAdvance) learns exactly what the generic tracker
+// learns from the same plain segment of an established flow, at and around
+// the window's edges, across the wrap of the sequence space, for every
+// window scale and for windows below and above kMinLearnWindow.
+TEST(TcpTrack, FastPathAgreesWithTheTrackerAtTheWindowEdges) {
+  int checked = 0;
+  for (uint8_t scale : {uint8_t{0}, uint8_t{1}, uint8_t{7}, uint8_t{14}}) {
+    for (uint16_t rwin : {uint16_t{0}, uint16_t{100}, uint16_t{40000}, uint16_t{65535}}) {
+      for (Direction d : {kOrig, kRepl}) {
+        const auto s = static_cast<std::size_t>(d);
+        const auto r = s ^ 1u;
+        for (uint32_t base : {0u, 0xffffff00u, 0x7fffffffu, 12345u}) {
+          Tracked f;
+          f.t.end[s] = base;
+          f.t.wscale[r] = scale;
+          f.t.maxWindow[r] = rwin;
+          f.t.maxWindow[s] = 300;
+          const uint32_t w = std::max<uint32_t>(uint32_t{rwin} << scale, sd::kMinLearnWindow);
+          for (int64_t off : {-int64_t{w} - 1, -int64_t{w}, -int64_t{w} + 1, int64_t{-1}, int64_t{0}, int64_t{1},
+                              int64_t{w} - 1, int64_t{w}, int64_t{w} + 1, int64_t{0x7fffffff}, -int64_t{0x80000000}}) {
+            const uint32_t seqEnd = base + static_cast<uint32_t>(off);
+            for (uint16_t win : {uint16_t{200}, uint16_t{400}}) {
+              Tracked slow = f;
+              ASSERT_EQ(slow.step(seg(seqEnd, 0, kAck, win), d), sd::TcpCheck::kOk);
+              ASSERT_EQ(slow.state, FlowState::kEstablished);
+              sd::TcpSeqTrack fast = f.t;
+              sd::tcpAdvance(fast, d, seqEnd, win);
+              ASSERT_EQ(std::memcmp(&fast, &slow.t, sizeof fast), 0)
+                  << "scale " << int(scale) << " rwin " << rwin << " dir " << s << " base " << base << " off " << off
+                  << " win " << win;
+              ++checked;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 4 * 4 * 2 * 4 * 11 * 2);
 }
