@@ -11,7 +11,6 @@
 
 #include "controlplane/api.h"
 #include "controlplane/control_server.h"
-#include "controlplane/dataplane_host.h"
 #include "controlplane/dns.h"
 #include "controlplane/health.h"
 #include "controlplane/log.h"
@@ -19,12 +18,19 @@
 #include "controlplane/sd_notify.h"
 #include "controlplane/snapshot_builder.h"
 #include "controlplane/state.h"
+#include "dataplane/dataplane_host.h"
 
 #ifndef STRAIT_VERSION
 #define STRAIT_VERSION "0.1.0"
 #endif
 
 namespace strait::controlplane {
+
+using dataplane::DataplaneHost;
+// The host's log levels are ours (its sink below casts).
+static_assert(static_cast<int>(dataplane::HostLogLevel::kError) == static_cast<int>(LogLevel::kError) &&
+              static_cast<int>(dataplane::HostLogLevel::kWarn) == static_cast<int>(LogLevel::kWarn) &&
+              static_cast<int>(dataplane::HostLogLevel::kInfo) == static_cast<int>(LogLevel::kInfo));
 
 struct Daemon::Impl : public Runtime {
   Config cfg;
@@ -167,7 +173,13 @@ int Daemon::run(const DaemonSignals& signals) {
     std::lock_guard lk(d.state.mutex());
     d.state.fromConfig(d.cfg);  // validated already; slots assigned here
   }
-  d.host = std::make_unique<DataplaneHost>(d.cfg);
+  dataplane::HostParams hp;
+  hp.interfaces = d.cfg.interfaces;
+  hp.dataplane = d.cfg.dataplane;
+  hp.log = [](dataplane::HostLogLevel l, const std::string& line) {
+    logf(static_cast<LogLevel>(l), "%s", line.c_str());
+  };
+  d.host = std::make_unique<DataplaneHost>(hp);
 
   d.health = std::make_unique<HealthChecker>(
       [&d](const std::string& s, uint32_t ip, uint16_t port, bool up) { d.onHealth(s, ip, port, up); });

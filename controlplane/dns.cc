@@ -13,7 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "controlplane/clock.h"
+#include "strait/clock.h"
 #include "controlplane/log.h"
 
 namespace strait::controlplane {

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <memory>
 
-#include "controlplane/clock.h"
+#include "strait/clock.h"
 #include "controlplane/log.h"
 
 namespace strait::controlplane {

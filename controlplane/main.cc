@@ -8,12 +8,13 @@
 #include <iostream>
 
 #include "controlplane/config.h"
-#include "controlplane/cpu_placement.h"
+#include "dataplane/cpu_placement.h"
 #include "controlplane/daemon.h"
 #include "controlplane/log.h"
 
 namespace po = boost::program_options;
 using namespace strait::controlplane;
+using namespace strait::dataplane;
 
 namespace {
 DaemonSignals gSignals;

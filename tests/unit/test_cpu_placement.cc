@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "controlplane/cpu_placement.h"
+#include "dataplane/cpu_placement.h"
 
-namespace strait::controlplane {
+namespace strait::dataplane {
 namespace {
 
 namespace fs = std::filesystem;
@@ -123,4 +123,4 @@ TEST_F(Placement, CoreListForms) {
 }
 
 }  // namespace
-}  // namespace strait::controlplane
+}  // namespace strait::dataplane

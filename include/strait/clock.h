@@ -1,11 +1,12 @@
-// The control plane's monotonic clock in milliseconds (timers of the
-// health checker, the DNS watcher and the ARP slow path).
+// The monotonic clock in milliseconds of the control thread's timers (the
+// health checker, the DNS watcher, and the ARP slow path the dataplane
+// host runs), shared by both sides.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 
-namespace strait::controlplane {
+namespace strait {
 
 inline uint64_t steadyNowMs() {
   return static_cast<uint64_t>(
@@ -13,4 +14,4 @@ inline uint64_t steadyNowMs() {
           .count());
 }
 
-}  // namespace strait::controlplane
+}  // namespace strait

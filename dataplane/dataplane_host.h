@@ -5,24 +5,44 @@
 // store) and frees replaced ones only after every worker has passed a
 // quiescent point, runs the ARP slow path for the control thread, and reads
 // counters, flows and pool statistics without stopping the workers.
+//
+// It is dataplane code and depends on nothing of the control plane: the
+// daemon (controlplane/daemon.cc) hands it the interfaces and [dataplane]
+// sizes as plain data (include/strait/dataplane_config.h) and a sink for
+// its log lines, and reads back plain reports
+// (include/strait/dataplane_info.h).
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "controlplane/config.h"
-#include "controlplane/runtime.h"
+#include "strait/counters.h"
+#include "strait/dataplane_config.h"
+#include "strait/dataplane_info.h"
 #include "strait/snapshot.h"
 
-namespace strait::controlplane {
+namespace strait::dataplane {
+
+// The levels of the host's log lines (the values of controlplane/log.h's
+// LogLevel, which the daemon's sink maps them to).
+enum class HostLogLevel : int { kError = 0, kWarn = 1, kInfo = 2 };
+
+struct HostParams {
+  std::vector<InterfaceConfig> interfaces;
+  DataplaneConfig dataplane;
+  // Where the host's log lines go (control thread only; may be empty).
+  std::function<void(HostLogLevel, const std::string&)> log;
+};
 
 class DataplaneHost {
  public:
-  // Initialises EAL and the ports from `cfg`. Throws std::runtime_error.
-  explicit DataplaneHost(const Config& cfg);
+  // Initialises EAL and the ports from `params`. Throws std::runtime_error.
+  explicit DataplaneHost(const HostParams& params);
   ~DataplaneHost();
   DataplaneHost(const DataplaneHost&) = delete;
   DataplaneHost& operator=(const DataplaneHost&) = delete;
@@ -67,4 +87,4 @@ class DataplaneHost {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace strait::controlplane
+}  // namespace strait::dataplane

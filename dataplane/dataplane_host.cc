@@ -1,6 +1,6 @@
 // DataplaneHost: DPDK bring-up, snapshot publication with RCU, the ARP slow
 // path on the control thread, and lock-free reads of worker state.
-#include "controlplane/dataplane_host.h"
+#include "dataplane/dataplane_host.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -32,10 +33,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "controlplane/clock.h"
-#include "controlplane/cpu_placement.h"
-#include "controlplane/log.h"
 #include "dataplane/arp.h"
+#include "dataplane/cpu_placement.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/nat.h"
 #include "dataplane/neighbour.h"
@@ -46,14 +45,30 @@
 #include "dataplane/snat_pools.h"
 #include "dataplane/toeplitz.h"
 #include "dataplane/worker.h"
-#include "dataplane/xdp_program.h"
 #include "dataplane/worker_commands.h"
+#include "dataplane/xdp_program.h"
+#include "strait/clock.h"
 
-namespace strait::controlplane {
-
-using namespace strait::dataplane;
+namespace strait::dataplane {
 
 namespace {
+
+using LogLevel = HostLogLevel;
+
+// The sink of the one host a process has (EAL is process-wide), set by
+// its constructor; log lines come from the control thread only.
+std::function<void(HostLogLevel, const std::string&)> gLog;
+
+void logf(LogLevel l, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void logf(LogLevel l, const char* fmt, ...) {
+  if (!gLog) return;
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  gLog(l, buf);
+}
 
 uint32_t roundPow2Minus1(uint64_t n) {
   uint64_t p = 1;
@@ -74,7 +89,7 @@ std::string memifMac(const std::string& path) {
 
 // Mbufs in each worker's pool: as configured, or enough for every RX and TX
 // descriptor, two bursts in flight, the handoff ring and some slack.
-uint32_t mbufsPerWorker(const Config& cfg) {
+uint32_t mbufsPerWorker(const HostParams& cfg) {
   const auto& dp = cfg.dataplane;
   const uint64_t nports = cfg.interfaces.size();
   const uint64_t n = dp.mbufs ? dp.mbufs
@@ -83,19 +98,19 @@ uint32_t mbufsPerWorker(const Config& cfg) {
   return roundPow2Minus1(n);
 }
 
-uint32_t largestMtu(const Config& cfg) {
+uint32_t largestMtu(const HostParams& cfg) {
   uint32_t m = 0;
   for (const auto& ifc : cfg.interfaces) m = std::max<uint32_t>(m, ifc.mtu);
   return m;
 }
 
-bool anyXdp(const Config& cfg) {
+bool anyXdp(const HostParams& cfg) {
   for (const auto& ifc : cfg.interfaces)
     if (!ifc.xdpInterface().empty()) return true;
   return false;
 }
 
-uint16_t dataRoomFor(const Config& cfg) { return mbufDataRoomForMtu(largestMtu(cfg), anyXdp(cfg)); }
+uint16_t dataRoomFor(const HostParams& cfg) { return mbufDataRoomForMtu(largestMtu(cfg), anyXdp(cfg)); }
 
 // The config check's xdp: mtu limit (kXdpMaxMtu) keeps an mbuf object, the
 // AF_XDP UMEM chunk, within a 4 KiB page with a cache line to spare for
@@ -108,6 +123,13 @@ constexpr uint32_t kXdpChunkBytes =
 static_assert(kXdpChunkBytes + kCacheLine <= 4096, "kXdpMaxMtu does not fit an AF_XDP chunk");
 static_assert(kXdpChunkBytes + 2 * kCacheLine > 4096, "kXdpMaxMtu is needlessly low");
 
+// Dotted quad of a host-order address, for error messages.
+std::string formatIpv4(uint32_t hostOrder) {
+  char b[INET_ADDRSTRLEN];
+  const in_addr a{htonl(hostOrder)};
+  return inet_ntop(AF_INET, &a, b, sizeof b) != nullptr ? b : "?";
+}
+
 std::string mib(std::size_t bytes) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f MiB", double(bytes) / 1048576.0);
@@ -117,7 +139,7 @@ std::string mib(std::size_t bytes) {
 // Every size in [dataplane] reserves memory up front; refuse, before EAL
 // and the NICs are touched, sizes whose reservations exceed this machine's
 // memory, naming each figure.
-void checkMemoryBudget(const Config& cfg) {
+void checkMemoryBudget(const HostParams& cfg) {
   const auto& dp = cfg.dataplane;
   const std::size_t flows = FlowTable::estimateBytes(dp.flowCapacity);
   const std::size_t pools = std::size_t{dp.snatPoolsPerWorker} * PortAllocator::bytesPerPool(dp.snatPortMin, dp.snatPortMax);
@@ -199,7 +221,7 @@ struct XdpPort {
 };
 
 struct DataplaneHost::Impl {
-  Config cfg;
+  HostParams cfg;
   std::vector<std::string> ealArgs;
   bool ealUp = false;
   uint16_t numWorkers = 1;
@@ -601,7 +623,8 @@ void DataplaneHost::Impl::initWorkers() {
   snatPools = std::make_unique<SnatPools>(std::move(sp));
 }
 
-DataplaneHost::DataplaneHost(const Config& cfg) : impl_(std::make_unique<Impl>()) {
+DataplaneHost::DataplaneHost(const HostParams& cfg) : impl_(std::make_unique<Impl>()) {
+  gLog = cfg.log;
   checkMemoryBudget(cfg);
   impl_->cfg = cfg;
   impl_->initXdp();
@@ -978,4 +1001,4 @@ std::string DataplaneHost::ownerMode() const {
   return "?";
 }
 
-}  // namespace strait::controlplane
+}  // namespace strait::dataplane

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace strait::controlplane {
+namespace strait::dataplane {
 
 // lcore id -> the CPUs it may run on, from the EAL's -l, -c or --lcores
 // argument (the last one given wins, as in the EAL), and the main lcore
@@ -47,4 +47,4 @@ std::vector<int> onlineCpus(const std::string& sysfsRoot = "/sys");
 std::vector<std::string> placementProblems(const std::vector<std::string>& eal, uint32_t workers,
                                            const std::string& sysfsRoot = "/sys");
 
-}  // namespace strait::controlplane
+}  // namespace strait::dataplane

@@ -1,5 +1,5 @@
 // EAL core-list parsing and the placement checks; see cpu_placement.h.
-#include "controlplane/cpu_placement.h"
+#include "dataplane/cpu_placement.h"
 
 #include <sched.h>
 
@@ -7,7 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 
-namespace strait::controlplane {
+namespace strait::dataplane {
 
 namespace {
 
@@ -254,4 +254,4 @@ std::vector<std::string> placementProblems(const std::vector<std::string>& eal, 
   return out;
 }
 
-}  // namespace strait::controlplane
+}  // namespace strait::dataplane
