@@ -1,5 +1,17 @@
-// Per-worker flow table: preallocated records, an rte_hash from both keys
+// Per-worker flow table: preallocated records, a FlowHash from both keys
 // of a flow to (record index << 1 | direction), and per-state expiry lists.
+//
+// The hash (dataplane/flow_hash.h) keeps no copy of the keys: the record
+// has them, so a slot is a 16-bit tag and the reference, and a tag match
+// is confirmed by comparing the key looked up with originalKey() or
+// replyKey() of the record it names. A hit reads the record anyway (the
+// packet is about to be rewritten from it), so the confirmation costs no
+// extra cache miss; a miss reads the home bucket and, rarely, a record
+// whose tag matched by chance. 2 x capacity keys at 8 per 64-byte bucket:
+// 16 bytes of hash per flow. A new flow looks up both keys (a clash must
+// not hijack another flow; the original key's bucket is in cache from the
+// burst's lookup, and the reply key's is the line its insert writes) and
+// stores them.
 //
 // Why expiry costs O(1) amortised per packet. Every live flow sits in the
 // FIFO list of its state, and all members of a list share one timeout T.
@@ -49,12 +61,8 @@
 // the head is the victim: O(1) too, never a scan.
 #include "dataplane/flow_table.h"
 
-#include <rte_errno.h>
-#include <rte_hash.h>
-#include <rte_debug.h>
-#include <rte_lcore.h>
 #include <rte_malloc.h>
-#include <rte_ring.h>
+#include <rte_prefetch.h>
 
 #include <algorithm>
 #include <cstring>
@@ -65,15 +73,12 @@ namespace strait::dataplane {
 
 namespace {
 
-// rte_hash rejects tables smaller than one bucket.
-constexpr uint32_t kMinHashEntries = 8;
-// rte_hash's own limit (RTE_HASH_ENTRIES_MAX, not exported) is 2^30 keys.
+// References are record index << 1 | direction in 32 bits, and the hash
+// counts keys (2 per flow) in 32 bits: 2^29 flows leave room for both.
 constexpr uint32_t kMaxCapacity = 1u << 29;
 
-// rte_hash names its rings "HT_<name>" and "HT_EXT_<name>" and silently
-// truncates them to a ring name; longer names would then collide between
-// tables that differ only at the end, so they are refused up front.
-constexpr std::size_t kMaxNameLength = RTE_RING_NAMESIZE - 1 - sizeof("HT_EXT_") + 1;
+// The most keys one lookupBulk step hashes and prefetches at once.
+constexpr uint32_t kBulkChunk = 64;
 
 constexpr std::size_t stateIndex(FlowState s) { return static_cast<std::size_t>(s); }
 
@@ -89,48 +94,6 @@ int32_t clockDiff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); 
 bool reached(uint32_t now, uint32_t since, uint32_t span) {
   const int32_t d = clockDiff(now, since);
   return d >= 0 && static_cast<uint32_t>(d) >= span;
-}
-
-// rte_hash wants a hash function, but it only needs one for the calls that
-// are not given the hash: this table hashes every key itself (SipHash-1-3
-// under its own key, which rte_hash's 32-bit init value could not carry)
-// and uses only the *_with_hash calls. Reaching this would mean a call that
-// hashes with the wrong function and silently misses: stop loudly instead.
-uint32_t unkeyedHashNotUsed(const void* /*key*/, uint32_t /*keyLen*/, uint32_t /*init*/) {
-  rte_panic("flow table: rte_hash asked to hash a key itself; every call must pass the keyed hash\n");
-}
-
-void* packData(uint32_t idx, Direction dir) {
-  return reinterpret_cast<void*>((static_cast<uintptr_t>(idx) << 1) | static_cast<uintptr_t>(dir));
-}
-
-uint32_t unpackData(void* data, Direction& dir) {
-  const auto v = reinterpret_cast<uintptr_t>(data);
-  dir = static_cast<Direction>(v & 1u);
-  return static_cast<uint32_t>(v >> 1);
-}
-
-std::size_t heapAllocatedBytes() {
-  std::size_t total = 0;
-  for (unsigned i = 0; i < rte_socket_count(); ++i) {
-    rte_malloc_socket_stats st{};
-    if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0) total += st.heap_allocsz_bytes;
-  }
-  return total;
-}
-
-// What rte_hash (DPDK 22.11, no multi-writer cache, extendable buckets)
-// allocates for `entries` keys of `keyLen` bytes, for when measuring is not
-// possible: the key store (one slot per entry plus a dummy, each slot a
-// data pointer and the key rounded up to 16 bytes), the free-slot ring,
-// main and extendable bucket arrays (64 bytes per 8 entries each) and the
-// free-bucket ring.
-std::size_t estimateHashBytes(uint32_t entries, uint32_t keyLen) {
-  const std::size_t slots = static_cast<std::size_t>(entries) + 1;
-  const std::size_t keySlot = (sizeof(void*) + keyLen + 15) / 16 * 16;
-  const std::size_t buckets = rte_align32pow2(entries) / 8;
-  return slots * keySlot + rte_align32pow2(static_cast<uint32_t>(slots)) * sizeof(uint32_t) +
-         2 * buckets * 64 + rte_align32pow2(static_cast<uint32_t>(buckets + 1)) * sizeof(uint32_t);
 }
 
 }  // namespace
@@ -155,47 +118,33 @@ FlowKey replyKey(const Flow& f) {
   return k;
 }
 
-FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeouts), hashKey_(p.hashKey), hashBatch_(sipHash13x16BatchBest()) {
-  const std::string name = p.name ? p.name : "";
-  if (name.empty() || name.size() > kMaxNameLength)
-    throw std::invalid_argument("flow table name '" + name + "' must be 1.." + std::to_string(kMaxNameLength) +
-                                " characters (rte_hash derives ring names from it)");
-  if (capacity_ == 0 || capacity_ > kMaxCapacity)
-    throw std::invalid_argument("flow table '" + name + "': capacity " + std::to_string(capacity_) +
+namespace {
+
+std::string tableName(const FlowTable::Params& p) { return p.name ? p.name : "strait_flows"; }
+
+// The capacity, checked before anything is allocated for it.
+uint32_t checkedCapacity(const FlowTable::Params& p) {
+  if (p.capacity == 0 || p.capacity > kMaxCapacity)
+    throw std::invalid_argument("flow table '" + tableName(p) + "': capacity " + std::to_string(p.capacity) +
                                 " out of range 1.." + std::to_string(kMaxCapacity));
+  return p.capacity;
+}
+
+}  // namespace
+
+FlowTable::FlowTable(const Params& p)
+    : capacity_(checkedCapacity(p)),
+      timeouts_(p.timeouts),
+      hash_(2 * capacity_, p.socketId, "flow table '" + tableName(p) + "'"),
+      hashKey_(p.hashKey),
+      hashBatch_(sipHash13x16BatchBest()) {
+  const std::string name = tableName(p);
 
   const std::size_t recordBytes = static_cast<std::size_t>(capacity_) * kRecordBytes;
   flows_ = static_cast<Flow*>(rte_zmalloc_socket("strait_flow_records", recordBytes, alignof(Flow), p.socketId));
   if (!flows_)
     throw std::runtime_error("flow table '" + name + "': cannot allocate " + std::to_string(recordBytes) +
                              " bytes of flow records on socket " + std::to_string(p.socketId));
-
-  const uint32_t entries = std::max(2 * capacity_, kMinHashEntries);
-  rte_hash_parameters hp{};
-  hp.name = p.name;
-  hp.entries = entries;
-  hp.key_len = sizeof(FlowKey);
-  hp.hash_func = unkeyedHashNotUsed;
-  hp.hash_func_init_val = 0;
-  hp.socket_id = p.socketId;
-  // Extendable buckets: inserts succeed until every key slot is used, so
-  // the table refuses flows only at `capacity`, never earlier by bad luck.
-  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
-
-  const std::size_t before = heapAllocatedBytes();
-  hash_ = rte_hash_create(&hp);
-  const std::size_t after = heapAllocatedBytes();
-  if (!hash_) {
-    const int err = rte_errno;
-    rte_free(flows_);
-    flows_ = nullptr;
-    throw std::runtime_error("flow table '" + name + "': rte_hash_create for " + std::to_string(entries) +
-                             " keys failed: " + rte_strerror(err));
-  }
-  // Measured from the heap, which is exact when nothing else allocates
-  // meanwhile (tables are built on the control thread before workers run);
-  // the estimate stands in if another thread freed memory in between.
-  hashBytes_ = after > before ? after - before : estimateHashBytes(entries, sizeof(FlowKey));
 
   links_ = reinterpret_cast<FlowLinks*>(flows_ + capacity_);
   xlate_ = reinterpret_cast<FlowXlate*>(links_ + capacity_);
@@ -210,56 +159,62 @@ FlowTable::FlowTable(const Params& p) : capacity_(p.capacity), timeouts_(p.timeo
   freeHead_ = 0;
 }
 
-FlowTable::~FlowTable() {
-  rte_hash_free(hash_);
-  rte_free(flows_);
-}
+FlowTable::~FlowTable() { rte_free(flows_); }
 
 uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
-  void* data = nullptr;
-  if (rte_hash_lookup_with_hash_data(hash_, &key, hashOf(key), &data) < 0) return kNoFlow;
-  return unpackData(data, dir);
+  const uint32_t ref = find(hashOf(key), key);
+  if (ref == FlowHash::kNone) return kNoFlow;
+  dir = static_cast<Direction>(ref & 1u);
+  return ref >> 1;
 }
 
-// The signatures are computed here, for the whole chunk at once (four keys
-// per vector instruction where the CPU has AVX-512VL), and handed to rte_hash.
+// In stages over the whole chunk, so that its cache misses overlap rather
+// than follow one another: hash every key (four per vector instruction
+// where the CPU has AVX-512VL), prefetch every home bucket, prefetch the
+// record of each bucket's first tag match (the key fields: the first 48
+// bytes of the record), then confirm each key against its record.
 void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
-  const void* batch[RTE_HASH_LOOKUP_BULK_MAX];
-  hash_sig_t sig[RTE_HASH_LOOKUP_BULK_MAX];
-  void* data[RTE_HASH_LOOKUP_BULK_MAX];
-  // Callers pass at most one burst (<= 64); longer arrays are split rather
-  // than overrun the fixed batch.
-  for (uint32_t base = 0; base < n; base += RTE_HASH_LOOKUP_BULK_MAX) {
-    const uint32_t m = std::min<uint32_t>(n - base, RTE_HASH_LOOKUP_BULK_MAX);
-    for (uint32_t i = 0; i < m; ++i) batch[i] = keys[base + i];
-    hashBatch_(hashKey_, keys + base, m, sig);
-    uint64_t hits = 0;
-    if (rte_hash_lookup_with_hash_bulk_data(hash_, batch, sig, m, &hits, data) < 0) hits = 0;
-    for (uint32_t i = 0; i < m; ++i)
-      idx[base + i] = (hits >> i) & 1u ? unpackData(data[i], dir[base + i]) : kNoFlow;
+  uint32_t h[kBulkChunk];
+  for (uint32_t base = 0; base < n; base += kBulkChunk) {
+    const uint32_t m = std::min<uint32_t>(n - base, kBulkChunk);
+    hashBatch_(hashKey_, keys + base, m, h);
+    for (uint32_t i = 0; i < m; ++i) hash_.prefetch(h[i]);
+    for (uint32_t i = 0; i < m; ++i) {
+      const uint32_t c = hash_.firstCandidate(h[i]);
+      if (c == FlowHash::kNone) continue;
+      const auto* rec = reinterpret_cast<const uint8_t*>(&flows_[c >> 1]);
+      rte_prefetch0(rec);
+      rte_prefetch0(rec + 47);
+    }
+    for (uint32_t i = 0; i < m; ++i) {
+      const uint32_t ref = find(h[i], *keys[base + i]);
+      if (ref == FlowHash::kNone) {
+        idx[base + i] = kNoFlow;
+      } else {
+        idx[base + i] = ref >> 1;
+        dir[base + i] = static_cast<Direction>(ref & 1u);
+      }
+    }
   }
 }
 
 uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
   if (size() == capacity_ || f.state >= FlowState::kCount) return kNoFlow;
+  const uint32_t idx = freeHead_;
+  // The record is written below, after the hash work: start fetching it.
+  __builtin_prefetch(&flows_[idx], 1);
   const FlowKey ko = originalKey(f);
   const FlowKey kr = replyKey(f);
   // One key cannot lead to both directions of the same flow.
   if (ko == kr) return kNoFlow;
-  const hash_sig_t ho = hashOf(ko);
-  const hash_sig_t hr = hashOf(kr);
-  // rte_hash_add_key_* overwrites an existing key's data: check first so a
-  // clash never hijacks another flow.
-  if (rte_hash_lookup_with_hash(hash_, &ko, ho) >= 0 || rte_hash_lookup_with_hash(hash_, &kr, hr) >= 0)
-    return kNoFlow;
-
-  const uint32_t idx = freeHead_;
-  if (rte_hash_add_key_with_hash_data(hash_, &ko, ho, packData(idx, Direction::kOriginal)) < 0)
-    return kNoFlow;
-  if (rte_hash_add_key_with_hash_data(hash_, &kr, hr, packData(idx, Direction::kReply)) < 0) {
-    rte_hash_del_key_with_hash(hash_, &ko, ho);
-    return kNoFlow;
-  }
+  const uint32_t ho = hashOf(ko);
+  const uint32_t hr = hashOf(kr);
+  hash_.prefetch(hr);
+  // A key already present would make two flows answer to it: refuse.
+  if (find(ho, ko) != FlowHash::kNone || find(hr, kr) != FlowHash::kNone) return kNoFlow;
+  // Both succeed: at most 2 x capacity keys, in 2 x capacity / 8 buckets of 10 slots.
+  hash_.insert(ho, idx << 1 | static_cast<uint32_t>(Direction::kOriginal));
+  hash_.insert(hr, idx << 1 | static_cast<uint32_t>(Direction::kReply));
 
   Flow& rec = flows_[idx];
   freeHead_ = links_[idx].next;
@@ -290,8 +245,8 @@ void FlowTable::remove(uint32_t idx) {
   if (rec.state >= FlowState::kCount) return;
   const FlowKey ko = originalKey(rec);
   const FlowKey kr = replyKey(rec);
-  rte_hash_del_key_with_hash(hash_, &ko, hashOf(ko));
-  rte_hash_del_key_with_hash(hash_, &kr, hashOf(kr));
+  hash_.remove(hashOf(ko), idx << 1 | static_cast<uint32_t>(Direction::kOriginal));
+  hash_.remove(hashOf(kr), idx << 1 | static_cast<uint32_t>(Direction::kReply));
   if (inPoolList(rec)) poolUnlink(idx);
   listUnlink(rec.state, idx);
   rec.state = FlowState::kCount;
@@ -359,12 +314,11 @@ void FlowTable::forEach(const std::function<void(uint32_t idx, const Flow&)>& fn
 }
 
 std::size_t FlowTable::estimateBytes(uint32_t capacity) {
-  return static_cast<std::size_t>(capacity) * kRecordBytes +
-         estimateHashBytes(std::max(2 * capacity, kMinHashEntries), sizeof(FlowKey));
+  return static_cast<std::size_t>(capacity) * kRecordBytes + FlowHash::bytesFor(2 * std::min(capacity, kMaxCapacity));
 }
 
 std::size_t FlowTable::memoryBytes() const {
-  return static_cast<std::size_t>(capacity_) * kRecordBytes + poolLists_.size() * sizeof(List) + hashBytes_;
+  return static_cast<std::size_t>(capacity_) * kRecordBytes + poolLists_.size() * sizeof(List) + hash_.memoryBytes();
 }
 
 uint32_t FlowTable::earlyDropVictim() const {

@@ -1,8 +1,11 @@
-// Per-worker flow table. Flow records live in a preallocated array; an
-// rte_hash maps both keys of a flow (client->VIP and backend->SNAT) to the
-// record index and the direction. Keys are hashed with SipHash-1-3 under a
-// 128-bit key random per process, so that nobody outside the process can
-// choose flow keys that pile into one bucket (hash flooding). Expiry is O(1) amortised: one FIFO list per state, all members
+// Per-worker flow table. Flow records live in a preallocated array; a
+// FlowHash (dataplane/flow_hash.h) maps both keys of a flow (client->VIP
+// and backend->SNAT) to the record index and the direction, storing only a
+// 16-bit tag and the reference per key and confirming a tag match against
+// the record's own key. Keys are hashed with SipHash-1-3 under a 128-bit
+// key random per process, so that nobody outside the process can choose
+// flow keys that pile into one bucket (hash flooding). Expiry is O(1)
+// amortised: one FIFO list per state, all members
 // of a list share a timeout, touching a flow only writes its timestamp, and
 // expire() pops list heads, freeing the idle ones and re-queuing the rest.
 // Early drop: when the table is full or a SNAT pool has no free port, the
@@ -20,13 +23,12 @@
 #include <memory>
 #include <vector>
 
+#include "dataplane/flow_hash.h"
 #include "dataplane/siphash.h"
 #include "dataplane/siphash_batch.h"
 #include "dataplane/tcp_state.h"
 #include "strait/flow_key.h"
 #include "strait/flow_state.h"
-
-struct rte_hash;
 
 namespace strait::dataplane {
 
@@ -107,17 +109,18 @@ FlowKey replyKey(const Flow& f);     // backend -> SNAT
 class FlowTable {
  public:
   struct Params {
-    uint32_t capacity = 1 << 20;  // flows (the hash holds 2x keys)
+    uint32_t capacity = 1 << 20;  // flows (the hash holds 2 keys per flow)
     int socketId = -1;            // NUMA socket, -1 = any
     SipKey hashKey;               // random per process in production (randomSipKey)
     FlowTimeouts timeouts;
     // Pool ids [0, maxPools) of the worker's PortAllocator: one FIFO of
     // unassured flows each, for early drop (flows of other ids join none).
     uint32_t maxPools = 256;
-    const char* name = "strait_flows";  // unique per worker (rte_hash names are global)
+    const char* name = "strait_flows";  // names the table in error messages
   };
 
-  // Throws std::runtime_error when the rte_hash cannot be created.
+  // Throws std::invalid_argument for a capacity out of range and
+  // std::runtime_error when the memory cannot be had.
   explicit FlowTable(const Params& p);
   ~FlowTable();
   FlowTable(const FlowTable&) = delete;
@@ -172,9 +175,8 @@ class FlowTable {
   }
   uint32_t capacity() const { return capacity_; }
   const FlowTimeouts& timeouts() const { return timeouts_; }
-  // The table's hash of a flow key: the low 32 bits of SipHash-1-3 (rte_hash
-  // takes its bucket index from the low bits and its short signature from
-  // the high 16).
+  // The table's hash of a flow key: the low 32 bits of SipHash-1-3 (FlowHash
+  // takes the bucket from the high bits and the 16-bit tag from the low).
   uint32_t hashOf(const FlowKey& key) const {
     static_assert(sizeof(FlowKey) == 16, "the flow hash takes exactly two 8-byte words");
     return static_cast<uint32_t>(sipHash13x16(hashKey_, &key));
@@ -212,7 +214,17 @@ class FlowTable {
   void poolPush(uint32_t idx);
   void poolUnlink(uint32_t idx);
 
-  rte_hash* hash_ = nullptr;
+  // ref = record index << 1 | direction: does the record's key for that
+  // direction equal `key`?
+  bool holds(uint32_t ref, const FlowKey& key) const {
+    const Flow& f = flows_[ref >> 1];
+    return (ref & 1u ? replyKey(f) : originalKey(f)) == key;
+  }
+  uint32_t find(uint32_t h, const FlowKey& key) const {
+    return hash_.find(h, [this, &key](uint32_t ref) { return holds(ref, key); });
+  }
+
+
   // One allocation: the records, then the links, then the translations
   // (flow_table.cc, allocate()).
   Flow* flows_ = nullptr;
@@ -230,8 +242,8 @@ class FlowTable {
   uint32_t counts_[kFlowStateCount] = {};
   // Per-pool FIFOs of unassured flows, linked through FlowLinks.
   std::vector<List> poolLists_;
-  std::size_t hashBytes_ = 0;
-  SipKey hashKey_;  // every hash of a key is computed here and handed to rte_hash
+  FlowHash hash_;
+  SipKey hashKey_;  // every hash of a key is computed here and handed to hash_
   SipBatchFn hashBatch_ = sipHash13x16BatchScalar;  // the burst's hashes, vectorised where the CPU can
 };
 
