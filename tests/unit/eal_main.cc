@@ -1,5 +1,5 @@
 // GoogleTest entry point for unit tests that need DPDK memory (mbufs,
-// rte_hash): starts the EAL without hugepages, PCI or shared config, with a
+// rte_malloc): starts the EAL without hugepages, PCI or shared config, with a
 // per-process file prefix so tests can run side by side.
 #include <gtest/gtest.h>
 #include <rte_eal.h>
