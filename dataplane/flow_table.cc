@@ -65,6 +65,7 @@
 #include <rte_prefetch.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -212,9 +213,15 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
   hash_.prefetch(hr);
   // A key already present would make two flows answer to it: refuse.
   if (find(ho, ko) != FlowHash::kNone || find(hr, kr) != FlowHash::kNone) return kNoFlow;
-  // Both succeed: at most 2 x capacity keys, in 2 x capacity / 8 buckets of 10 slots.
-  hash_.insert(ho, idx << 1 | static_cast<uint32_t>(Direction::kOriginal));
-  hash_.insert(hr, idx << 1 | static_cast<uint32_t>(Direction::kReply));
+  // Both succeed while every removed flow took its keys along (at most 2 x
+  // capacity keys in 2 x capacity / 8 buckets of 10 slots); checked all the
+  // same, so a broken invariant refuses flows rather than loses a key.
+  const uint32_t refO = idx << 1 | static_cast<uint32_t>(Direction::kOriginal);
+  if (!hash_.insert(ho, refO)) return kNoFlow;
+  if (!hash_.insert(hr, idx << 1 | static_cast<uint32_t>(Direction::kReply))) {
+    hash_.remove(ho, refO);
+    return kNoFlow;
+  }
 
   Flow& rec = flows_[idx];
   freeHead_ = links_[idx].next;
@@ -245,8 +252,11 @@ void FlowTable::remove(uint32_t idx) {
   if (rec.state >= FlowState::kCount) return;
   const FlowKey ko = originalKey(rec);
   const FlowKey kr = replyKey(rec);
-  hash_.remove(hashOf(ko), idx << 1 | static_cast<uint32_t>(Direction::kOriginal));
-  hash_.remove(hashOf(kr), idx << 1 | static_cast<uint32_t>(Direction::kReply));
+  // Keys never change after insert, so both are found.
+  [[maybe_unused]] const bool removedO =
+      hash_.remove(hashOf(ko), idx << 1 | static_cast<uint32_t>(Direction::kOriginal));
+  [[maybe_unused]] const bool removedR = hash_.remove(hashOf(kr), idx << 1 | static_cast<uint32_t>(Direction::kReply));
+  assert(removedO && removedR);
   if (inPoolList(rec)) poolUnlink(idx);
   listUnlink(rec.state, idx);
   rec.state = FlowState::kCount;
