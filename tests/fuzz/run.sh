@@ -55,6 +55,7 @@ CORE_SOURCES=(
   dataplane/tcp_state.cc
   dataplane/siphash.cc
   dataplane/siphash_batch.cc
+  dataplane/flow_hash.cc
   dataplane/flow_table.cc
   dataplane/nat.cc
   dataplane/icmp.cc
