@@ -44,6 +44,7 @@
 #include "dataplane/nat.h"
 #include "dataplane/parse.h"
 #include "dataplane/port_alloc.h"
+#include "dataplane/proxy_protocol.h"
 #include "dataplane/snat_pools.h"
 #include "dataplane/synproxy.h"
 #include "strait/counters.h"
@@ -347,10 +348,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::memcpy(dst, p, len);
       p += len;
       // Everything in the buffer outside the frame is off limits, except
-      // what the SYN proxy may grow a frame into (it checks the room).
+      // what the SYN proxy may grow a frame into and the headroom a PROXY
+      // header is prepended into (both check the room first).
       auto* buf = static_cast<uint8_t*>(mb->buf_addr);
       const std::size_t room = std::max<std::size_t>(len, 18 + kSynProxyMaxL3Len);
-      ASAN_POISON_MEMORY_REGION(buf, mb->data_off);
+      static_assert(RTE_PKTMBUF_HEADROOM >= kProxyV2Len);
+      ASAN_POISON_MEMORY_REGION(buf, mb->data_off - kProxyV2Len);
       ASAN_POISON_MEMORY_REGION(buf + mb->data_off + room, mb->buf_len - mb->data_off - room);
       before[n] = assess(reinterpret_cast<const uint8_t*>(dst), len);
       pkts[n++] = mb;
