@@ -172,8 +172,8 @@ uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
 // In stages over the whole chunk, so that its cache misses overlap rather
 // than follow one another: hash every key (four per vector instruction
 // where the CPU has AVX-512VL), prefetch every home bucket, prefetch the
-// record of each bucket's first tag match (the key fields: the first 48
-// bytes of the record), then confirm each key against its record.
+// record of each bucket's first tag match (one cache line), then confirm
+// each key against its record.
 void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
   uint32_t h[kBulkChunk];
   for (uint32_t base = 0; base < n; base += kBulkChunk) {
@@ -185,7 +185,6 @@ void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx
       if (c == FlowHash::kNone) continue;
       const auto* rec = reinterpret_cast<const uint8_t*>(&flows_[c >> 1]);
       rte_prefetch0(rec);
-      rte_prefetch0(rec + 47);
     }
     for (uint32_t i = 0; i < m; ++i) {
       const uint32_t ref = find(h[i], *keys[base + i]);

@@ -1012,15 +1012,17 @@ TEST(FlowTable, MemoryPerFlow) {
   const std::size_t bytes = t.memoryBytes();
   EXPECT_GT(bytes, small);
   EXPECT_GT(bytes, std::size_t{1u << 20} * sizeof(sd::Flow));
-  // Records, the 12 bytes beside each (expiry stamp, early-drop links),
-  // the FlowHash's 16 bytes per flow (two keys of 8) and the per-pool list
-  // heads; the estimate made before creating a table says the same.
+  // Records, the links and translation beside each, the FlowHash's 16
+  // bytes per flow (two keys of 8) and the per-pool list heads; the
+  // estimate made before creating a table says the same.
   const std::size_t hashBytes = sd::FlowHash::bytesFor(2u << 20);
   EXPECT_EQ(hashBytes, std::size_t{16} << 20);
-  EXPECT_EQ(bytes, (std::size_t{1} << 20) * (sizeof(sd::Flow) + 12) + hashBytes + 256 * 8);
+  EXPECT_EQ(bytes, (std::size_t{1} << 20) * (sizeof(sd::Flow) + sizeof(sd::FlowLinks) + sizeof(sd::FlowXlate)) +
+                       hashBytes + 256 * 8);
   EXPECT_EQ(sd::FlowTable::estimateBytes(1u << 20), bytes - 256 * 8);
-  printf("[ memory ] capacity %u: %zu bytes, %.1f bytes per flow (%zu-byte record, 12 beside it, 16 of hash)\n",
-         t.capacity(), bytes, static_cast<double>(bytes) / t.capacity(), sizeof(sd::Flow));
+  printf("[ memory ] capacity %u: %zu bytes, %.1f bytes per flow (%zu-byte record, %zu beside it, 16 of hash)\n",
+         t.capacity(), bytes, static_cast<double>(bytes) / t.capacity(), sizeof(sd::Flow),
+         sizeof(sd::FlowLinks) + sizeof(sd::FlowXlate));
   // The whole capacity fits: no insert fails before the table is full.
   for (uint32_t i = 0; i < t.capacity(); ++i) ASSERT_NE(t.insert(makeFlow(i), 0), sd::kNoFlow) << i;
   EXPECT_EQ(t.insert(makeFlow(t.capacity()), 0), sd::kNoFlow);
