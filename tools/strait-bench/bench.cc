@@ -67,7 +67,9 @@ constexpr uint16_t kBurst = 32;
 constexpr uint32_t kVip = 0xC000020A;  // 192.0.2.10
 constexpr uint16_t kVipPort = 80;
 constexpr int kBackends = 16;
-constexpr int kSnatAddrs = 8;
+// 16 x 16 pools of 64,512 ports: 16.5M ports, room for the 8M-flow rows
+// (8 addresses left 8,257,536 ports, fewer than 2^23 flows).
+constexpr int kSnatAddrs = 16;
 
 struct Options {
   std::vector<uint32_t> sizes = {1000, 65536, 1000000, 8000000};
