@@ -123,7 +123,10 @@ bool PortAllocator::allocate(uint32_t pool, uint16_t& port) {
 void PortAllocator::release(uint32_t pool, uint16_t port) {
   Impl& m = *impl_;
   const uint32_t off = uint32_t{port} - m.portMin;  // wraps to huge when port < portMin
-  if (pool >= m.maxPools || off >= m.range) {
+  // A slot never loaded has capacity 0 and a bitmap never written (it is
+  // allocated without zero-filling), so it must not be read; a loaded slot
+  // with no eligible port has no live port either.
+  if (pool >= m.maxPools || off >= m.range || m.pools[pool].capacity == 0) {
     ++m.doubleFrees;
     return;
   }
