@@ -1926,6 +1926,27 @@ class SynProxyTest : public NatTest {
     return s;
   }
 
+  // Runs the client's SYN (ISN 7000) through the core at `now` and
+  // builds the ACK that completes the cookie handshake: seq 7001, the
+  // cookie + 1, window 502, and our SYN-ACK's TSval echoed.
+  struct CookieAck {
+    Bytes frame;
+    uint32_t cookie;  // our SYN-ACK's ISN
+    uint32_t ourTs;   // our SYN-ACK's TSval
+  };
+  CookieAck cookieAck(uint16_t cport, uint32_t now) {
+    Bytes f = frame(clientSyn(cport, 7000));
+    one(f, now);
+    CookieAck c{{}, seqOf(f), rd32(&tcpOptions(f)[8][0])};
+    L4Spec a = tcp(kClient, cport, kVip, 80, kAck);
+    a.seq = 7001;
+    a.ack = c.cookie + 1;
+    a.window = 502;
+    a.tcpOpts = tsOpt(112, c.ourTs);
+    c.frame = frame(a);
+    return c;
+  }
+
   // Runs one frame and collects what the core generated besides it.
   Verdict oneGen(Bytes& f, uint32_t now, std::vector<Bytes>& gen) {
     const Verdict v = one(f, now);
@@ -1976,16 +1997,7 @@ TEST_F(SynProxyTest, SynIsAnsweredWithACookieAndNoState) {
 }
 
 TEST_F(SynProxyTest, ValidCookieOpensTheBackendWithTheClientsOptions) {
-  Bytes f = frame(clientSyn(3001, 7000));
-  one(f, 1000);
-  const uint32_t cookie = seqOf(f);
-  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
-  L4Spec a = tcp(kClient, 3001, kVip, 80, kAck);
-  a.seq = 7001;
-  a.ack = cookie + 1;
-  a.window = 502;
-  a.tcpOpts = tsOpt(112, ourTs);
-  f = frame(a);
+  Bytes f = cookieAck(3001, 1000).frame;
   EXPECT_FORWARD(one(f, 1500));
   EXPECT_TRUE(checksumsOk(f));
   const Seen s = seen(f);
@@ -2040,16 +2052,7 @@ TEST_F(SynProxyTest, ForgedStaleAndReplayedCookies) {
 }
 
 TEST_F(SynProxyTest, HandshakeAndTranslation) {
-  Bytes f = frame(clientSyn(3003, 7000));
-  one(f, 1000);
-  const uint32_t cookie = seqOf(f);
-  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
-  L4Spec a = tcp(kClient, 3003, kVip, 80, kAck);
-  a.seq = 7001;
-  a.ack = cookie + 1;
-  a.window = 502;
-  a.tcpOpts = tsOpt(112, ourTs);
-  f = frame(a);
+  auto [f, cookie, ourTs] = cookieAck(3003, 1000);
   one(f, 1000);
   const uint16_t snatPort = seen(f).sport;
 
@@ -2167,16 +2170,7 @@ TEST_F(SynProxyTest, HandshakeAndTranslation) {
 // intact, and a plain flow that reuses a cookie flow's record translates
 // nothing.
 TEST_F(SynProxyTest, TranslationSurvivesOtherFlowsAndIsNotInheritedByReuse) {
-  Bytes f = frame(clientSyn(3010, 7000));
-  one(f, 1000);
-  const uint32_t cookie = seqOf(f);
-  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
-  L4Spec a = tcp(kClient, 3010, kVip, 80, kAck);
-  a.seq = 7001;
-  a.ack = cookie + 1;
-  a.window = 502;
-  a.tcpOpts = tsOpt(112, ourTs);
-  f = frame(a);
+  auto [f, cookie, ourTs] = cookieAck(3010, 1000);
   EXPECT_FORWARD(one(f, 1000));
   const uint16_t snatPort = seen(f).sport;
   L4Spec sa = tcp(kBackend1, 80, kVip, snatPort, kSyn | kAck);
