@@ -86,6 +86,14 @@ http {{
     keepalive_requests 100000;
     server {{
         listen {self.ip}:{self.port} reuseport backlog=4096;
+{self._site(www)}    }}
+{self._pp_server(www)}}}
+""")
+        return conf
+
+    def _site(self, www: Path) -> str:
+        """What every server block of the backend serves."""
+        return f"""\
         root {www};
         add_header X-Backend {self.ip} always;
         location / {{ }}
@@ -94,10 +102,7 @@ http {{
             create_full_put_path on;
             client_max_body_size 64m;
         }}
-    }}
-{self._pp_server(www)}}}
-""")
-        return conf
+"""
 
     def _pp_server(self, www: Path) -> str:
         if self.proxy_protocol_port is None:
@@ -106,15 +111,7 @@ http {{
     server {{
         listen {self.ip}:{self.proxy_protocol_port} proxy_protocol reuseport backlog=4096;
         access_log {self.pp_log} pp;
-        root {www};
-        add_header X-Backend {self.ip} always;
-        location / {{ }}
-        location /upload/ {{
-            dav_methods PUT DELETE;
-            create_full_put_path on;
-            client_max_body_size 64m;
-        }}
-    }}
+{self._site(www)}    }}
 """
 
     def start(self, big_file: Path) -> None:

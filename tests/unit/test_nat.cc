@@ -1947,6 +1947,18 @@ class SynProxyTest : public NatTest {
     return c;
   }
 
+  // 100 bytes of data from the backend after its SYN-ACK (ISN 5000, TS
+  // 9000, wscale 6): seq 5001, window 100, TSval 9010 echoing 112.
+  Bytes backendData(uint16_t snatPort) {
+    L4Spec bd = tcp(kBackend1, 80, kVip, snatPort, kAck | kPsh);
+    bd.seq = 5001;
+    bd.ack = 7001;
+    bd.window = 100;
+    bd.tcpOpts = tsOpt(9010, 112);
+    bd.payload = Bytes(100, 0x5a);
+    return frame(bd);
+  }
+
   // Runs one frame and collects what the core generated besides it.
   Verdict oneGen(Bytes& f, uint32_t now, std::vector<Bytes>& gen) {
     const Verdict v = one(f, now);
@@ -2093,13 +2105,7 @@ TEST_F(SynProxyTest, HandshakeAndTranslation) {
 
   // Backend data: seq and TSval into the client's view, window 100 at
   // scale 6 = 6400 bytes = 50 at scale 7.
-  L4Spec bd = tcp(kBackend1, 80, kVip, snatPort, kAck | kPsh);
-  bd.seq = 5001;
-  bd.ack = 7001;
-  bd.window = 100;
-  bd.tcpOpts = tsOpt(9010, 112);
-  bd.payload = Bytes(100, 0x5a);
-  f = frame(bd);
+  f = backendData(snatPort);
   EXPECT_FORWARD(one(f, 1100));
   EXPECT_TRUE(checksumsOk(f));
   EXPECT_EQ(seen(f).dst, kClient);
@@ -2209,13 +2215,7 @@ TEST_F(SynProxyTest, TranslationSurvivesOtherFlowsAndIsNotInheritedByReuse) {
 
   // The cookie flow still translates: backend seq and TSval into the
   // client's view.
-  L4Spec bd = tcp(kBackend1, 80, kVip, snatPort, kAck | kPsh);
-  bd.seq = 5001;
-  bd.ack = 7001;
-  bd.window = 100;
-  bd.tcpOpts = tsOpt(9010, 112);
-  bd.payload = Bytes(100, 0x5a);
-  f = frame(bd);
+  f = backendData(snatPort);
   EXPECT_FORWARD(one(f, 11'300));
   EXPECT_TRUE(checksumsOk(f));
   EXPECT_EQ(seqOf(f), cookie + 1);
