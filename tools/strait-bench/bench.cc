@@ -35,6 +35,8 @@
 #include <cstring>
 #include <functional>
 #include <ctime>
+#include <cstdlib>
+#include <sys/resource.h>
 #include <memory>
 #include <random>
 #include <string>
@@ -57,6 +59,7 @@
 #include "dataplane/worker_commands.h"
 #include "strait/snapshot.h"
 #include "tools/lib/crc32c_collisions.h"
+#include "tools/strait-bench/cpu_noise.h"
 
 using namespace strait;
 using namespace strait::dataplane;
@@ -928,17 +931,36 @@ void scaling(const Snapshot& snap, const Options& o) {
   }
 }
 
-// Control work inside the real worker loop: workerMain runs (on a thread,
-// no ports) over a table of `n` flows, and the loop's own stall metric
-// (WorkerCounters::loopMaxCycles and the iteration histogram) is read
+// Control work inside the real worker loop: workerMain runs (on an lcore of
+// its own, no ports) over a table of `n` flows, and the loop's own stall
+// metric (WorkerCounters::loopMaxCycles and the iteration histogram) is read
 // around a flow dump of the whole table (a service filter that matches
 // nothing: every record is visited), a dump that fills the largest buffer
-// lbctl can ask for, and a flush of every flow's backend.
+// lbctl can ask for, and a flush of every flow's backend. After each of
+// those the worker stops for as long as the operation took and a bare loop
+// that only reads the TSC runs on the same lcore (cpu_noise.h): its longest
+// gap is what the machine alone does to a thread on that CPU, the floor
+// under the worker's longest iteration. Around each row, what the kernel
+// counted on that CPU (interrupts, softirqs, steal) and how long the thread
+// waited runnable.
 struct StallFigure {
   double maxUs = 0;
   uint64_t iterations = 0;
   uint64_t over50Us = 0;
   double wallMs = 0;
+  uint64_t ranges[bench::kSlowRanges] = {};  // iterations over 50 us by range (cpu_noise.h)
+  bench::CpuSample noise;
+};
+
+// One step called directly (see controlStall's second part).
+struct StepSample {
+  uint64_t tsc = 0;        // cycles, rdtsc around the step
+  uint64_t cpuNs = 0;      // the thread's CPU time around it
+  uint32_t cursor = 0;     // flush steps: where the step started,
+  uint32_t next = 0;       // where it stopped,
+  uint32_t removed = 0;    // and the flows it removed
+  uint32_t minorFaults = 0;
+  uint32_t involuntary = 0;
 };
 
 void controlStall(uint32_t n) {
@@ -963,14 +985,44 @@ void controlStall(uint32_t n) {
   ctx.counters = core->counters;
   ctx.commands = &runner;
   ctx.stop = &stop;
-  // On an lcore of its own where there is one (-l 0,1), else a thread.
+  // On an lcore of its own where there is one (-l 0,1), else a thread (no
+  // noise figures then: the thread may run on any CPU).
   const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
   const bool onLcore = lcore < RTE_MAX_LCORE;
+  const unsigned cpu = onLcore ? rte_lcore_to_cpu_id(static_cast<int>(lcore)) : 0;
   std::thread worker;
-  if (onLcore)
-    rte_eal_remote_launch(workerMain, &ctx, lcore);
-  else
-    worker = std::thread([&ctx] { workerMain(&ctx); });
+  // Runs fn on the worker's lcore and waits for it.
+  auto onWorkerLcore = [&](const std::function<void()>& fn) {
+    if (!onLcore) {
+      std::thread(fn).join();
+      return;
+    }
+    rte_eal_remote_launch(
+        [](void* p) {
+          (*static_cast<const std::function<void()>*>(p))();
+          return 0;
+        },
+        const_cast<std::function<void()>*>(&fn), lcore);
+    rte_eal_wait_lcore(lcore);
+  };
+  pid_t workerTid = 0;
+  onWorkerLcore([&workerTid] { workerTid = bench::currentTid(); });
+  auto startWorker = [&] {
+    stop = false;
+    if (onLcore)
+      rte_eal_remote_launch(workerMain, &ctx, lcore);
+    else
+      worker = std::thread([&ctx] { workerMain(&ctx); });
+  };
+  auto stopWorker = [&] {
+    stop = true;
+    if (onLcore)
+      rte_eal_wait_lcore(lcore);
+    else
+      worker.join();
+  };
+  auto sample = [&](pid_t tid) { return onLcore ? bench::sampleCpu(cpu, tid) : bench::CpuSample{}; };
+  startWorker();
 
   const double perUs = double(rte_get_tsc_hz()) / 1e6;
   WorkerCounters& c = *core->counters;
@@ -980,14 +1032,25 @@ void controlStall(uint32_t n) {
       if (kLoopBucketsUs[b] > 50) k += peek(c.loopBuckets[b]);
     return k + peek(c.loopBuckets[kLoopBucketsUs.size()]);
   };
+  // The loop histogram's buckets over 50 us, folded into the ranges of
+  // cpu_noise.h (their bounds are among kLoopBucketsUs).
+  auto slowRanges = [&](uint64_t (&r)[bench::kSlowRanges]) {
+    for (std::size_t b = 0; b < kLoopBucketCount; ++b) {
+      const uint32_t lower = b == 0 ? 0 : kLoopBucketsUs[b - 1];
+      if (lower >= 50) r[bench::slowRange(double(lower) + 1)] += peek(c.loopBuckets[b]);
+    }
+  };
   // Runs `work` (which returns once the operation is complete) between two
   // reads of the loop statistics.
   auto measure = [&](auto&& work) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     ctx.loopMaxEpoch.fetch_add(1);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const bench::CpuSample n0 = sample(workerTid);
     const uint64_t loops0 = peek(c.loops);
     const uint64_t slow0 = over50();
+    uint64_t ranges0[bench::kSlowRanges] = {};
+    slowRanges(ranges0);
     const auto t0 = std::chrono::steady_clock::now();
     work();
     StallFigure f;
@@ -995,6 +1058,28 @@ void controlStall(uint32_t n) {
     f.maxUs = double(peek(c.loopMaxCycles)) / perUs;
     f.iterations = peek(c.loops) - loops0;
     f.over50Us = over50() - slow0;
+    slowRanges(f.ranges);
+    for (std::size_t i = 0; i < bench::kSlowRanges; ++i) f.ranges[i] -= ranges0[i];
+    f.noise = sample(workerTid) - n0;
+    return f;
+  };
+  // The worker stops; the bare TSC loop runs on its lcore for `ms`; the
+  // worker starts again (a new Loop over the same core and snapshot).
+  auto bare = [&](double ms) {
+    stopWorker();
+    StallFigure f;
+    const bench::CpuSample n0 = sample(workerTid);
+    bench::BareLoop b;
+    onWorkerLcore([&] {
+      b = bench::bareTscLoop(static_cast<uint64_t>(ms * 1000 * perUs));
+    });
+    f.noise = sample(workerTid) - n0;
+    f.wallMs = ms;
+    f.iterations = b.iterations;
+    f.over50Us = b.over;
+    f.maxUs = double(b.maxGap) / perUs;
+    std::copy(std::begin(b.ranges), std::end(b.ranges), f.ranges);
+    startWorker();
     return f;
   };
   uint32_t id = 0;
@@ -1006,21 +1091,33 @@ void controlStall(uint32_t n) {
     while (rte_ring_sc_dequeue_elem(reps, &r, sizeof r) != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
     got = r.count;
   };
-  std::printf("\n### Control work in the worker loop (%u flows; workerMain on its own thread)\n\n", live);
-  std::printf("| operation | result | loop iterations | longest iteration (us) | iterations > 50 us | wall ms |\n"
-              "|---|---|---|---|---|---|\n");
-  auto row = [](const char* what, const std::string& result, const StallFigure& f) {
-    std::printf("| %s | %s | %llu | %.1f | %llu | %.1f |\n", what, result.c_str(),
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  std::printf("\n### Control work in the worker loop (%u flows; workerMain on %s; load average %.2f %.2f %.2f)\n\n",
+              live, onLcore ? ("lcore " + std::to_string(lcore) + ", CPU " + std::to_string(cpu)).c_str() : "a thread",
+              load[0], load[1], load[2]);
+  std::printf("Each operation is followed by a bare loop that only reads the TSC on the same lcore for as long as\n"
+              "the operation took (its \"iterations\" are TSC reads, its longest iteration the longest gap between\n"
+              "two reads). The last column is what the kernel counted on that CPU during the row.\n\n");
+  std::printf("| operation | result | loop iterations | longest iteration (us) | iterations > 50 us | of which 50-100 / 100-250 / 250-1000 / > 1000 us | wall ms | on the worker's CPU meanwhile |\n"
+              "|---|---|---|---|---|---|---|---|\n");
+  auto row = [&](const char* what, const std::string& result, const StallFigure& f) {
+    std::printf("| %s | %s | %llu | %.1f | %llu | %s | %.1f | %s |\n", what, result.c_str(),
                 static_cast<unsigned long long>(f.iterations), f.maxUs, static_cast<unsigned long long>(f.over50Us),
-                f.wallMs);
+                bench::rangesCell(f.ranges).c_str(), f.wallMs, onLcore ? bench::describe(f.noise).c_str() : "-");
     std::fflush(stdout);
   };
-  row("idle loop (reference)", "-", measure([] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); }));
+  const char* const kBare = "bare TSC loop, same lcore, same duration";
+  auto f = measure([] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); });
+  row("idle loop (reference)", "-", f);
+  row(kBare, "-", bare(f.wallMs));
   uint32_t got = 0;
-  auto f = measure([&] { dump(42, 100, got); });  // no flow on service slot 42: the whole array is visited
+  f = measure([&] { dump(42, 100, got); });  // no flow on service slot 42: the whole array is visited
   row("flow dump, filter matching nothing", std::to_string(got) + " flows", f);
+  row(kBare, "-", bare(f.wallMs));
   f = measure([&] { dump(kAnyService, 100000, got); });
   row("flow dump, 100000 flows (lbctl's largest --limit)", std::to_string(got) + " flows", f);
+  row(kBare, "-", bare(f.wallMs));
   Snapshot flushed = *snap;
   flushed.generation = 2;
   for (int b = 0; b < kBackends; ++b) flushed.flushedBackends.set(static_cast<std::size_t>(b));
@@ -1029,55 +1126,176 @@ void controlStall(uint32_t n) {
     while (core->flows->size() != 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
   });
   row("flush of every flow's backend", std::to_string(peek(c.flowsFlushed)) + " flows flushed", f);
-  stop = true;
-  if (onLcore)
-    rte_eal_wait_lcore(lcore);
-  else
-    worker.join();
+  row(kBare, "-", bare(f.wallMs));
+  {
+    // 64 random lines per batch: about what 8 removals touch (record,
+    // links, two hash buckets, a port ring and bitmap, counters each).
+    stopWorker();
+    const std::size_t bytes = std::size_t{256} << 20;
+    void* mem = rte_malloc("bench_noise", bytes, 64);
+    if (mem != nullptr) {
+      std::memset(mem, 1, bytes);
+      StallFigure m;
+      const bench::CpuSample n0 = sample(workerTid);
+      bench::BareLoop b;
+      onWorkerLcore([&] { b = bench::memoryLoop(static_cast<uint64_t>(f.wallMs * 1000 * perUs), mem, bytes, 64); });
+      m.noise = sample(workerTid) - n0;
+      m.wallMs = f.wallMs;
+      m.iterations = b.iterations;
+      m.over50Us = b.over;
+      m.maxUs = double(b.maxGap) / perUs;
+      std::copy(std::begin(b.ranges), std::end(b.ranges), m.ranges);
+      row("random writes to 256 MiB of hugepage memory, 64 lines per iteration, same lcore, same duration", "-", m);
+      rte_free(mem);
+    }
+    startWorker();
+  }
+  stopWorker();
 
   // The same steps again, called one by one on this thread: each step's
-  // TSC time and its thread CPU time. On a shared host the loop's longest
-  // iteration includes time the worker was not running at all (preempted);
-  // the CPU time of a step is what the step itself costs.
+  // TSC time, its thread CPU time, and the minor faults and involuntary
+  // switches the thread had meanwhile (getrusage). On a shared host the
+  // loop's longest iteration includes time the worker was not running at
+  // all (preempted: TSC time above CPU time); the CPU time of a step is
+  // what the step itself costs plus whatever interrupts and softirqs ran
+  // on the CPU meanwhile (this kernel charges those to the thread they
+  // interrupt unless built with CONFIG_IRQ_TIME_ACCOUNTING). A bare TSC
+  // loop on this thread for as long as the flush took is the floor.
   fillFlows(*core, *snap, n, tscNowMs());
   establishAll(*core, tscNowMs());
-  std::printf("\n| step (called directly, %u flows) | steps | median us | p99 us | max us (TSC) | max us (thread CPU time) |\n"
-              "|---|---|---|---|---|---|\n", core->flows->size());
-  auto stepRow = [&](const char* what, auto&& step) {
-    std::vector<double> tsc;
-    double maxCpu = 0;
+  const unsigned mainCpu = rte_lcore_to_cpu_id(static_cast<int>(rte_get_main_lcore()));
+  const pid_t mainTid = bench::currentTid();
+  getloadavg(load, 3);
+  std::printf("\nSteps called directly on lcore %u (CPU %u), load average %.2f %.2f %.2f:\n\n", rte_get_main_lcore(),
+              mainCpu, load[0], load[1], load[2]);
+  std::printf("| step (called directly, %u flows) | steps | median us | p99 us | max us (TSC) | max us (thread CPU time) "
+              "| steps > 50 us (TSC) | of which 50-100 / 100-250 / 250-1000 / > 1000 us | of which not switched out | minor faults | involuntary switches | on this CPU meanwhile |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              core->flows->size());
+  // Calls step(sample) until it returns false; returns the samples and the wall time.
+  auto timeSteps = [&](const char* what, auto&& step, double* wallMs = nullptr, double forMs = 0) {
+    std::vector<StepSample> v;
+    v.reserve(200000);
+    const bench::CpuSample n0 = bench::sampleCpu(mainCpu, mainTid);
+    const uint64_t start = rte_rdtsc();
+    const uint64_t until = start + static_cast<uint64_t>(forMs * 1000 * perUs);
     bool more = true;
     while (more) {
+      StepSample s;
+      rusage r0{}, r1{};
       timespec c0{}, c1{};
+      getrusage(RUSAGE_THREAD, &r0);
       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
       const uint64_t t0 = rte_rdtsc_precise();
-      more = step();
+      more = step(s);
       const uint64_t t1 = rte_rdtsc_precise();
       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-      tsc.push_back(double(t1 - t0) / perUs);
-      maxCpu = std::max(maxCpu, double(c1.tv_sec - c0.tv_sec) * 1e6 + double(c1.tv_nsec - c0.tv_nsec) / 1e3);
+      getrusage(RUSAGE_THREAD, &r1);
+      s.tsc = t1 - t0;
+      s.cpuNs = static_cast<uint64_t>((c1.tv_sec - c0.tv_sec) * 1'000'000'000LL + (c1.tv_nsec - c0.tv_nsec));
+      s.minorFaults = static_cast<uint32_t>(r1.ru_minflt - r0.ru_minflt);
+      s.involuntary = static_cast<uint32_t>(r1.ru_nivcsw - r0.ru_nivcsw);
+      v.push_back(s);
+      if (forMs > 0) more = rte_rdtsc() < until;
     }
-    const std::size_t steps = tsc.size();
+    const double ms = double(rte_rdtsc() - start) / perUs / 1000;
+    if (wallMs != nullptr) *wallMs = ms;
+    const bench::CpuSample noise = bench::sampleCpu(mainCpu, mainTid) - n0;
+    std::vector<double> tsc;
+    double maxCpu = 0;
+    uint64_t slow = 0, slowRunning = 0, faults = 0, switches = 0;
+    uint64_t ranges[bench::kSlowRanges] = {};
+    for (const StepSample& s : v) {
+      tsc.push_back(double(s.tsc) / perUs);
+      maxCpu = std::max(maxCpu, double(s.cpuNs) / 1e3);
+      if (double(s.tsc) > 50 * perUs) {
+        ++slow;
+        ++ranges[bench::slowRange(double(s.tsc) / perUs)];
+        if (s.involuntary == 0) ++slowRunning;
+      }
+      faults += s.minorFaults;
+      switches += s.involuntary;
+    }
     const double med = median(tsc);
     const double p99 = percentile(tsc, 0.99);
-    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.1f |\n", what, steps, med, p99, tsc.back(), maxCpu);
+    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.1f | %llu | %s | %llu | %llu | %llu | %.0f ms: %s |\n", what,
+                v.size(), med, p99, tsc.back(), maxCpu, static_cast<unsigned long long>(slow),
+                bench::rangesCell(ranges).c_str(), static_cast<unsigned long long>(slowRunning),
+                static_cast<unsigned long long>(faults),
+                static_cast<unsigned long long>(switches), ms, bench::describe(noise).c_str());
     std::fflush(stdout);
+    return v;
   };
   std::vector<Flow> buf(100000);
   WorkerCommand none{CommandKind::kDumpFlows, ++id, 100, 42, 0, buf.data()};
   rte_ring_sp_enqueue_elem(cmds, &none, sizeof none);
-  stepRow("flow dump, filter matching nothing", [&] { return runner.step(kCommandBudget) && runner.busy(); });
+  timeSteps("flow dump, filter matching nothing", [&](StepSample&) { return runner.step(kCommandBudget) && runner.busy(); });
   WorkerReply r{};
   rte_ring_sc_dequeue_elem(reps, &r, sizeof r);
   WorkerCommand all{CommandKind::kDumpFlows, ++id, 100000, kAnyService, 0, buf.data()};
   rte_ring_sp_enqueue_elem(cmds, &all, sizeof all);
-  stepRow("flow dump, 100000 flows", [&] { return runner.step(kCommandBudget) && runner.busy(); });
+  timeSteps("flow dump, 100000 flows", [&](StepSample&) { return runner.step(kCommandBudget) && runner.busy(); });
   rte_ring_sc_dequeue_elem(reps, &r, sizeof r);
   uint32_t cursor = 0;
-  stepRow("flush sweep of every flow", [&] {
-    cursor = core->nat->flushStep(flushed, cursor, kSweepBudget);
-    return cursor < core->flows->capacity();
-  });
+  double flushMs = 0;
+  std::vector<StepSample> steps = timeSteps(
+      "flush sweep of every flow",
+      [&](StepSample& s) {
+        s.cursor = cursor;
+        cursor = core->nat->flushStep(flushed, cursor, kSweepBudget, &s.removed);
+        s.next = cursor;
+        return cursor < core->flows->capacity();
+      },
+      &flushMs);
+  {
+    const bench::CpuSample n0 = bench::sampleCpu(mainCpu, mainTid);
+    const bench::BareLoop b = bench::bareTscLoop(static_cast<uint64_t>(flushMs * 1000 * perUs));
+    const bench::CpuSample noise = bench::sampleCpu(mainCpu, mainTid) - n0;
+    std::printf("| bare TSC loop on this thread, as long as the flush (gaps between reads) | %llu | - | - | %.1f | - | %llu | %s | - | - | %llu | %.0f ms: %s |\n",
+                static_cast<unsigned long long>(b.iterations), double(b.maxGap) / perUs,
+                static_cast<unsigned long long>(b.over), bench::rangesCell(b.ranges).c_str(),
+                static_cast<unsigned long long>(noise.involuntary), flushMs, bench::describe(noise).c_str());
+  }
+
+  // What the slowest flush steps did. The records a step removed keep
+  // their fields (remove() only marks them free), so the pools whose ports
+  // it released can be counted afterwards.
+  std::vector<const StepSample*> byTime, byCpu;
+  for (const StepSample& s : steps) {
+    byTime.push_back(&s);
+    if (s.involuntary == 0) byCpu.push_back(&s);
+  }
+  std::sort(byTime.begin(), byTime.end(), [](const StepSample* a, const StepSample* b) { return a->tsc > b->tsc; });
+  std::sort(byCpu.begin(), byCpu.end(), [](const StepSample* a, const StepSample* b) { return a->cpuNs > b->cpuNs; });
+  auto pools = [&](const StepSample& s) {
+    std::vector<uint32_t> p;
+    for (uint32_t i = s.cursor; i < s.next; ++i) {
+      const Flow& fl = core->flows->at(i);
+      if (fl.snatPort != 0) p.push_back(fl.pool);
+    }
+    std::sort(p.begin(), p.end());
+    return static_cast<std::size_t>(std::unique(p.begin(), p.end()) - p.begin());
+  };
+  std::vector<double> visited, removed;
+  for (const StepSample& s : steps) {
+    visited.push_back(s.next - s.cursor);
+    removed.push_back(s.removed);
+  }
+  auto stepTable = [&](const char* title, const std::vector<const StepSample*>& list) {
+    std::printf("\n%s (a median step visits %.0f records and removes %.0f flows):\n\n", title, median(visited),
+                median(removed));
+    std::printf("| step | TSC us | thread CPU us | records visited | flows removed (ports released) | pools touched | minor faults | involuntary switches |\n"
+                "|---|---|---|---|---|---|---|---|\n");
+    for (std::size_t k = 0; k < std::min<std::size_t>(8, list.size()); ++k) {
+      const StepSample& s = *list[k];
+      std::printf("| %zu | %.1f | %.1f | %u | %u | %zu | %u | %u |\n", static_cast<std::size_t>(&s - steps.data()),
+                  double(s.tsc) / perUs, double(s.cpuNs) / 1e3, s.next - s.cursor, s.removed, pools(s),
+                  s.minorFaults, s.involuntary);
+    }
+  };
+  stepTable("The slowest flush steps by TSC time", byTime);
+  stepTable("The flush steps with the most thread CPU time among those not switched out", byCpu);
+  std::fflush(stdout);
   rte_ring_free(cmds);
   rte_ring_free(reps);
 }

@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/build-static}"
 mkdir -p "$out"
 cflags="$(pkg-config --cflags libdpdk | sed 's/-I/-isystem /g')"
-srcs=(tools/strait-bench/bench.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
+srcs=(tools/strait-bench/bench.cc tools/strait-bench/cpu_noise.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
       dataplane/maglev.cc dataplane/toeplitz.cc dataplane/port_alloc.cc dataplane/tcp_state.cc
       dataplane/flow_table.cc dataplane/nat.cc dataplane/icmp.cc dataplane/mss_clamp.cc
       dataplane/worker.cc dataplane/worker_commands.cc dataplane/route.cc dataplane/neighbour.cc)

@@ -1,0 +1,186 @@
+// Reading /proc for one CPU's and one thread's counters, and the bare TSC
+// loop (cpu_noise.h).
+#include "tools/strait-bench/cpu_noise.h"
+
+#include <rte_cycles.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace strait::bench {
+
+namespace {
+
+// /proc/interrupts and /proc/softirqs: a header of CPU names, then lines of
+// "LABEL: n0 n1 ... [description]". Calls fn(label, count of `cpu`).
+template <class F>
+void perCpuTable(const char* path, unsigned cpu, F&& fn) {
+  std::ifstream in(path);
+  std::string line;
+  if (!std::getline(in, line)) return;
+  std::istringstream header(line);
+  std::vector<std::string> cpus;
+  for (std::string w; header >> w;) cpus.push_back(w);
+  std::size_t col = cpus.size();
+  for (std::size_t i = 0; i < cpus.size(); ++i)
+    if (cpus[i] == "CPU" + std::to_string(cpu)) col = i;
+  if (col == cpus.size()) return;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string label;
+    if (!(ls >> label)) continue;
+    // Lines such as ERR: and MIS: have one system-wide count: skip them.
+    uint64_t v = 0;
+    std::size_t i = 0;
+    bool found = false;
+    for (; i <= col && (ls >> v); ++i)
+      if (i == col) found = true;
+    if (found) fn(label, v);
+  }
+}
+
+uint64_t field(const std::string& text, const std::string& key) {
+  const auto p = text.find(key);
+  if (p == std::string::npos) return 0;
+  return std::stoull(text.substr(p + key.size()));
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+pid_t currentTid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+CpuSample sampleCpu(unsigned cpu, pid_t tid) {
+  CpuSample s;
+  perCpuTable("/proc/interrupts", cpu, [&s](const std::string& label, uint64_t v) {
+    s.interrupts += v;
+    if (label == "LOC:") s.timerIrqs = v;
+  });
+  perCpuTable("/proc/softirqs", cpu, [&s](const std::string& label, uint64_t v) {
+    s.softirqs += v;
+    if (label == "NET_RX:") s.netRxSoftirqs = v;
+    if (label == "RCU:") s.rcuSoftirqs = v;
+  });
+  std::ifstream stat("/proc/stat");
+  const std::string name = "cpu" + std::to_string(cpu);
+  for (std::string line; std::getline(stat, line);) {
+    std::istringstream ls(line);
+    std::string label;
+    ls >> label;
+    if (label != name) continue;
+    uint64_t user, nice, system, idle, iowait, irq, softirq, steal;
+    if (ls >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) {
+      s.stealTicks = steal;
+      s.irqTicks = irq + softirq;
+    }
+    break;
+  }
+  if (tid > 0) {
+    const std::string task = "/proc/self/task/" + std::to_string(tid);
+    std::istringstream sched(slurp(task + "/schedstat"));
+    sched >> s.runNs >> s.waitNs;
+    s.involuntary = field(slurp(task + "/status"), "nonvoluntary_ctxt_switches:");
+  }
+  return s;
+}
+
+CpuSample operator-(const CpuSample& b, const CpuSample& a) {
+  CpuSample d;
+  d.interrupts = b.interrupts - a.interrupts;
+  d.timerIrqs = b.timerIrqs - a.timerIrqs;
+  d.softirqs = b.softirqs - a.softirqs;
+  d.netRxSoftirqs = b.netRxSoftirqs - a.netRxSoftirqs;
+  d.rcuSoftirqs = b.rcuSoftirqs - a.rcuSoftirqs;
+  d.stealTicks = b.stealTicks - a.stealTicks;
+  d.irqTicks = b.irqTicks - a.irqTicks;
+  d.runNs = b.runNs - a.runNs;
+  d.waitNs = b.waitNs - a.waitNs;
+  d.involuntary = b.involuntary - a.involuntary;
+  return d;
+}
+
+std::string describe(const CpuSample& d) {
+  const double tickMs = 1000.0 / double(sysconf(_SC_CLK_TCK));
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "irq %llu (timer %llu), softirq %llu (net_rx %llu, rcu %llu), irq+softirq ticks %.0f ms, "
+                "steal %.0f ms; thread waited %.2f ms, %llu involuntary switches",
+                static_cast<unsigned long long>(d.interrupts), static_cast<unsigned long long>(d.timerIrqs),
+                static_cast<unsigned long long>(d.softirqs), static_cast<unsigned long long>(d.netRxSoftirqs),
+                static_cast<unsigned long long>(d.rcuSoftirqs), double(d.irqTicks) * tickMs,
+                double(d.stealTicks) * tickMs, double(d.waitNs) / 1e6, static_cast<unsigned long long>(d.involuntary));
+  return buf;
+}
+
+std::size_t slowRange(double us) {
+  std::size_t i = 0;
+  while (i < kSlowRanges - 1 && us > kSlowRangesUs[i]) ++i;
+  return i;
+}
+
+std::string rangesCell(const uint64_t (&r)[kSlowRanges]) {
+  std::string s;
+  for (std::size_t i = 0; i < kSlowRanges; ++i) s += (i ? " / " : "") + std::to_string(r[i]);
+  return s;
+}
+
+BareLoop bareTscLoop(uint64_t cycles) {
+  BareLoop r;
+  const double perUs = double(rte_get_tsc_hz()) / 1e6;
+  const uint64_t over = static_cast<uint64_t>(50 * perUs);
+  uint64_t prev = rte_rdtsc();
+  const uint64_t end = prev + cycles;
+  while (prev < end) {
+    const uint64_t now = rte_rdtsc();
+    const uint64_t gap = now - prev;
+    if (gap > r.maxGap) r.maxGap = gap;
+    if (gap > over) {
+      ++r.over;
+      ++r.ranges[slowRange(double(gap) / perUs)];
+    }
+    ++r.iterations;
+    prev = now;
+  }
+  return r;
+}
+
+BareLoop memoryLoop(uint64_t cycles, void* mem, std::size_t bytes, uint32_t lines) {
+  BareLoop r;
+  const double perUs = double(rte_get_tsc_hz()) / 1e6;
+  const uint64_t over = static_cast<uint64_t>(50 * perUs);
+  auto* words = static_cast<uint64_t*>(mem);
+  const uint64_t nLines = bytes / 64;
+  uint64_t x = 0x9e3779b97f4a7c15ull;  // xorshift64: the next line
+  uint64_t prev = rte_rdtsc();
+  const uint64_t end = prev + cycles;
+  while (prev < end) {
+    for (uint32_t i = 0; i < lines; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      words[(x % nLines) * 8] += 1;
+    }
+    const uint64_t now = rte_rdtsc();
+    const uint64_t gap = now - prev;
+    if (gap > r.maxGap) r.maxGap = gap;
+    if (gap > over) {
+      ++r.over;
+      ++r.ranges[slowRange(double(gap) / perUs)];
+    }
+    ++r.iterations;
+    prev = now;
+  }
+  return r;
+}
+
+}  // namespace strait::bench
