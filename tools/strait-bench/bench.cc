@@ -949,11 +949,13 @@ struct StallFigure {
   uint64_t over50Us = 0;
   double wallMs = 0;
   uint64_t ranges[bench::kSlowRanges] = {};  // iterations over 50 us by range (cpu_noise.h)
+  double onTick = -1;  // bare loops: bench::tickAligned of their 50-1000 us gaps
   bench::CpuSample noise;
 };
 
 // One step called directly (see controlStall's second part).
 struct StepSample {
+  uint64_t start = 0;      // TSC when the step started
   uint64_t tsc = 0;        // cycles, rdtsc around the step
   uint64_t cpuNs = 0;      // the thread's CPU time around it
   uint32_t cursor = 0;     // flush steps: where the step started,
@@ -1079,6 +1081,7 @@ void controlStall(uint32_t n) {
     f.over50Us = b.over;
     f.maxUs = double(b.maxGap) / perUs;
     std::copy(std::begin(b.ranges), std::end(b.ranges), f.ranges);
+    f.onTick = bench::tickAligned(b.shortStalls);
     startWorker();
     return f;
   };
@@ -1108,16 +1111,33 @@ void controlStall(uint32_t n) {
     std::fflush(stdout);
   };
   const char* const kBare = "bare TSC loop, same lcore, same duration";
+  // The result column of a bare loop: how many of its 50-1000 us gaps
+  // follow the timer tick (cpu_noise.h, tickAligned).
+  auto onTick = [](const StallFigure& f) {
+    if (f.onTick < 0) return std::string("-");
+    char b[96];
+    std::snprintf(b, sizeof b, "%.0f%% of the intervals between its 50-1000 us gaps are whole ticks", 100 * f.onTick);
+    return std::string(b);
+  };
   auto f = measure([] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); });
   row("idle loop (reference)", "-", f);
-  row(kBare, "-", bare(f.wallMs));
+  {
+    const StallFigure b = bare(f.wallMs);
+    row(kBare, onTick(b), b);
+  }
   uint32_t got = 0;
   f = measure([&] { dump(42, 100, got); });  // no flow on service slot 42: the whole array is visited
   row("flow dump, filter matching nothing", std::to_string(got) + " flows", f);
-  row(kBare, "-", bare(f.wallMs));
+  {
+    const StallFigure b = bare(f.wallMs);
+    row(kBare, onTick(b), b);
+  }
   f = measure([&] { dump(kAnyService, 100000, got); });
   row("flow dump, 100000 flows (lbctl's largest --limit)", std::to_string(got) + " flows", f);
-  row(kBare, "-", bare(f.wallMs));
+  {
+    const StallFigure b = bare(f.wallMs);
+    row(kBare, onTick(b), b);
+  }
   Snapshot flushed = *snap;
   flushed.generation = 2;
   for (int b = 0; b < kBackends; ++b) flushed.flushedBackends.set(static_cast<std::size_t>(b));
@@ -1126,7 +1146,10 @@ void controlStall(uint32_t n) {
     while (core->flows->size() != 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
   });
   row("flush of every flow's backend", std::to_string(peek(c.flowsFlushed)) + " flows flushed", f);
-  row(kBare, "-", bare(f.wallMs));
+  {
+    const StallFigure b = bare(f.wallMs);
+    row(kBare, onTick(b), b);
+  }
   {
     // 64 random lines per batch: about what 8 removals touch (record,
     // links, two hash buckets, a port ring and bitmap, counters each).
@@ -1145,7 +1168,8 @@ void controlStall(uint32_t n) {
       m.over50Us = b.over;
       m.maxUs = double(b.maxGap) / perUs;
       std::copy(std::begin(b.ranges), std::end(b.ranges), m.ranges);
-      row("random writes to 256 MiB of hugepage memory, 64 lines per iteration, same lcore, same duration", "-", m);
+      m.onTick = bench::tickAligned(b.shortStalls);
+      row("random writes to 256 MiB of hugepage memory, 64 lines per iteration, same lcore, same duration", onTick(m), m);
       rte_free(mem);
     }
     startWorker();
@@ -1191,6 +1215,7 @@ void controlStall(uint32_t n) {
       const uint64_t t1 = rte_rdtsc_precise();
       clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
       getrusage(RUSAGE_THREAD, &r1);
+      s.start = t0;
       s.tsc = t1 - t0;
       s.cpuNs = static_cast<uint64_t>((c1.tv_sec - c0.tv_sec) * 1'000'000'000LL + (c1.tv_nsec - c0.tv_nsec));
       s.minorFaults = static_cast<uint32_t>(r1.ru_minflt - r0.ru_minflt);
@@ -1293,6 +1318,33 @@ void controlStall(uint32_t n) {
                   s.minorFaults, s.involuntary);
     }
   };
+  // Why the flush steps over 50 us were long: the thread switched out
+  // (another thread of this machine ran), the vCPU not running (TSC time
+  // well above CPU time without a switch: the host took the CPU; this
+  // kernel counts that as steal, not as the thread's CPU time), or CPU time
+  // itself over 50 us (the step's work, or interrupts and host exits that
+  // land while it runs and are charged to it).
+  uint64_t slowSteps = 0, switched = 0, stolen = 0, onCpu = 0;
+  std::vector<uint64_t> onCpuAt;
+  for (const StepSample& s : steps) {
+    if (double(s.tsc) <= 50 * perUs) continue;
+    ++slowSteps;
+    if (s.involuntary != 0)
+      ++switched;
+    else if (double(s.tsc) / perUs - double(s.cpuNs) / 1e3 > 25)
+      ++stolen;
+    else {
+      ++onCpu;
+      onCpuAt.push_back(s.start);
+    }
+  }
+  const double aligned = bench::tickAligned(onCpuAt);
+  std::printf("\nFlush steps over 50 us: %llu; switched out: %llu; the vCPU not running (TSC - CPU time > 25 us, no "
+              "switch): %llu; running all along (CPU time close to TSC time): %llu, the intervals between those "
+              "whole timer ticks (%.0f us) in %.0f%% of cases (about 10%% if unrelated to the tick).\n",
+              static_cast<unsigned long long>(slowSteps), static_cast<unsigned long long>(switched),
+              static_cast<unsigned long long>(stolen), static_cast<unsigned long long>(onCpu), bench::tickUs(),
+              aligned < 0 ? -1.0 : 100 * aligned);
   stepTable("The slowest flush steps by TSC time", byTime);
   stepTable("The flush steps with the most thread CPU time among those not switched out", byCpu);
   std::fflush(stdout);

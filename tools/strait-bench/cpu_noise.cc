@@ -6,7 +6,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -136,6 +139,7 @@ std::string rangesCell(const uint64_t (&r)[kSlowRanges]) {
 
 BareLoop bareTscLoop(uint64_t cycles) {
   BareLoop r;
+  r.shortStalls.reserve(65536);
   const double perUs = double(rte_get_tsc_hz()) / 1e6;
   const uint64_t over = static_cast<uint64_t>(50 * perUs);
   uint64_t prev = rte_rdtsc();
@@ -147,6 +151,7 @@ BareLoop bareTscLoop(uint64_t cycles) {
     if (gap > over) {
       ++r.over;
       ++r.ranges[slowRange(double(gap) / perUs)];
+      if (double(gap) <= 1000 * perUs && r.shortStalls.size() < 65536) r.shortStalls.push_back(now);
     }
     ++r.iterations;
     prev = now;
@@ -156,6 +161,7 @@ BareLoop bareTscLoop(uint64_t cycles) {
 
 BareLoop memoryLoop(uint64_t cycles, void* mem, std::size_t bytes, uint32_t lines) {
   BareLoop r;
+  r.shortStalls.reserve(65536);
   const double perUs = double(rte_get_tsc_hz()) / 1e6;
   const uint64_t over = static_cast<uint64_t>(50 * perUs);
   auto* words = static_cast<uint64_t*>(mem);
@@ -176,11 +182,35 @@ BareLoop memoryLoop(uint64_t cycles, void* mem, std::size_t bytes, uint32_t line
     if (gap > over) {
       ++r.over;
       ++r.ranges[slowRange(double(gap) / perUs)];
+      if (double(gap) <= 1000 * perUs && r.shortStalls.size() < 65536) r.shortStalls.push_back(now);
     }
     ++r.iterations;
     prev = now;
   }
   return r;
+}
+
+double tickUs() {
+  FILE* f = popen("zcat /proc/config.gz 2>/dev/null", "r");
+  if (f == nullptr) return 0;
+  char line[512];
+  long hz = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::strncmp(line, "CONFIG_HZ=", 10) == 0) hz = std::strtol(line + 10, nullptr, 10);
+  pclose(f);
+  return hz > 0 ? 1e6 / double(hz) : 0;
+}
+
+double tickAligned(const std::vector<uint64_t>& at) {
+  const double tick = tickUs();
+  if (tick <= 0 || at.size() < 11) return -1;
+  const double perUs = double(rte_get_tsc_hz()) / 1e6;
+  std::size_t aligned = 0;
+  for (std::size_t i = 1; i < at.size(); ++i) {
+    const double ticks = double(at[i] - at[i - 1]) / perUs / tick;
+    if (std::fabs(ticks - std::round(ticks)) <= 0.05) ++aligned;
+  }
+  return double(aligned) / double(at.size() - 1);
 }
 
 }  // namespace strait::bench

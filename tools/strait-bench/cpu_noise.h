@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace strait::bench {
 
@@ -57,6 +58,7 @@ struct BareLoop {
   uint64_t over = 0;
   uint64_t maxGap = 0;
   uint64_t ranges[kSlowRanges] = {};
+  std::vector<uint64_t> shortStalls;  // TSC at the end of each gap of 50-1000 us (the first 65,536)
 };
 BareLoop bareTscLoop(uint64_t cycles);
 
@@ -67,6 +69,16 @@ BareLoop bareTscLoop(uint64_t cycles);
 // guest: the host faulting, migrating or merging pages, invisible to the
 // guest's fault counters). "Iterations" and gaps are per batch of lines.
 BareLoop memoryLoop(uint64_t cycles, void* mem, std::size_t bytes, uint32_t lines);
+
+// The kernel's timer tick in microseconds (CONFIG_HZ from /proc/config.gz),
+// or 0 when the kernel does not say.
+double tickUs();
+
+// Are the stalls at TSC times `at` the timer tick? The share of intervals
+// between consecutive ones that lie within 5% of the tick of a whole
+// number of ticks: about 10% for events unrelated to the tick, near 100%
+// when every stall is a tick. -1 with fewer than 10 intervals or no tick.
+double tickAligned(const std::vector<uint64_t>& at);
 
 // Index of the range of a time over 50 us.
 std::size_t slowRange(double us);
