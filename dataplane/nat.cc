@@ -109,6 +109,14 @@ class Burst {
  private:
   void classify(rte_mbuf* mb, uint16_t i, Verdict& v);
   FlowKey& addCandidate(uint16_t i, Cand kind, const ServiceView* svc);
+  // A TCP/UDP frame classified as `kind` (an original to `svc`, or a reply).
+  [[gnu::always_inline]] inline void addFlowCandidate(uint16_t i, const PacketMeta& m, Cand kind,
+                                                      const ServiceView* svc, Verdict& v);
+  // Destination address, port and protocol in one word; never ~0 (bits
+  // 24-31 are zero), the value the memo starts from.
+  static uint64_t endpointKey(const PacketMeta& m) {
+    return uint64_t{m.dstIp} << 32 | uint32_t{m.dstPort} << 8 | m.l4Proto;
+  }
   // `cookieSyn`: the flow opens from a cookie ACK; the tracker starts from
   // the SYN the backend is sent.
   uint32_t createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegment* cookieSyn = nullptr);
@@ -134,8 +142,14 @@ class Burst {
     mb->data_len = len;
     mb->pkt_len = len;
   }
-  void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
-               Verdict& v);
+  // Inlined into the burst loop (a call's saved registers cost as much as
+  // the rewrite itself); what only some TCP segments need is forwardTcpRare.
+  [[gnu::always_inline]] inline void forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir,
+                                             const ServiceView* svc, Verdict& v);
+  // Sequence translation (SYN proxy, PROXY header) and the MSS clamp of
+  // SYNs. False when the packet was dropped (verdict set).
+  [[gnu::noinline]] bool forwardTcpRare(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir,
+                                        const ServiceView* svc, Verdict& v);
   void lowerSynAckMss(uint8_t* tcp, uint16_t hdrLen);
   void translateIcmp(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, Verdict& v);
   bool flushedDrop(uint32_t fi, Verdict& v) {
@@ -207,6 +221,13 @@ class Burst {
   uint16_t nRemoved_ = 0;
   bool removedMany_ = false;
   bool inserted_ = false;
+  // The last classification (classify): the roles of address memoIp_, and
+  // the service (nullptr: a reply) of the TCP/UDP endpoint memoEndpoint_.
+  uint64_t memoEndpoint_ = ~uint64_t{0};
+  const ServiceView* memoSvc_ = nullptr;
+  uint32_t memoIp_ = 0;
+  uint8_t memoRoles_ = 0;
+  bool memoIpValid_ = false;
 };
 
 void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
@@ -354,7 +375,19 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
     drop(v, DropReason::kUnsupportedL2);
     return;
   }
-  const uint8_t roles = snap_.addrRoles(m.dstIp);
+  // A burst's frames mostly go to one VIP:port (or one SNAT address):
+  // the endpoint classified last is remembered, and a frame to the same
+  // address, port and protocol skips the snapshot's lookups (the snapshot
+  // does not change within a burst).
+  const uint64_t endpoint = endpointKey(m);
+  if (endpoint == memoEndpoint_) {
+    addFlowCandidate(i, m, memoSvc_ != nullptr ? Cand::kOriginal : Cand::kReply, memoSvc_, v);
+    return;
+  }
+  const uint8_t roles = m.dstIp == memoIp_ && memoIpValid_ ? memoRoles_ : snap_.addrRoles(m.dstIp);
+  memoIp_ = m.dstIp;
+  memoRoles_ = roles;
+  memoIpValid_ = true;
   if (roles == 0) {
     drop(v, DropReason::kNotLocal);
     return;
@@ -415,6 +448,14 @@ void Burst::classify(rte_mbuf* mb, uint16_t i, Verdict& v) {
     drop(v, DropReason::kNoService);
     return;
   }
+  // Only endpoints that take flow candidates are remembered, so a hit
+  // above means the same classification (and no health endpoint).
+  memoEndpoint_ = endpoint;
+  memoSvc_ = svc;
+  addFlowCandidate(i, m, kind, svc, v);
+}
+
+void Burst::addFlowCandidate(uint16_t i, const PacketMeta& m, Cand kind, const ServiceView* svc, Verdict& v) {
   if (m.ttl <= 1) {
     drop(v, DropReason::kTtlExceeded);
     return;
@@ -648,20 +689,30 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
     rw::rewriteV4(l3, l4, tcp, f.snatIp, f.backendIp, f.snatPort, f.backendPort);
   else
     rw::rewriteV4(l3, l4, tcp, f.vip, f.clientIp, f.vipPort, f.clientPort);
+  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn) || (m.tcpFlags & kTcpSyn)) &&
+      !forwardTcpRare(mb, m, fi, dir, svc, v))
+    return;
+  count(f, rte_pktmbuf_pkt_len(mb));
+  v = Verdict{Action::kForward, DropReason::kNone, 0};
+}
 
+bool Burst::forwardTcpRare(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction dir, const ServiceView* svc,
+                           Verdict& v) {
+  Flow& f = ft_.at(fi);
+  uint8_t* l4 = rte_pktmbuf_mtod(mb, uint8_t*) + m.l4Off;
   // Flows opened from a SYN cookie (the two handshakes' numbers differ)
   // and flows with a PROXY header translate sequence numbers.
-  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)) &&
+  if (((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn)) &&
       translateSegment(l4, m.tcpHdrLen, f, ft_.xlate(fi), dir)) {
     if (!insertProxyV2(mb, m.l3Off, m.l4Off, m.tcpHdrLen, f)) {
       drop(v, DropReason::kProxyHeaderNoRoom);
-      return;
+      return false;
     }
     bump(c_.proxyHeaders);
     l4 = rte_pktmbuf_mtod(mb, uint8_t*) + m.l4Off;
   }
   // MSS clamp on the client's SYN and the backend's SYN-ACK.
-  if (tcp && (m.tcpFlags & kTcpSyn)) {
+  if (m.tcpFlags & kTcpSyn) {
     const bool ack = (m.tcpFlags & kTcpAck) != 0;
     if ((dir == Direction::kOriginal) != ack) {
       if (svc == nullptr) svc = snap_.findService(f.vip, f.vipPort, f.proto);
@@ -669,8 +720,7 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
     }
     if (ack && dir == Direction::kReply && (f.ppFlags & kPpOn)) lowerSynAckMss(l4, m.tcpHdrLen);
   }
-  count(f, rte_pktmbuf_pkt_len(mb));
-  v = Verdict{Action::kForward, DropReason::kNone, 0};
+  return true;
 }
 
 // The client's first segment carries the PROXY header as well as up to one

@@ -144,7 +144,7 @@ inline DropReason parseIpv4(const uint8_t* frame, const uint8_t* l3, const uint8
 
 }  // namespace
 
-DropReason parsePacket(const uint8_t* data, const uint8_t* end, PacketMeta& m) {
+DropReason parsePacketFull(const uint8_t* data, const uint8_t* end, PacketMeta& m) {
   m = PacketMeta{};
   if (avail(data, end) < sizeof(rte_ether_hdr)) return DropReason::kMalformed;
   const auto* eth = reinterpret_cast<const rte_ether_hdr*>(data);

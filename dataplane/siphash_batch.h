@@ -29,8 +29,16 @@ void sipHash13x16BatchScalar(const SipKey& key, const FlowKey* const* keys, uint
 // Requires AVX-512F and AVX-512VL (check sipBatchVectorSupported()).
 void sipHash13x16BatchAvx512vl(const SipKey& key, const FlowKey* const* keys, uint32_t n, uint32_t* out);
 bool sipBatchVectorSupported();
+// Requires AVX2 (check sipBatchAvx2Supported()): the same four lanes with
+// the rotates built from shifts and shuffles, for x86-64 CPUs without
+// AVX-512 (and for valgrind, which does not run AVX-512).
+void sipHash13x16BatchAvx2(const SipKey& key, const FlowKey* const* keys, uint32_t n, uint32_t* out);
+bool sipBatchAvx2Supported();
 
-// The fastest implementation this CPU runs.
+// The fastest implementation this CPU runs: AVX-512VL, else AVX2, else
+// scalar.
 SipBatchFn sipHash13x16BatchBest();
+// "AVX-512VL (...)", "AVX2 (...)" or "scalar", for reports.
+const char* sipBatchName(SipBatchFn fn);
 
 }  // namespace strait::dataplane

@@ -655,3 +655,53 @@ TEST(Parse, RandomMutationsKeepInvariants) {
     }
   }
 }
+
+TEST(Parse, CommonShapeStepAgreesWithTheFullParser) {
+  // parsePacket's inline step for untagged IPv4/TCP/UDP frames must decide
+  // every frame it accepts exactly as the general parser does, field for
+  // field; frames it declines go to the general parser. Random mutations
+  // of valid frames (flags, lengths, IHL, fragment bits, EtherType, data
+  // offset), some truncated, from a buffer of exactly the frame's size.
+  std::mt19937 rng(7);
+  auto frames = validFrames();
+  int accepted = 0;
+  for (int iter = 0; iter < 40000; ++iter) {
+    Bytes f = frames[rng() % frames.size()];
+    const int flips = static_cast<int>(rng() % 4);
+    for (int i = 0; i < flips; ++i) {
+      // Mostly the header bytes the step looks at.
+      const std::size_t at = rng() % 2 ? 12 + rng() % std::min<std::size_t>(f.size() - 12, 34) : rng() % f.size();
+      f[at] = static_cast<uint8_t>(rng());
+    }
+    const std::size_t len = (rng() % 4 == 0) ? rng() % (f.size() + 1) : f.size();
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[len == 0 ? 1 : len]);
+    if (len) std::memcpy(buf.get(), f.data(), len);
+    PacketMeta fast;
+    if (!sd::parseCommonV4(buf.get(), buf.get() + len, fast)) continue;
+    ++accepted;
+    PacketMeta full;
+    ASSERT_EQ(sd::parsePacketFull(buf.get(), buf.get() + len, full), DropReason::kNone) << "iteration " << iter;
+    ASSERT_TRUE(sameMeta(fast, full)) << "iteration " << iter;
+  }
+  // The mutations leave many frames in the common shape.
+  EXPECT_GT(accepted, 2000);
+}
+
+TEST(Parse, CommonShapeStepDeclinesWhatItDoesNotHandle) {
+  PacketMeta m;
+  Ip opt;
+  opt.optWords = 1;
+  Ip icmpIp;
+  icmpIp.proto = IPPROTO_ICMP;
+  for (const Bytes& f : {ipFrame(Ip{}, tcp(1, 2, 0x10), true), ipFrame(opt, tcp(1, 2, 0x10)),
+                         ipFrame(icmpIp, icmp(8, 0, 9, 9, Bytes(12, 3))), arpFrame()}) {
+    EXPECT_FALSE(sd::parseCommonV4(f.data(), f.data() + f.size(), m));
+    EXPECT_EQ(sd::parsePacket(f.data(), f.data() + f.size(), m), DropReason::kNone);
+  }
+  Bytes plain = ipFrame(Ip{}, tcp(1, 2, 0x10));
+  EXPECT_TRUE(sd::parseCommonV4(plain.data(), plain.data() + plain.size(), m));
+  Bytes frag = plain;
+  frag[14 + 6] = 0x20;  // more fragments
+  EXPECT_FALSE(sd::parseCommonV4(frag.data(), frag.data() + frag.size(), m));
+  EXPECT_EQ(sd::parsePacket(frag.data(), frag.data() + frag.size(), m), DropReason::kIpFragment);
+}

@@ -182,8 +182,9 @@ TEST(SipHashBatch, EveryImplementationMatchesTheScalarHash) {
     keys.push_back(reinterpret_cast<const strait::FlowKey*>(storage.data() + 1 + 16 * i));
   std::vector<std::pair<const char*, sd::SipBatchFn>> impls = {{"scalar", sd::sipHash13x16BatchScalar}};
   if (sd::sipBatchVectorSupported()) impls.push_back({"avx512vl", sd::sipHash13x16BatchAvx512vl});
+  if (sd::sipBatchAvx2Supported()) impls.push_back({"avx2", sd::sipHash13x16BatchAvx2});
   std::printf("[ batch ] implementations checked: %zu (best: %s)\n", impls.size(),
-              sd::sipHash13x16BatchBest() == sd::sipHash13x16BatchScalar ? "scalar" : "avx512vl");
+              sd::sipBatchName(sd::sipHash13x16BatchBest()));
   for (const sd::SipKey key : {sd::SipKey{0, 0}, sd::SipKey{rng(), rng()}, sd::SipKey{~0ull, 1}}) {
     for (auto [name, fn] : impls) {
       for (uint32_t n = 0; n <= 70; ++n) {

@@ -583,7 +583,7 @@ void collisionBench(int runs) {
   const SipBatchFn batch = sipHash13x16BatchBest();
   std::printf("\n### Hash flooding: %u keys crafted to collide under CRC32C vs %u random keys\n\n", kKeys, kKeys);
   std::printf("SipHash-1-3 of a burst: %s implementation.\n\n",
-              batch == sipHash13x16BatchScalar ? "scalar" : "AVX-512VL (4 keys per instruction)");
+              sipBatchName(batch));
   std::printf("| flow hash | keys | insert cycles/key | lookup cycles/key (bursts of 32) |\n|---|---|---|---|\n");
   struct Case {
     const char* hash;
