@@ -9,7 +9,8 @@
 // path (SYN in -> SYN-ACK out, and the ACK that opens the backend
 // connection); Maglev build times; and multi-worker scaling with one
 // generator per worker lcore; and the longest worker-loop iteration while
-// a flow dump and a flush run over a million-flow table. Figures are printed as Markdown so
+// a flow dump and a flush run over a million-flow table, beside the
+// machine's own noise floor on the same CPU (cpu_noise.h). Figures are printed as Markdown so
 // tools/bench can paste them into docs/benchmarks.md.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -1339,12 +1340,16 @@ void controlStall(uint32_t n) {
     }
   }
   const double aligned = bench::tickAligned(onCpuAt);
+  char tick[160] = "too few to tell whether they follow the timer tick";
+  if (aligned >= 0)
+    std::snprintf(tick, sizeof tick,
+                  "the intervals between those whole timer ticks (%.0f us) in %.0f%% of cases (about 10%% if "
+                  "unrelated to the tick)",
+                  bench::tickUs(), 100 * aligned);
   std::printf("\nFlush steps over 50 us: %llu; switched out: %llu; the vCPU not running (TSC - CPU time > 25 us, no "
-              "switch): %llu; running all along (CPU time close to TSC time): %llu, the intervals between those "
-              "whole timer ticks (%.0f us) in %.0f%% of cases (about 10%% if unrelated to the tick).\n",
+              "switch): %llu; running all along (CPU time close to TSC time): %llu, %s.\n",
               static_cast<unsigned long long>(slowSteps), static_cast<unsigned long long>(switched),
-              static_cast<unsigned long long>(stolen), static_cast<unsigned long long>(onCpu), bench::tickUs(),
-              aligned < 0 ? -1.0 : 100 * aligned);
+              static_cast<unsigned long long>(stolen), static_cast<unsigned long long>(onCpu), tick);
   stepTable("The slowest flush steps by TSC time", byTime);
   stepTable("The flush steps with the most thread CPU time among those not switched out", byCpu);
   std::fflush(stdout);
