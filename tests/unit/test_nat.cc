@@ -1199,6 +1199,50 @@ TEST_F(NatTest, TwoPacketsOfAFlushedFlowInOneBurst) {
   EXPECT_EQ(pa_->inUse(0), 0u);
 }
 
+// What keeps a flush from stalling the worker loop: each step visits at
+// most `budget` records and removes at most ceil(budget / (1 +
+// kSweepRemoveCost)) flows (a removal costs a visit and kSweepRemoveCost
+// more), always moves its cursor on, and the steps together remove every
+// flushed flow exactly once. The same for clearStep.
+TEST_F(NatTest, FlushAndClearStepsStayWithinTheirBudget) {
+  constexpr uint32_t kFlows = 100;
+  constexpr uint32_t kUnit = 1 + NatCore::kSweepRemoveCost;
+  Snapshot flushed = makeSnapshot();
+  flushed.flushedBackends.set(10);
+  for (uint32_t budget : {1u, 40u, 256u}) {
+    for (bool clear : {false, true}) {
+      for (uint16_t p = 0; p < kFlows; ++p) {
+        Bytes f = frame(tcp(kClient, static_cast<uint16_t>(21000 + p), kVip, 80, kSyn));
+        EXPECT_FORWARD(one(f));
+      }
+      ASSERT_EQ(ft_->size(), kFlows);
+      const uint64_t flushed0 = counters_->flowsFlushed;
+      const uint64_t expired0 = counters_->flowsExpired;
+      const uint32_t maxRemovals = (budget + kUnit - 1) / kUnit;
+      uint32_t total = 0;
+      uint32_t steps = 0;
+      for (uint32_t cursor = 0; cursor < ft_->capacity(); ++steps) {
+        const uint32_t before = ft_->size();
+        uint32_t removed = 0;
+        const uint32_t next =
+            clear ? nat_->clearStep(cursor, budget, &removed) : nat_->flushStep(flushed, cursor, budget, &removed);
+        ASSERT_GT(next, cursor) << "budget " << budget;
+        EXPECT_LE(next - cursor, budget) << "budget " << budget;
+        EXPECT_LE(removed, maxRemovals) << "budget " << budget;
+        EXPECT_EQ(before - ft_->size(), removed);
+        total += removed;
+        cursor = next;
+      }
+      EXPECT_EQ(total, kFlows) << "budget " << budget;
+      EXPECT_GE(steps, (kFlows + maxRemovals - 1) / maxRemovals);
+      EXPECT_EQ(ft_->size(), 0u);
+      EXPECT_EQ(pa_->inUse(0), 0u);
+      EXPECT_EQ(counters_->flowsFlushed - flushed0, clear ? 0u : kFlows);
+      EXPECT_EQ(counters_->flowsExpired - expired0, clear ? kFlows : 0u);
+    }
+  }
+}
+
 TEST_F(NatTest, ExpiryReleasesPorts) {
   Setup s;
   s.portMin = s.portMax = 40000;  // one port per pool
