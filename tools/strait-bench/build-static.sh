@@ -7,9 +7,11 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/build-static}"
 mkdir -p "$out"
 cflags="$(pkg-config --cflags libdpdk | sed 's/-I/-isystem /g')"
-srcs=(tools/strait-bench/bench.cc tools/strait-bench/cpu_noise.cc dataplane/snapshot_index.cc dataplane/parse.cc dataplane/checksum.cc
-      dataplane/maglev.cc dataplane/toeplitz.cc dataplane/port_alloc.cc dataplane/tcp_state.cc
-      dataplane/flow_table.cc dataplane/nat.cc dataplane/icmp.cc dataplane/mss_clamp.cc
+# The core's sources are read from dataplane/meson.build so this list cannot
+# fall behind it; the DPDK adapters the benchmark drives are named here.
+mapfile -t core < <(sed -n '/^core_sources = files(/,/^)/p' "$root/dataplane/meson.build" \
+  | grep -o "'[^']*\.cc'" | tr -d "'" | sed 's|^|dataplane/|')
+srcs=(tools/strait-bench/bench.cc tools/strait-bench/cpu_noise.cc "${core[@]}"
       dataplane/worker.cc dataplane/worker_commands.cc dataplane/route.cc dataplane/neighbour.cc)
 lib=/usr/lib/x86_64-linux-gnu
 whole=(net_null mempool_ring bus_vdev)
