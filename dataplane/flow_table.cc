@@ -171,23 +171,31 @@ uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
 
 // In stages over the whole chunk, so that its cache misses overlap rather
 // than follow one another: hash every key (four per vector instruction
-// where the CPU has AVX-512VL), prefetch every home bucket, prefetch the
-// record of each bucket's first tag match (one cache line), then confirm
-// each key against its record.
+// where the CPU has AVX-512VL or AVX2), prefetch every home bucket,
+// prefetch the record of each bucket's first tag match (one cache line),
+// then confirm each key against that record. Only when it is not the key's
+// (no tag matched, or a tag matched by chance) does the key go through
+// FlowHash::find, which searches the bucket and those after it; a key
+// lives in one record only, so the first candidate holding it is the
+// answer find would give.
 void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
   uint32_t h[kBulkChunk];
+  uint32_t cand[kBulkChunk];
   for (uint32_t base = 0; base < n; base += kBulkChunk) {
     const uint32_t m = std::min<uint32_t>(n - base, kBulkChunk);
     hashBatch_(hashKey_, keys + base, m, h);
     for (uint32_t i = 0; i < m; ++i) hash_.prefetch(h[i]);
     for (uint32_t i = 0; i < m; ++i) {
       const uint32_t c = hash_.firstCandidate(h[i]);
+      cand[i] = c;
       if (c == FlowHash::kNone) continue;
       const auto* rec = reinterpret_cast<const uint8_t*>(&flows_[c >> 1]);
       rte_prefetch0(rec);
     }
     for (uint32_t i = 0; i < m; ++i) {
-      const uint32_t ref = find(h[i], *keys[base + i]);
+      const FlowKey& key = *keys[base + i];
+      uint32_t ref = cand[i];
+      if (ref == FlowHash::kNone || !holds(ref, key)) ref = find(h[i], key);
       if (ref == FlowHash::kNone) {
         idx[base + i] = kNoFlow;
       } else {

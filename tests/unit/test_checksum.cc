@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dataplane/checksum.h"
+#include "dataplane/nat_rewrite.h"
 
 namespace sd = strait::dataplane;
 
@@ -303,7 +304,49 @@ void rewriteAndCheck(uint8_t proto, int iterations, uint32_t seed) {
   }
 }
 
+// rw::rewriteV4, the NAT's per-packet rewrite (addresses, ports, TTL, both
+// checksums at once), against the checksums computed afresh.
+void rewriteV4AndCheck(uint8_t proto, int iterations, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (int iter = 0; iter < iterations; ++iter) {
+    auto p = randomPacket(rng, proto);
+    if (p[8] <= 1) p[8] = 64;  // the NAT only rewrites TTL > 1 (and the IP checksum is recomputed below)
+    uint16_t ipc, l4c;
+    {
+      p[10] = p[11] = 0;
+      const uint16_t r = refChecksum(std::vector<uint8_t>(p.begin(), p.begin() + 20));
+      p[10] = static_cast<uint8_t>(r >> 8);
+      p[11] = static_cast<uint8_t>(r);
+    }
+    const std::size_t coff = 20 + (proto == IPPROTO_TCP ? 16 : 6);
+    // UDP without a checksum now and then: it must stay without one.
+    const bool noUdpSum = proto == IPPROTO_UDP && rng() % 8 == 0;
+    if (noUdpSum) p[coff] = p[coff + 1] = 0;
+    const uint8_t ttl = p[8];
+    const uint32_t src = static_cast<uint32_t>(rng()), dst = static_cast<uint32_t>(rng());
+    // Some rewrites leave a field as it was.
+    const uint16_t sport = rng() % 4 ? static_cast<uint16_t>(rng()) : load16(&p[20]);
+    const uint16_t dport = rng() % 4 ? static_cast<uint16_t>(rng()) : load16(&p[22]);
+    sd::rw::rewriteV4(p.data(), p.data() + 20, proto == IPPROTO_TCP, src, dst, sport, dport);
+    ASSERT_EQ(load32(&p[12]), src);
+    ASSERT_EQ(load32(&p[16]), dst);
+    ASSERT_EQ(load16(&p[20]), sport);
+    ASSERT_EQ(load16(&p[22]), dport);
+    ASSERT_EQ(p[8], ttl - 1);
+    recompute(p, proto, ipc, l4c);
+    ASSERT_EQ(load16(&p[10]), ipc) << "iteration " << iter;
+    if (noUdpSum)
+      ASSERT_EQ(load16(&p[coff]), 0) << "iteration " << iter;
+    else
+      ASSERT_EQ(load16(&p[coff]), l4c) << "iteration " << iter;
+  }
+}
+
 }  // namespace
+
+TEST(Checksum, RewriteV4EqualsRecomputeTcp) { rewriteV4AndCheck(IPPROTO_TCP, 20000, 61); }
+
+TEST(Checksum, RewriteV4EqualsRecomputeUdp) { rewriteV4AndCheck(IPPROTO_UDP, 20000, 71); }
 
 TEST(Checksum, IncrementalEqualsRecomputeTcp) { rewriteAndCheck(IPPROTO_TCP, 20000, 6); }
 
@@ -323,4 +366,20 @@ TEST(Checksum, IncrementalChainOfManyRewrites) {
   uint16_t wantIp, wantL4;
   recompute(p, IPPROTO_TCP, wantIp, wantL4);
   EXPECT_EQ(l4c, wantL4);
+}
+
+TEST(Checksum, Fold64EqualsTheSumOfItsWords) {
+  // rw::fold64 against the one's-complement sum of the value's four 16-bit
+  // words, on random values and on those whose halves carry out of 32 bits.
+  auto wordSum = [](uint64_t v) {
+    uint32_t s = 0;
+    for (int i = 0; i < 4; ++i) s += static_cast<uint32_t>((v >> (16 * i)) & 0xffff);
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return static_cast<uint16_t>(s);
+  };
+  std::mt19937_64 rng(5);
+  std::vector<uint64_t> values = {0, 1, 0xffffffffull, 0x1ffffffffull, 0x7fffffffeull, 0xffffffffffffffffull,
+                                  0x00000007fffffffcull, 0x0000000100000000ull};
+  for (int i = 0; i < 100000; ++i) values.push_back(rng() >> (rng() % 40));
+  for (uint64_t v : values) ASSERT_EQ(sd::rw::fold64(v), wordSum(v)) << std::hex << v;
 }
