@@ -25,12 +25,7 @@ bool FlowHash::insert(uint32_t h, uint32_t ref) {
     if (b_[bi].overflow != kOverflowStuck) ++b_[bi].overflow;
     if (++bi == buckets_) bi = 0;
   }
-  Bucket& b = b_[bi];
-  const uint32_t s = static_cast<uint32_t>(__builtin_ctz(~static_cast<uint32_t>(b.used)));
-  b.tag[s] = tagOf(h);
-  b.ref[s] = ref;
-  b.used = static_cast<uint16_t>(b.used | (1u << s));
-  ++size_;
+  place(bi, h, ref);
   return true;
 }
 

@@ -113,6 +113,45 @@ class FlowHash {
   // Stores `ref` under hash `h`; false only when every slot is taken.
   // The caller makes sure the key is not present already.
   bool insert(uint32_t h, uint32_t ref);
+
+  // What insertUnique() did.
+  enum class Insert : uint8_t { kDone, kPresent, kFull };
+
+  // Stores `ref` under hash `h` unless a reference for which verify(ref)
+  // holds is stored under `h` already (kPresent) or every slot is taken
+  // (kFull). One walk does both: the probe path of a lookup (up to the
+  // first bucket whose counter is 0) and that of an insert (up to the first
+  // bucket with a free slot) start at the same home bucket, so the buckets
+  // it reads are those a find() and then an insert() would read, each
+  // once, and a record is read only for a tag match. For keys whose
+  // absence cannot be proved cheaply by the caller (a flow's reply key).
+  template <class Verify>
+  Insert insertUnique(uint32_t h, uint32_t ref, Verify&& verify) {
+    if (size_ == slots()) return Insert::kFull;
+    const uint16_t tag = tagOf(h);
+    const uint32_t home = homeOf(h);
+    uint32_t bi = home;
+    uint32_t freeAt = kNone;
+    bool searching = true;
+    for (uint32_t step = 0; step < buckets_; ++step) {
+      const Bucket& b = b_[bi];
+      if (searching) {
+        for (uint32_t m = matches(b, tag); m != 0; m &= m - 1)
+          if (verify(b.ref[__builtin_ctz(m)])) return Insert::kPresent;
+        searching = b.overflow != 0;
+      }
+      if (freeAt == kNone && b.used != kAllUsed) freeAt = bi;
+      if (!searching && freeAt != kNone) break;
+      if (++bi == buckets_) bi = 0;
+    }
+    // A free slot exists (size_ < slots()), so the walk found one. Every
+    // bucket from home up to it is full: count the key in their overflow,
+    // as insert() does.
+    for (uint32_t p = home; p != freeAt; p = p + 1 == buckets_ ? 0 : p + 1)
+      if (b_[p].overflow != kOverflowStuck) ++b_[p].overflow;
+    place(freeAt, h, ref);
+    return Insert::kDone;
+  }
   // Removes the slot holding `ref` stored under hash `h`; false when there
   // is none.
   bool remove(uint32_t h, uint32_t ref);
@@ -141,6 +180,16 @@ class FlowHash {
   }
 
  private:
+  // Writes `ref` into the first free slot of bucket `bi`, which has one.
+  void place(uint32_t bi, uint32_t h, uint32_t ref) {
+    Bucket& b = b_[bi];
+    const uint32_t s = static_cast<uint32_t>(__builtin_ctz(~static_cast<uint32_t>(b.used)));
+    b.tag[s] = tagOf(h);
+    b.ref[s] = ref;
+    b.used = static_cast<uint16_t>(b.used | (1u << s));
+    ++size_;
+  }
+
   Bucket* b_ = nullptr;
   uint32_t buckets_ = 0;
   uint32_t size_ = 0;

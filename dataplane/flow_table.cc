@@ -8,10 +8,11 @@
 // packet is about to be rewritten from it), so the confirmation costs no
 // extra cache miss; a miss reads the home bucket and, rarely, a record
 // whose tag matched by chance. 2 x capacity keys at 8 per 64-byte bucket:
-// 16 bytes of hash per flow. A new flow looks up both keys (a clash must
-// not hijack another flow; the original key's bucket is in cache from the
-// burst's lookup, and the reply key's is the line its insert writes) and
-// stores them.
+// 16 bytes of hash per flow. A new flow stores both keys, each looked up
+// in the same walk that stores it (a clash must not hijack another flow):
+// the original key with the hash the burst's lookup computed, its bucket
+// in cache from that lookup; the reply key's bucket is the one line the
+// insert reads cold.
 //
 // Why expiry costs O(1) amortised per packet. Every live flow sits in the
 // FIFO list of its state, and all members of a list share one timeout T.
@@ -162,8 +163,8 @@ FlowTable::FlowTable(const Params& p)
 
 FlowTable::~FlowTable() { rte_free(flows_); }
 
-uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
-  const uint32_t ref = find(hashOf(key), key);
+uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir, uint32_t h) const {
+  const uint32_t ref = find(h, key);
   if (ref == FlowHash::kNone) return kNoFlow;
   dir = static_cast<Direction>(ref & 1u);
   return ref >> 1;
@@ -178,11 +179,13 @@ uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir) const {
 // FlowHash::find, which searches the bucket and those after it; a key
 // lives in one record only, so the first candidate holding it is the
 // answer find would give.
-void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const {
-  uint32_t h[kBulkChunk];
+void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir,
+                           uint32_t* hashes) const {
+  uint32_t local[kBulkChunk];
   uint32_t cand[kBulkChunk];
   for (uint32_t base = 0; base < n; base += kBulkChunk) {
     const uint32_t m = std::min<uint32_t>(n - base, kBulkChunk);
+    uint32_t* h = hashes != nullptr ? hashes + base : local;
     hashBatch_(hashKey_, keys + base, m, h);
     for (uint32_t i = 0; i < m; ++i) hash_.prefetch(h[i]);
     for (uint32_t i = 0; i < m; ++i) {
@@ -207,31 +210,51 @@ void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx
 }
 
 uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
+  return insert(f, nowMs, hashOf(originalKey(f)), hashOf(replyKey(f)));
+}
+
+uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs, uint32_t hashO, uint32_t hr) {
   if (size() == capacity_ || f.state >= FlowState::kCount) return kNoFlow;
   const uint32_t idx = freeHead_;
-  // The record is written below, after the hash work: start fetching it.
-  __builtin_prefetch(&flows_[idx], 1);
   const FlowKey ko = originalKey(f);
   const FlowKey kr = replyKey(f);
   // One key cannot lead to both directions of the same flow.
   if (ko == kr) return kNoFlow;
-  const uint32_t ho = hashOf(ko);
-  const uint32_t hr = hashOf(kr);
+  // The reply key's bucket is the one line here that is likely cold (the
+  // original key's was read by the burst's lookup): start it first, if the
+  // caller has not (nat.cc prefetches it a burst ahead).
   hash_.prefetch(hr);
-  // A key already present would make two flows answer to it: refuse.
-  if (find(ho, ko) != FlowHash::kNone || find(hr, kr) != FlowHash::kNone) return kNoFlow;
-  // Both succeed while every removed flow took its keys along (at most 2 x
-  // capacity keys in 2 x capacity / 8 buckets of 10 slots); checked all the
-  // same, so a broken invariant refuses flows rather than loses a key.
+  // Each key is looked up and stored in one walk (FlowHash::insertUnique):
+  // a key already present would make two flows answer to it, so the flow
+  // is refused. The burst's lookup has shown the original key absent, but
+  // the reply key's absence is not implied by its SNAT port being free: a
+  // pool made before a service was added on its address may hand out that
+  // service's port, and the reply key is then some client's original key
+  // (docs/nat.md, "Caveats"). The record `idx` is free and may still hold
+  // an old flow's keys: it never counts as a match. Both succeed while
+  // every removed flow took its keys along (at most 2 x capacity keys in
+  // 2 x capacity / 8 buckets of 10 slots); checked all the same, so a
+  // broken invariant refuses flows rather than loses a key.
   const uint32_t refO = idx << 1 | static_cast<uint32_t>(Direction::kOriginal);
-  if (!hash_.insert(ho, refO)) return kNoFlow;
-  if (!hash_.insert(hr, idx << 1 | static_cast<uint32_t>(Direction::kReply))) {
-    hash_.remove(ho, refO);
+  const uint32_t refR = idx << 1 | static_cast<uint32_t>(Direction::kReply);
+  if (hash_.insertUnique(hashO, refO, [this, idx, &ko](uint32_t ref) { return ref >> 1 != idx && holds(ref, ko); }) !=
+      FlowHash::Insert::kDone)
+    return kNoFlow;
+  if (hash_.insertUnique(hr, refR, [this, idx, &kr](uint32_t ref) { return ref >> 1 != idx && holds(ref, kr); }) !=
+      FlowHash::Insert::kDone) {
+    hash_.remove(hashO, refO);
     return kNoFlow;
   }
 
   Flow& rec = flows_[idx];
   freeHead_ = links_[idx].next;
+  // The next insert's record and links: while the table fills they are the
+  // next lines of their arrays, but after churn the free chain is in no
+  // order, and this is the one moment the next free record is known.
+  if (freeHead_ != kNoFlow) {
+    __builtin_prefetch(&flows_[freeHead_], 1);
+    __builtin_prefetch(&links_[freeHead_], 1);
+  }
   rec = f;
   rec.lastSeenMs = nowMs;
   links_[idx].stamp = nowMs;

@@ -128,15 +128,28 @@ class FlowTable {
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
 
-  // Single lookup: record index or kNoFlow; sets `dir` on a hit.
-  uint32_t lookup(const FlowKey& key, Direction& dir) const;
-  // Bulk lookup of n <= 64 keys: idx[i] = record or kNoFlow, dir[i] set on hits.
-  void lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir) const;
+  // Single lookup: record index or kNoFlow; sets `dir` on a hit. `h`,
+  // when given, is hashOf(key) (a key of the burst looked up again after
+  // the table changed: its hash is the bulk lookup's).
+  uint32_t lookup(const FlowKey& key, Direction& dir) const { return lookup(key, dir, hashOf(key)); }
+  uint32_t lookup(const FlowKey& key, Direction& dir, uint32_t h) const;
+  // Bulk lookup of n keys: idx[i] = record or kNoFlow, dir[i] set on hits;
+  // hashes[i] = hashOf(*keys[i]) when `hashes` is given (a miss that
+  // becomes a new flow hands it to insert()).
+  void lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir,
+                  uint32_t* hashes = nullptr) const;
 
   // Inserts a flow under both keys, in state `f.state`, last seen `nowMs`.
   // Returns the record index, or kNoFlow when the table is full (the caller
-  // counts kFlowTableFull) or a key is already present.
+  // counts kFlowTableFull) or a key is already present. `hashO`, when
+  // given, is hashOf(originalKey(f)), which the burst's lookup computed.
   uint32_t insert(const Flow& f, uint32_t nowMs);
+  // The same with the keys' hashes already computed: hashO =
+  // hashOf(originalKey(f)) (the burst's lookup), hashR =
+  // hashOf(replyKey(f)) (the burst's new-flow pass, nat.cc).
+  uint32_t insert(const Flow& f, uint32_t nowMs, uint32_t hashO, uint32_t hashR);
+  // Starts fetching the bucket a key of hash `h` is looked up or stored in.
+  void prefetchHash(uint32_t h) const { hash_.prefetch(h); }
 
   Flow& at(uint32_t idx) { return flows_[idx]; }
   const Flow& at(uint32_t idx) const { return flows_[idx]; }

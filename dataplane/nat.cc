@@ -13,6 +13,7 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <new>
 #include <type_traits>
@@ -120,6 +121,7 @@ class Burst {
   // `cookieSyn`: the flow opens from a cookie ACK; the tracker starts from
   // the SYN the backend is sent.
   uint32_t createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegment* cookieSyn = nullptr);
+  void planNewFlows(const uint32_t* idx);
   // SYN proxy (see synproxy.h).
   bool cookieMode(const ServiceView& svc) const {
     return svc.synProxy == SynProxyMode::kOn || (svc.synProxy == SynProxyMode::kAuto && sp_.cookieMode);
@@ -213,6 +215,23 @@ class Burst {
   uint16_t pkt_[kMaxBurst];
   Cand kind_[kMaxBurst];
   const ServiceView* svc_[kMaxBurst];
+  // The flow table's hash of each key (the bulk lookup's), for the insert
+  // of a new flow.
+  uint32_t hashes_[kMaxBurst];
+  // What planNewFlows() chose ahead for a candidate that missed: written
+  // for every candidate (`valid` false where nothing was planned).
+  struct Plan {
+    uint32_t maglevHash;
+    uint32_t pool;       // the pool of the first SNAT address tried (kNoPool: none)
+    uint32_t replyHash;  // hashOf() of the reply key with `port`, if havePort
+    uint32_t snatStart;  // index of the first SNAT address tried
+    uint16_t backend;    // index into the service's backends
+    uint16_t port;       // host order: what the pool will likely hand out
+    bool valid;
+    bool havePort;
+  };
+  Scratch<Plan, kMaxBurst> planStore_;
+  Plan* const plan_ = planStore_.data();
   // Set once the table changed inside this burst: after a removal the bulk
   // results may name freed records (see noteRemoved), after an insert a
   // miss may now hit (a retransmitted SYN in the same burst).
@@ -248,19 +267,21 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   // first half's records come in and the first candidate handled does not
   // wait for a record the lookup has only just named.
   const uint16_t half = nc_ >= 16 ? nc_ / 2 : nc_;
-  ft_.lookupBulk(keyPtrs, half, idx, dir);
+  ft_.lookupBulk(keyPtrs, half, idx, dir, hashes_);
   for (uint16_t j = 0; j < half; ++j)
     if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
   if (half < nc_) {
-    ft_.lookupBulk(keyPtrs + half, nc_ - half, idx + half, dir + half);
+    ft_.lookupBulk(keyPtrs + half, nc_ - half, idx + half, dir + half, hashes_ + half);
     for (uint16_t j = half; j < nc_; ++j)
       if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
   }
 
+  planNewFlows(idx);
+
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
     Direction d = dir[j];
-    if (fi == kNoFlow ? inserted_ : nRemoved_ != 0 && wasRemoved(fi)) fi = ft_.lookup(keys_[j], d);
+    if (fi == kNoFlow ? inserted_ : nRemoved_ != 0 && wasRemoved(fi)) fi = ft_.lookup(keys_[j], d, hashes_[j]);
     const uint16_t i = pkt_[j];
     Verdict& v = verdicts[i];
     const PacketMeta& m = meta_[i];
@@ -573,6 +594,76 @@ bool Burst::handoff(rte_mbuf* mb, uint16_t worker, Verdict& v) {
   return true;
 }
 
+// The new flows of a burst, before any is created: each client packet that
+// missed and will open a flow gets its backend (Maglev), the pool of the
+// first SNAT address createFlow() will try, the port that pool will most
+// likely hand it (PortAllocator::peek, counting the burst's earlier flows
+// of the same pool) and the hash of the reply key that port makes, whose
+// bucket is then prefetched. The reply key is only known once a port is
+// taken, so without this its bucket is a cache miss each insert waits for
+// in turn; with it, the burst's misses overlap. createFlow() uses the
+// backend and pool as they are (the snapshot does not change within a
+// burst), and the hash only if it got exactly the planned pool and port
+// (a drop, an early drop or a release in between shifts the ports): a
+// wrong guess costs a useless prefetch, never a wrong key.
+void Burst::planNewFlows(const uint32_t* idx) {
+  // How many of the burst's flows were planned on a pool so far: a
+  // direct-mapped table by pool id, set up at the first plan (two pools on
+  // one entry only make a guess wrong).
+  constexpr uint32_t kAheadSlots = 64;
+  uint32_t aheadPool[kAheadSlots];
+  uint32_t aheadCount[kAheadSlots];
+  bool aheadReady = false;
+  for (uint16_t j = 0; j < nc_; ++j) {
+    Plan& p = plan_[j];
+    p.valid = false;
+    if (idx[j] != kNoFlow || kind_[j] != Cand::kOriginal) continue;
+    const FlowKey& key = keys_[j];
+    const PacketMeta& m = meta_[pkt_[j]];
+    const ServiceView& svc = *svc_[j];
+    if (key.proto == IPPROTO_TCP &&
+        ((m.tcpFlags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpSyn || (d_.cookies != nullptr && cookieMode(svc))))
+      continue;
+    if (svc.maglev.empty()) continue;
+    const uint32_t h = maglevFlowHash(key);
+    const uint16_t bi = svc.maglev[h % svc.maglev.size()];
+    if (bi >= svc.backends.size()) continue;
+    p.valid = true;
+    p.havePort = false;
+    p.maglevHash = h;
+    p.backend = bi;
+    p.pool = kNoPool;
+    p.snatStart = 0;
+    const std::size_t ns = svc.snatIps.size();
+    if (ns == 0) continue;
+    const BackendView& be = svc.backends[bi];
+    p.snatStart = static_cast<uint32_t>(snatSpread(h) % ns);
+    const uint32_t ip = svc.snatIps[p.snatStart];
+    p.pool = snap_.findSnatPool(ip, be.ip, be.port, key.proto);
+    if (p.pool == kNoPool) continue;
+    if (!aheadReady) {
+      std::fill(std::begin(aheadPool), std::end(aheadPool), kNoPool);
+      aheadReady = true;
+    }
+    const uint32_t e = p.pool & (kAheadSlots - 1);
+    if (aheadPool[e] != p.pool) {
+      aheadPool[e] = p.pool;
+      aheadCount[e] = 0;
+    }
+    if (!pa_.peek(p.pool, aheadCount[e]++, p.port)) continue;
+    FlowKey kr;
+    kr.srcIp = be.ip;
+    kr.dstIp = ip;
+    kr.srcPort = be.port;
+    kr.dstPort = rte_cpu_to_be_16(p.port);
+    kr.proto = key.proto;
+    kr.pad[0] = kr.pad[1] = kr.pad[2] = 0;
+    p.replyHash = ft_.hashOf(kr);
+    p.havePort = true;
+    ft_.prefetchHash(p.replyHash);
+  }
+}
+
 // `cookieSyn` non-null: the packet is a client's ACK whose cookie checked
 // out rather than a SYN, and the tracker starts from *cookieSyn.
 uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegment* cookieSyn) {
@@ -588,8 +679,9 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
     drop(v, DropReason::kNoBackend);
     return kNoFlow;
   }
-  const uint32_t h = maglevFlowHash(key);
-  const uint16_t bi = svc.maglev[h % svc.maglev.size()];
+  const Plan& plan = plan_[j];
+  const uint32_t h = plan.valid ? plan.maglevHash : maglevFlowHash(key);
+  const uint16_t bi = plan.valid ? plan.backend : svc.maglev[h % svc.maglev.size()];
   if (bi >= svc.backends.size()) {
     drop(v, DropReason::kNoBackend);
     return kNoFlow;
@@ -604,7 +696,7 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
 
   // SNAT address by flow hash; on an exhausted pool try the next address.
   const std::size_t ns = svc.snatIps.size();
-  const std::size_t start = ns ? snatSpread(h) % ns : 0;
+  const std::size_t start = plan.valid ? plan.snatStart : ns ? snatSpread(h) % ns : 0;
   bool sawExhausted = false;
   uint32_t pool = kNoPool;
   uint16_t port = 0;
@@ -613,7 +705,7 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
   // one (more in use than snat_pools_per_worker) cannot take new flows.
   for (std::size_t t = 0; t < ns; ++t) {
     const uint32_t ip = svc.snatIps[(start + t) % ns];
-    const uint32_t p = snap_.findSnatPool(ip, be.ip, be.port, key.proto);
+    const uint32_t p = t == 0 && plan.valid ? plan.pool : snap_.findSnatPool(ip, be.ip, be.port, key.proto);
     if (p == kNoPool) continue;
     if (pa_.allocate(p, port)) {
       pool = p;
@@ -665,7 +757,10 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
     f.ppFlags = kPpOn;
     f.ppStart = f.seq.end[static_cast<std::size_t>(Direction::kOriginal)];
   }
-  const uint32_t fi = ft_.insert(f, now_);
+  const uint32_t hashR = plan.valid && plan.havePort && pool == plan.pool && port == plan.port
+                             ? plan.replyHash
+                             : ft_.hashOf(replyKey(f));
+  const uint32_t fi = ft_.insert(f, now_, hashes_[j], hashR);
   if (fi == kNoFlow) {
     pa_.release(pool, port);
     drop(v, DropReason::kFlowTableFull);

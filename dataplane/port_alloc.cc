@@ -120,6 +120,18 @@ bool PortAllocator::allocate(uint32_t pool, uint16_t& port) {
   return true;
 }
 
+bool PortAllocator::peek(uint32_t pool, uint32_t k, uint16_t& port) const {
+  Impl& m = *impl_;
+  if (pool >= m.maxPools) return false;
+  const Impl::Pool& p = m.pools[pool];
+  if (k >= p.free) return false;
+  // k < free <= capacity and head < capacity: one wrap at most.
+  uint32_t at = p.head + k;
+  if (at >= p.capacity) at -= p.capacity;
+  port = m.ring(pool)[at];
+  return true;
+}
+
 void PortAllocator::release(uint32_t pool, uint16_t port) {
   Impl& m = *impl_;
   const uint32_t off = uint32_t{port} - m.portMin;  // wraps to huge when port < portMin

@@ -73,6 +73,11 @@ class PortAllocator {
 
   // Worker: pops the least recently freed port (host order). False when exhausted.
   bool allocate(uint32_t pool, uint16_t& port);
+  // Worker: the port the (k+1)-th allocate() from now would return if
+  // nothing is released in between; false when fewer than k+1 are free.
+  // Lets a burst start fetching what a new flow's port will need before
+  // it takes the port (nat.cc); a wrong guess costs only that fetch.
+  bool peek(uint32_t pool, uint32_t k, uint16_t& port) const;
   // Worker: returns `port` to the tail of the pool. A port that is not live
   // is ignored and counted in doubleFrees().
   void release(uint32_t pool, uint16_t port);

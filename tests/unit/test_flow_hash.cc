@@ -162,6 +162,56 @@ TEST(FlowHash, EqualTagsAreResolvedByVerification) {
   EXPECT_EQ(m.find(t, 5000, h), 25u);
 }
 
+// insertUnique() looks a key up and stores it in one walk. The case a
+// naive "first free slot" walk gets wrong: a key that spilled past its
+// full home bucket, after a slot at home was freed. Its duplicate must be
+// found beyond the free slot, not stored in it.
+TEST(FlowHash, InsertUniqueFindsAKeyPastTheFirstFreeSlot) {
+  FlowHash t(80, -1, "test");
+  Model m;
+  const uint32_t h = 0x9abc1234u;
+  auto verifyId = [&m](uint64_t id) { return [&m, id](uint32_t ref) { return ref < m.ids.size() && m.ids[ref] == id; }; };
+  // 12 keys of one hash: 10 fill home, 2 spill into the next bucket.
+  for (uint32_t r = 0; r < 12; ++r) {
+    m.ids.push_back(1000 + r);
+    m.hashes.push_back(h);
+    m.byId[1000 + r] = r;
+    ASSERT_EQ(t.insertUnique(h, r, verifyId(1000 + r)), FlowHash::Insert::kDone);
+  }
+  const uint32_t home = t.homeOf(h);
+  ASSERT_EQ(t.usedOf(home), FlowHash::kAllUsed);
+  ASSERT_EQ(t.overflowOf(home), 2u);
+  // Free a slot at home; key 1011 still lives in the next bucket.
+  ASSERT_TRUE(t.remove(h, 4));
+  m.byId.erase(1004);
+  expectCountersExact(t, m);
+  EXPECT_EQ(t.insertUnique(h, 99, verifyId(1011)), FlowHash::Insert::kPresent);
+  EXPECT_EQ(t.insertUnique(h, 99, verifyId(1000)), FlowHash::Insert::kPresent);
+  EXPECT_EQ(t.size(), 11u);
+  expectCountersExact(t, m);
+  // A new key takes the free slot at home and adds no overflow.
+  m.ids.push_back(2000);
+  m.hashes.push_back(h);
+  m.byId[2000] = 12;
+  ASSERT_EQ(t.insertUnique(h, 12, verifyId(2000)), FlowHash::Insert::kDone);
+  EXPECT_EQ(t.overflowOf(home), 2u);
+  expectCountersExact(t, m);
+  EXPECT_EQ(m.find(t, 2000, h), 12u);
+  EXPECT_EQ(m.find(t, 1011, h), 11u);
+  // Home full again: the next new key spills, counted in home's overflow.
+  m.ids.push_back(2001);
+  m.hashes.push_back(h);
+  m.byId[2001] = 13;
+  ASSERT_EQ(t.insertUnique(h, 13, verifyId(2001)), FlowHash::Insert::kDone);
+  EXPECT_EQ(t.overflowOf(home), 3u);
+  expectCountersExact(t, m);
+  // A full table refuses.
+  FlowHash full(8, -1, "test");  // one bucket, 10 slots
+  for (uint32_t r = 0; r < full.slots(); ++r)
+    ASSERT_EQ(full.insertUnique(r * 0x01000193u, r, [](uint32_t) { return false; }), FlowHash::Insert::kDone);
+  EXPECT_EQ(full.insertUnique(7, 99, [](uint32_t) { return false; }), FlowHash::Insert::kFull);
+}
+
 // Probes that run past the last bucket continue at bucket 0, for inserts,
 // lookups and removes.
 TEST(FlowHash, ProbingWrapsAroundTheEnd) {
@@ -223,7 +273,20 @@ TEST(FlowHash, RandomChurnAgainstModel) {
         m.hashes.push_back(h);
         m.byId[id] = ref;
         live.push_back(id);
-        ASSERT_TRUE(t.insert(h, ref));
+        // Half the keys through insertUnique(), which must store them as
+        // insert() does; then a live key offered again must be refused.
+        if (id % 4 < 2) {
+          ASSERT_TRUE(t.insert(h, ref));
+        } else {
+          ASSERT_EQ(t.insertUnique(h, ref, [&m, id](uint32_t r) { return r < m.ids.size() && m.ids[r] == id; }),
+                    FlowHash::Insert::kDone);
+        }
+        const uint64_t again = live[rng() % live.size()];
+        const uint32_t size = t.size();
+        ASSERT_EQ(t.insertUnique(m.hashes[m.byId.at(again)], 0xfffffffeu,
+                                 [&m, again](uint32_t r) { return r < m.ids.size() && m.ids[r] == again; }),
+                  size == t.slots() ? FlowHash::Insert::kFull : FlowHash::Insert::kPresent);
+        ASSERT_EQ(t.size(), size);
         ++inserts;
       } else if (dice < removeBelow && !live.empty()) {
         const std::size_t pick = rng() % live.size();

@@ -249,6 +249,20 @@ TEST(FlowTable, DuplicateKeyRefused) {
   sameReply.snatPort = a.snatPort;
   EXPECT_EQ(t.insert(sameReply, 0), sd::kNoFlow);
 
+  // The reply key of a new flow is another flow's original key: a SNAT
+  // port that is some service's listen port on the SNAT address (a pool
+  // made before the service was added, docs/nat.md "Caveats"). A free
+  // port does not make the reply key unused, so insert() looks it up.
+  sd::Flow replyIsAnOriginal = makeFlow(5);
+  replyIsAnOriginal.backendIp = a.clientIp;
+  replyIsAnOriginal.backendPort = a.clientPort;
+  replyIsAnOriginal.snatIp = a.vip;
+  replyIsAnOriginal.snatPort = a.vipPort;
+  EXPECT_EQ(t.insert(replyIsAnOriginal, 0), sd::kNoFlow);
+  EXPECT_EQ(t.insert(replyIsAnOriginal, 0, t.hashOf(sd::originalKey(replyIsAnOriginal)),
+                     t.hashOf(sd::replyKey(replyIsAnOriginal))),
+            sd::kNoFlow);
+
   sd::Flow selfClash = makeFlow(4);  // both keys identical
   selfClash.backendIp = selfClash.clientIp;
   selfClash.snatIp = selfClash.vip;
@@ -262,10 +276,51 @@ TEST(FlowTable, DuplicateKeyRefused) {
   // was not hijacked.
   EXPECT_EQ(t.lookup(sd::replyKey(sameOriginal), d), sd::kNoFlow);
   EXPECT_EQ(t.lookup(sd::originalKey(sameReply), d), sd::kNoFlow);
+  EXPECT_EQ(t.lookup(sd::originalKey(replyIsAnOriginal), d), sd::kNoFlow);
   EXPECT_EQ(t.lookup(sd::originalKey(a), d), ia);
   EXPECT_EQ(d, Direction::kOriginal);
   EXPECT_EQ(t.lookup(sd::replyKey(a), d), ia);
   EXPECT_EQ(d, Direction::kReply);
+}
+
+// The NAT core hands insert() the hashes it already has: the bulk
+// lookup's of the original key and its own of the reply key. The bulk
+// lookup gives out exactly hashOf(), and a flow stored with given hashes
+// is found, refused as a duplicate and removed as one stored without.
+TEST(FlowTable, InsertWithTheBurstsHashes) {
+  TableHolder h(64);
+  auto& t = h.table;
+  std::vector<FlowKey> keys;
+  for (uint32_t i = 0; i < 40; ++i) keys.push_back(sd::originalKey(makeFlow(i)));
+  std::vector<const FlowKey*> ptrs;
+  for (const FlowKey& k : keys) ptrs.push_back(&k);
+  std::vector<uint32_t> idx(keys.size()), hashes(keys.size(), 0);
+  std::vector<Direction> dir(keys.size());
+  t.lookupBulk(ptrs.data(), static_cast<uint32_t>(keys.size()), idx.data(), dir.data(), hashes.data());
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(idx[i], sd::kNoFlow);
+    ASSERT_EQ(hashes[i], t.hashOf(keys[i])) << i;
+  }
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    const sd::Flow f = makeFlow(i);
+    const uint32_t fi = t.insert(f, 0, hashes[i], t.hashOf(sd::replyKey(f)));
+    ASSERT_NE(fi, sd::kNoFlow);
+    EXPECT_EQ(t.insert(f, 0, hashes[i], t.hashOf(sd::replyKey(f))), sd::kNoFlow) << "duplicate stored";
+    Direction d;
+    EXPECT_EQ(t.lookup(sd::replyKey(f), d), fi);
+    EXPECT_EQ(d, Direction::kReply);
+  }
+  t.lookupBulk(ptrs.data(), static_cast<uint32_t>(keys.size()), idx.data(), dir.data(), hashes.data());
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    ASSERT_NE(idx[i], sd::kNoFlow);
+    t.remove(idx[i]);
+  }
+  EXPECT_EQ(t.size(), 0u);
+  Direction d;
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(t.lookup(keys[i], d), sd::kNoFlow);
+    EXPECT_EQ(t.lookup(sd::replyKey(makeFlow(i)), d), sd::kNoFlow);
+  }
 }
 
 TEST(FlowTable, FullTableRefusesNewFlowsAndKeepsTheOld) {

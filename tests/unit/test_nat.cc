@@ -1918,6 +1918,64 @@ TEST_F(NatTest, FullBurstOfNewFlows) {
   EXPECT_EQ(ft_->size(), kMaxBurst);
 }
 
+// A burst's new flows are planned before any is created (backend, pool,
+// the port each will likely get, that reply key's bucket prefetched), and
+// the planned reply hash is used only when the flow got exactly the
+// planned port. Here the guesses go wrong: a retransmitted SYN and a
+// flowless ACK take no port, a pool runs dry mid-burst (later flows move
+// to the other SNAT address), and the last SYN, with both dry, recycles
+// the oldest flow of its pool (early drop) and takes the port that frees.
+// Every flow left must be found by its replies, which would miss if a
+// flow were stored under another port's hash.
+TEST_F(NatTest, PlannedNewFlowsSurviveWrongGuesses) {
+  Setup s;
+  s.portMin = 40000;
+  s.portMax = 40003;  // 4 ports per pool
+  build(s);
+  // Service "two" with one backend: two pools (one per SNAT address).
+  snap_.services[2].backends.resize(1);
+  buildMaglevFor(snap_.services[2]);
+  snap_.buildIndexes({net(kVip)});
+  std::vector<Bytes> fs;
+  std::vector<uint16_t> clientPort;
+  for (uint16_t p = 0; p < 9; ++p) {
+    const uint16_t cp = static_cast<uint16_t>(33000 + p);
+    fs.push_back(frame(tcp(kClient, cp, kVip2, 443, kSyn)));
+    clientPort.push_back(cp);
+    if (p == 1) {
+      fs.push_back(frame(tcp(kClient, cp, kVip2, 443, kSyn)));  // retransmitted in the burst
+      clientPort.push_back(cp);
+    }
+    if (p == 4) {
+      fs.push_back(frame(tcp(kClient, 34000, kVip2, 443, kAck)));  // no flow
+      clientPort.push_back(34000);
+    }
+  }
+  auto v = burst(fs, 1000);
+  std::map<std::pair<uint32_t, uint16_t>, uint16_t> byReply;  // (SNAT address, port) -> client port
+  uint32_t forwarded = 0;
+  for (std::size_t i = 0; i < fs.size(); ++i) {
+    if (v[i].action != Action::kForward) continue;
+    ++forwarded;
+    EXPECT_TRUE(checksumsOk(fs[i]));
+    byReply[{seen(fs[i]).src, seen(fs[i]).sport}] = clientPort[i];
+  }
+  // 8 ports in all: 8 flows; the retransmission forwarded on its flow,
+  // the ACK dropped, the ninth SYN forwarded on a recycled port (which
+  // the map now gives to it).
+  EXPECT_EQ(ft_->size(), 8u);
+  EXPECT_EQ(forwarded, 10u);
+  EXPECT_EQ(byReply.size(), 8u);
+  EXPECT_EQ(drops(DropReason::kNoFlow), 1u);
+  EXPECT_EQ(counters_->earlyDrops[static_cast<std::size_t>(FlowState::kSynSent)], 1u);
+  for (const auto& [snat, client] : byReply) {
+    Bytes r = frame(tcp(kBackend1, 443, snat.first, snat.second, kSyn | kAck));
+    EXPECT_FORWARD(one(r));
+    EXPECT_EQ(seen(r).dst, kClient);
+    EXPECT_EQ(seen(r).dport, client);
+  }
+}
+
 // ---- SYN proxy (syn_proxy = "on") ----
 
 Bytes tsOpt(uint32_t val, uint32_t ecr) {

@@ -113,6 +113,31 @@ TEST(PortAllocTest, FreedPortsAreReusedInFifoOrder) {
   EXPECT_FALSE(a.allocate(p, port));
 }
 
+// peek(k) names the port the (k+1)-th allocate would return, wrapping
+// round the ring, and nothing past the free ports.
+TEST(PortAllocTest, PeekNamesTheNextAllocations) {
+  PortAllocator a(params(100, 104));
+  const uint32_t p = loadAt(a, 0, makeKey(1));
+  uint16_t port = 0;
+  for (uint32_t k = 0; k < 5; ++k) {
+    ASSERT_TRUE(a.peek(p, k, port));
+    EXPECT_EQ(port, 100 + k);
+  }
+  EXPECT_FALSE(a.peek(p, 5, port));
+  EXPECT_FALSE(a.peek(99, 0, port));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(a.allocate(p, port));  // 100-103 live, 104 free
+  for (uint16_t x : {102, 100}) a.release(p, x);                  // free: 104 102 100 (wraps)
+  for (uint16_t k = 0; k < 3; ++k) {
+    uint16_t peeked = 0;
+    ASSERT_TRUE(a.peek(p, 0, peeked));
+    ASSERT_TRUE(a.peek(p, 2 - k, port));  // the last free port stays the last
+    EXPECT_EQ(port, 100);
+    ASSERT_TRUE(a.allocate(p, port));
+    EXPECT_EQ(port, peeked);
+  }
+  EXPECT_FALSE(a.peek(p, 0, port));
+}
+
 TEST(PortAllocTest, ReleasedPortIsLastInLine) {
   // A port freed while others are free is handed out only after all of them.
   PortAllocator a(params(5000, 5999));
