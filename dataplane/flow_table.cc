@@ -179,10 +179,11 @@ uint32_t FlowTable::lookup(const FlowKey& key, Direction& dir, uint32_t h) const
 // FlowHash::find, which searches the bucket and those after it; a key
 // lives in one record only, so the first candidate holding it is the
 // answer find would give.
-void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir,
-                           uint32_t* hashes) const {
+uint32_t FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir,
+                               uint32_t* hashes) const {
   uint32_t local[kBulkChunk];
   uint32_t cand[kBulkChunk];
+  uint32_t misses = 0;
   for (uint32_t base = 0; base < n; base += kBulkChunk) {
     const uint32_t m = std::min<uint32_t>(n - base, kBulkChunk);
     uint32_t* h = hashes != nullptr ? hashes + base : local;
@@ -201,12 +202,14 @@ void FlowTable::lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx
       if (ref == FlowHash::kNone || !holds(ref, key)) ref = find(h[i], key);
       if (ref == FlowHash::kNone) {
         idx[base + i] = kNoFlow;
+        ++misses;
       } else {
         idx[base + i] = ref >> 1;
         dir[base + i] = static_cast<Direction>(ref & 1u);
       }
     }
   }
+  return misses;
 }
 
 uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {

@@ -135,9 +135,9 @@ class FlowTable {
   uint32_t lookup(const FlowKey& key, Direction& dir, uint32_t h) const;
   // Bulk lookup of n keys: idx[i] = record or kNoFlow, dir[i] set on hits;
   // hashes[i] = hashOf(*keys[i]) when `hashes` is given (a miss that
-  // becomes a new flow hands it to insert()).
-  void lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir,
-                  uint32_t* hashes = nullptr) const;
+  // becomes a new flow hands it to insert()). Returns how many missed.
+  uint32_t lookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* idx, Direction* dir,
+                      uint32_t* hashes = nullptr) const;
 
   // Inserts a flow under both keys, in state `f.state`, last seen `nowMs`.
   // Returns the record index, or kNoFlow when the table is full (the caller

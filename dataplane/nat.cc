@@ -219,7 +219,8 @@ class Burst {
   // of a new flow.
   uint32_t hashes_[kMaxBurst];
   // What planNewFlows() chose ahead for a candidate that missed: written
-  // for every candidate (`valid` false where nothing was planned).
+  // for every candidate (`valid` false where nothing was planned) when
+  // the plan was made at all (planned_).
   struct Plan {
     uint32_t maglevHash;
     uint32_t pool;       // the pool of the first SNAT address tried (kNoPool: none)
@@ -232,6 +233,7 @@ class Burst {
   };
   Scratch<Plan, kMaxBurst> planStore_;
   Plan* const plan_ = planStore_.data();
+  bool planned_ = false;  // planNewFlows() ran: every plan_ entry is written
   // Set once the table changed inside this burst: after a removal the bulk
   // results may name freed records (see noteRemoved), after an insert a
   // miss may now hit (a retransmitted SYN in the same burst).
@@ -267,16 +269,17 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   // first half's records come in and the first candidate handled does not
   // wait for a record the lookup has only just named.
   const uint16_t half = nc_ >= 16 ? nc_ / 2 : nc_;
-  ft_.lookupBulk(keyPtrs, half, idx, dir, hashes_);
+  uint32_t misses = ft_.lookupBulk(keyPtrs, half, idx, dir, hashes_);
   for (uint16_t j = 0; j < half; ++j)
     if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
   if (half < nc_) {
-    ft_.lookupBulk(keyPtrs + half, nc_ - half, idx + half, dir + half, hashes_ + half);
+    misses += ft_.lookupBulk(keyPtrs + half, nc_ - half, idx + half, dir + half, hashes_ + half);
     for (uint16_t j = half; j < nc_; ++j)
       if (idx[j] != kNoFlow) rte_prefetch0(&ft_.at(idx[j]));
   }
 
-  planNewFlows(idx);
+  // A burst of established flows only has nothing to plan.
+  if (misses != 0) planNewFlows(idx);
 
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
@@ -607,6 +610,7 @@ bool Burst::handoff(rte_mbuf* mb, uint16_t worker, Verdict& v) {
 // (a drop, an early drop or a release in between shifts the ports): a
 // wrong guess costs a useless prefetch, never a wrong key.
 void Burst::planNewFlows(const uint32_t* idx) {
+  planned_ = true;
   // How many of the burst's flows were planned on a pool so far: a
   // direct-mapped table by pool id, set up at the first plan (two pools on
   // one entry only make a guess wrong).
@@ -679,7 +683,10 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
     drop(v, DropReason::kNoBackend);
     return kNoFlow;
   }
-  const Plan& plan = plan_[j];
+  // Without a plan (none was made: every bulk lookup hit, and this miss
+  // comes from a flow removed since) everything is worked out here.
+  static constexpr Plan kNoPlan{};
+  const Plan& plan = planned_ ? plan_[j] : kNoPlan;
   const uint32_t h = plan.valid ? plan.maglevHash : maglevFlowHash(key);
   const uint16_t bi = plan.valid ? plan.backend : svc.maglev[h % svc.maglev.size()];
   if (bi >= svc.backends.size()) {

@@ -1243,6 +1243,32 @@ TEST_F(NatTest, FlushAndClearStepsStayWithinTheirBudget) {
   }
 }
 
+// A burst in which every bulk lookup hits makes no plan for new flows;
+// a flow removed in the burst can still make a later packet a miss that
+// opens a flow (a SYN on the flushed flow's tuple), which then works out
+// its backend, pool and reply hash without one.
+TEST_F(NatTest, NewFlowWithoutAPlanAfterAFlushInTheBurst) {
+  Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  ASSERT_EQ(one(syn).action, Action::kForward);
+  const uint16_t oldPort = seen(syn).sport;
+  Snapshot flushed = makeSnapshot();
+  flushed.flushedBackends.set(10);
+  std::vector<Bytes> fs{frame(tcp(kClient, 33000, kVip, 80, kAck)),
+                        frame(tcp(kClient, 33000, kVip, 80, kSyn))};
+  auto v = burstWith(fs, 2000, flushed);
+  EXPECT_DROP(v[0], DropReason::kFlowFlushed);
+  EXPECT_FORWARD(v[1]);
+  EXPECT_TRUE(checksumsOk(fs[1]));
+  EXPECT_EQ(ft_->size(), 1u);
+  const uint16_t port = seen(fs[1]).sport;
+  EXPECT_NE(port, oldPort);  // the flushed flow's port went to the tail of the ring
+  // Its reply finds it (stored under the right hash) on the snapshot without the flush.
+  Bytes r = frame(tcp(kBackend1, 80, kVip, port, kSyn | kAck));
+  EXPECT_FORWARD(one(r));
+  EXPECT_EQ(seen(r).dst, kClient);
+  EXPECT_EQ(seen(r).dport, 33000);
+}
+
 TEST_F(NatTest, ExpiryReleasesPorts) {
   Setup s;
   s.portMin = s.portMax = 40000;  // one port per pool
