@@ -767,10 +767,29 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
   const uint32_t hashR = plan.valid && plan.havePort && pool == plan.pool && port == plan.port
                              ? plan.replyHash
                              : ft_.hashOf(replyKey(f));
-  const uint32_t fi = ft_.insert(f, now_, hashes_[j], hashR);
+  uint32_t fi = ft_.insert(f, now_, hashes_[j], hashR);
+  // The table had room (checked above), so a refused insert means a key
+  // is taken: the reply key is another flow's original key when the port
+  // is a service's listen port on the SNAT address, in a pool made before
+  // that service was added (docs/nat.md, "Caveats"). One more port of the
+  // same pool is tried before the clashing one goes back, so the retry
+  // cannot get it again.
+  if (fi == kNoFlow && ft_.size() < ft_.capacity()) {
+    uint16_t next = 0;
+    if (pa_.allocate(pool, next)) {
+      f.snatPort = rte_cpu_to_be_16(next);
+      fi = ft_.insert(f, now_, hashes_[j], ft_.hashOf(replyKey(f)));
+      if (fi == kNoFlow) {
+        pa_.release(pool, next);
+      } else {
+        pa_.release(pool, port);
+        port = next;
+      }
+    }
+  }
   if (fi == kNoFlow) {
     pa_.release(pool, port);
-    drop(v, DropReason::kFlowTableFull);
+    drop(v, ft_.size() < ft_.capacity() ? DropReason::kFlowKeyClash : DropReason::kFlowTableFull);
     return kNoFlow;
   }
   inserted_ = true;

@@ -40,7 +40,8 @@ namespace strait {
   X(kSynCookieReplayed, "syn_cookie_replayed")   /* cookie ACK again while its flow waits for the backend */ \
   X(kSynProxyPending, "syn_proxy_pending")       /* client segment before the backend's SYN-ACK (cookie flow) */ \
   X(kBadChecksum, "bad_checksum")                /* TCP checksum wrong on a segment the SYN proxy would answer or rebuild */ \
-  X(kProxyHeaderNoRoom, "proxy_header_no_room")  /* no head- or tailroom in the mbuf for the PROXY header (client resends) */
+  X(kProxyHeaderNoRoom, "proxy_header_no_room")  /* no head- or tailroom in the mbuf for the PROXY header (client resends) */ \
+  X(kFlowKeyClash, "flow_key_clash")             /* new flow's keys taken by other flows on two SNAT ports in a row */
 
 enum class DropReason : uint8_t {
   kNone = 0,

@@ -438,6 +438,22 @@ class NatTest : public ::testing::Test {
 
   uint64_t drops(DropReason r) const { return counters_->drops[static_cast<std::size_t>(r)]; }
 
+  // Services listening on 192.0.2.10 ports first, first + 1, ... (n of
+  // them), added after the web service's pool was made, so that pool still
+  // holds those ports (docs/nat.md, "Caveats").
+  void addClashServices(uint16_t first, int n) {
+    for (int k = 0; k < n; ++k) {
+      ServiceView clash = snap_.services[0];
+      clash.name = "clash" + std::to_string(k);
+      clash.slot = static_cast<uint16_t>(9 + k);
+      clash.port = net16(static_cast<uint16_t>(first + k));
+      clash.backends = {backend(kBackend2, 9000, 90)};
+      buildMaglevFor(clash);
+      snap_.services.push_back(clash);
+    }
+    snap_.buildIndexes({net(kVip)});
+  }
+
   // The only live flow (asserts there is exactly one).
   Flow onlyFlow() const {
     EXPECT_EQ(ft_->size(), 1u);
@@ -1852,14 +1868,7 @@ TEST_F(NatTest, DnsChurnOverTenThousandBackendsKeepsThePoolsFlat) {
 TEST_F(NatTest, SnatPortEqualToAServicePortStillReachesItsFlow) {
   // A service listening on 192.0.2.10:40000, the first SNAT port the web
   // service's pool hands out on the same address.
-  ServiceView clash = snap_.services[0];
-  clash.name = "clash";
-  clash.slot = 9;
-  clash.port = net16(40000);
-  clash.backends = {backend(kBackend2, 9000, 90)};
-  buildMaglevFor(clash);
-  snap_.services.push_back(clash);
-  snap_.buildIndexes({net(kVip)});
+  addClashServices(40000, 1);
 
   Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
   ASSERT_EQ(one(syn).action, Action::kForward);
@@ -1881,6 +1890,47 @@ TEST_F(NatTest, SnatPortEqualToAServicePortStillReachesItsFlow) {
   EXPECT_FORWARD(one(err));
   EXPECT_EQ(rd32(err.data() + kEth + 16), kClient);
   EXPECT_TRUE(checksumsOk(err));
+}
+
+TEST_F(NatTest, ReplyKeyTakenByAClientFlowTriesTheNextPort) {
+  addClashServices(40000, 1);
+  // The backend's own address and port as a client of the clash service:
+  // its original key is the reply key the web flow's first port makes.
+  Bytes a = frame(tcp(kBackend1, 80, kVip, 40000, kSyn));
+  ASSERT_EQ(one(a).action, Action::kForward);
+  Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(syn));
+  EXPECT_EQ(seen(syn).dst, kBackend1);
+  EXPECT_EQ(seen(syn).sport, 40001) << "the clashing port 40000 skipped";
+  EXPECT_EQ(ft_->size(), 2u);
+  EXPECT_EQ(drops(DropReason::kFlowKeyClash), 0u);
+  EXPECT_EQ(drops(DropReason::kFlowTableFull), 0u);
+  // The backend's SYN-ACK to port 40001 reaches the client.
+  Bytes sa = frame(tcp(kBackend1, 80, kVip, 40001, kSyn | kAck));
+  EXPECT_FORWARD(one(sa));
+  EXPECT_EQ(seen(sa).dst, kClient);
+  EXPECT_EQ(seen(sa).dport, 33000);
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
+}
+
+TEST_F(NatTest, ReplyKeyTakenOnTwoPortsIsAFlowKeyClashDrop) {
+  addClashServices(40000, 2);
+  Bytes a0 = frame(tcp(kBackend1, 80, kVip, 40000, kSyn));
+  Bytes a1 = frame(tcp(kBackend1, 80, kVip, 40001, kSyn));
+  ASSERT_EQ(one(a0).action, Action::kForward);
+  ASSERT_EQ(one(a1).action, Action::kForward);
+  Bytes syn = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  EXPECT_DROP(one(syn), DropReason::kFlowKeyClash);
+  EXPECT_EQ(drops(DropReason::kFlowKeyClash), 1u);
+  EXPECT_EQ(drops(DropReason::kFlowTableFull), 0u) << "the table had room";
+  EXPECT_EQ(ft_->size(), 2u);
+  // Both ports went back exactly once; the client's retransmission takes
+  // the next free port.
+  EXPECT_EQ(pa_->doubleFrees(), 0u);
+  Bytes again = frame(tcp(kClient, 33000, kVip, 80, kSyn));
+  EXPECT_FORWARD(one(again));
+  EXPECT_EQ(seen(again).sport, 40002);
+  EXPECT_EQ(ft_->size(), 3u);
 }
 
 TEST_F(NatTest, NoBackend) {
