@@ -137,7 +137,12 @@ std::string rangesCell(const uint64_t (&r)[kSlowRanges]) {
   return s;
 }
 
-BareLoop bareTscLoop(uint64_t cycles) {
+namespace {
+
+// Runs `work` between TSC reads for `cycles` and records the gaps between
+// the reads: over 50 us by range, and the times of those up to 1 ms.
+template <class Work>
+BareLoop gapLoop(uint64_t cycles, Work&& work) {
   BareLoop r;
   r.shortStalls.reserve(65536);
   const double perUs = double(rte_get_tsc_hz()) / 1e6;
@@ -145,6 +150,7 @@ BareLoop bareTscLoop(uint64_t cycles) {
   uint64_t prev = rte_rdtsc();
   const uint64_t end = prev + cycles;
   while (prev < end) {
+    work();
     const uint64_t now = rte_rdtsc();
     const uint64_t gap = now - prev;
     if (gap > r.maxGap) r.maxGap = gap;
@@ -159,35 +165,24 @@ BareLoop bareTscLoop(uint64_t cycles) {
   return r;
 }
 
+}  // namespace
+
+BareLoop bareTscLoop(uint64_t cycles) {
+  return gapLoop(cycles, [] {});
+}
+
 BareLoop memoryLoop(uint64_t cycles, void* mem, std::size_t bytes, uint32_t lines) {
-  BareLoop r;
-  r.shortStalls.reserve(65536);
-  const double perUs = double(rte_get_tsc_hz()) / 1e6;
-  const uint64_t over = static_cast<uint64_t>(50 * perUs);
   auto* words = static_cast<uint64_t*>(mem);
   const uint64_t nLines = bytes / 64;
   uint64_t x = 0x9e3779b97f4a7c15ull;  // xorshift64: the next line
-  uint64_t prev = rte_rdtsc();
-  const uint64_t end = prev + cycles;
-  while (prev < end) {
+  return gapLoop(cycles, [&] {
     for (uint32_t i = 0; i < lines; ++i) {
       x ^= x << 13;
       x ^= x >> 7;
       x ^= x << 17;
       words[(x % nLines) * 8] += 1;
     }
-    const uint64_t now = rte_rdtsc();
-    const uint64_t gap = now - prev;
-    if (gap > r.maxGap) r.maxGap = gap;
-    if (gap > over) {
-      ++r.over;
-      ++r.ranges[slowRange(double(gap) / perUs)];
-      if (double(gap) <= 1000 * perUs && r.shortStalls.size() < 65536) r.shortStalls.push_back(now);
-    }
-    ++r.iterations;
-    prev = now;
-  }
-  return r;
+  });
 }
 
 double tickUs() {
