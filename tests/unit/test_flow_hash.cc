@@ -27,6 +27,15 @@ struct Model {
   std::vector<uint32_t> hashes;      // by ref
   std::unordered_map<uint64_t, uint32_t> byId;
 
+  // Records key `id` of hash `h` under the next ref, which it returns.
+  uint32_t add(uint64_t id, uint32_t h) {
+    const auto ref = static_cast<uint32_t>(ids.size());
+    ids.push_back(id);
+    hashes.push_back(h);
+    byId[id] = ref;
+    return ref;
+  }
+
   uint32_t find(const FlowHash& t, uint64_t id, uint32_t h) const {
     return t.find(h, [&](uint32_t ref) { return ref < ids.size() && ids[ref] == id; });
   }
@@ -104,9 +113,7 @@ TEST(FlowHash, FillsEverySlotAndEmptiesExactly) {
   std::mt19937_64 rng(1);
   for (uint32_t r = 0; r < t.slots(); ++r) {
     const uint64_t id = rng();
-    m.ids.push_back(id);
-    m.hashes.push_back(static_cast<uint32_t>(rng()));
-    m.byId[id] = r;
+    ASSERT_EQ(m.add(id, static_cast<uint32_t>(rng())), r);
     ASSERT_TRUE(t.insert(m.hashes[r], r)) << r;
   }
   EXPECT_FALSE(t.insert(12345, 999));
@@ -134,9 +141,7 @@ TEST(FlowHash, EqualTagsAreResolvedByVerification) {
   Model m;
   const uint32_t h = 0x9abc1234u;
   for (uint32_t r = 0; r < 25; ++r) {
-    m.ids.push_back(1000 + r);
-    m.hashes.push_back(h);
-    m.byId[1000 + r] = r;
+    ASSERT_EQ(m.add(1000 + r, h), r);
     ASSERT_TRUE(t.insert(h, r));
   }
   const uint32_t home = t.homeOf(h);
@@ -154,9 +159,7 @@ TEST(FlowHash, EqualTagsAreResolvedByVerification) {
   expectCountersExact(t, m);
   for (uint32_t r = 0; r < 25; ++r) ASSERT_EQ(m.find(t, 1000 + r, h), r % 3 == 0 && r != 0 ? FlowHash::kNone : r);
   // The freed slots near home are reused first.
-  m.ids.push_back(5000);
-  m.hashes.push_back(h);
-  m.byId[5000] = 25;
+  ASSERT_EQ(m.add(5000, h), 25);
   ASSERT_TRUE(t.insert(h, 25));
   expectCountersExact(t, m);
   EXPECT_EQ(m.find(t, 5000, h), 25u);
@@ -173,9 +176,7 @@ TEST(FlowHash, InsertUniqueFindsAKeyPastTheFirstFreeSlot) {
   auto verifyId = [&m](uint64_t id) { return [&m, id](uint32_t ref) { return ref < m.ids.size() && m.ids[ref] == id; }; };
   // 12 keys of one hash: 10 fill home, 2 spill into the next bucket.
   for (uint32_t r = 0; r < 12; ++r) {
-    m.ids.push_back(1000 + r);
-    m.hashes.push_back(h);
-    m.byId[1000 + r] = r;
+    ASSERT_EQ(m.add(1000 + r, h), r);
     ASSERT_EQ(t.insertUnique(h, r, verifyId(1000 + r)), FlowHash::Insert::kDone);
   }
   const uint32_t home = t.homeOf(h);
@@ -190,18 +191,14 @@ TEST(FlowHash, InsertUniqueFindsAKeyPastTheFirstFreeSlot) {
   EXPECT_EQ(t.size(), 11u);
   expectCountersExact(t, m);
   // A new key takes the free slot at home and adds no overflow.
-  m.ids.push_back(2000);
-  m.hashes.push_back(h);
-  m.byId[2000] = 12;
+  ASSERT_EQ(m.add(2000, h), 12);
   ASSERT_EQ(t.insertUnique(h, 12, verifyId(2000)), FlowHash::Insert::kDone);
   EXPECT_EQ(t.overflowOf(home), 2u);
   expectCountersExact(t, m);
   EXPECT_EQ(m.find(t, 2000, h), 12u);
   EXPECT_EQ(m.find(t, 1011, h), 11u);
   // Home full again: the next new key spills, counted in home's overflow.
-  m.ids.push_back(2001);
-  m.hashes.push_back(h);
-  m.byId[2001] = 13;
+  ASSERT_EQ(m.add(2001, h), 13);
   ASSERT_EQ(t.insertUnique(h, 13, verifyId(2001)), FlowHash::Insert::kDone);
   EXPECT_EQ(t.overflowOf(home), 3u);
   expectCountersExact(t, m);
@@ -220,9 +217,7 @@ TEST(FlowHash, ProbingWrapsAroundTheEnd) {
   const uint32_t h = 0xffffff00u;  // home: the last bucket
   ASSERT_EQ(t.homeOf(h), t.buckets() - 1);
   for (uint32_t r = 0; r < 23; ++r) {
-    m.ids.push_back(r);
-    m.hashes.push_back(h ^ r);  // same home, different tags
-    m.byId[r] = r;
+    ASSERT_EQ(m.add(r, h ^ r), r);  // same home, different tags
     ASSERT_TRUE(t.insert(m.hashes[r], r));
   }
   EXPECT_EQ(t.usedOf(0), FlowHash::kAllUsed);
@@ -268,10 +263,7 @@ TEST(FlowHash, RandomChurnAgainstModel) {
           continue;
         }
         ASSERT_EQ(m.find(t, id, h), FlowHash::kNone);
-        const uint32_t ref = static_cast<uint32_t>(m.ids.size());
-        m.ids.push_back(id);
-        m.hashes.push_back(h);
-        m.byId[id] = ref;
+        const uint32_t ref = m.add(id, h);
         live.push_back(id);
         // Half the keys through insertUnique(), which must store them as
         // insert() does; then a live key offered again must be refused.
@@ -337,9 +329,7 @@ TEST(FlowHash, SaturatedCounterSticks) {
   const uint32_t n = 65550;
   for (uint32_t r = 0; r < n; ++r) {
     const uint32_t h = r;
-    m.ids.push_back(r);
-    m.hashes.push_back(h);
-    m.byId[r] = r;
+    ASSERT_EQ(m.add(r, h), r);
     ASSERT_TRUE(t.insert(h, r));
   }
   ASSERT_EQ(t.homeOf(m.hashes[n - 1]), 0u);
@@ -353,9 +343,7 @@ TEST(FlowHash, SaturatedCounterSticks) {
   EXPECT_EQ(t.size(), 0u);
   EXPECT_EQ(t.overflowOf(0), FlowHash::kOverflowStuck);
   EXPECT_EQ(t.overflowOf(1), 0u);
-  m.byId[n] = n;
-  m.ids.push_back(n);
-  m.hashes.push_back(5);
+  ASSERT_EQ(m.add(n, 5), n);
   ASSERT_TRUE(t.insert(5, n));
   EXPECT_EQ(m.find(t, n, 5), n);
   EXPECT_EQ(m.find(t, n + 1, 6), FlowHash::kNone);
