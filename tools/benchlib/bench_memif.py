@@ -171,9 +171,12 @@ def accepts(straitd: Path, cfg: str, work: Path, force: bool) -> tuple[bool, str
     return r.returncode == 0, r.stdout.decode(errors="replace")
 
 
-def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, port: int = 0) -> dict:
+def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, port: int = 0,
+             latency_samples: int = 0) -> dict:
     """One case; proto "tcp", "udp", or "cookie" (TCP with straitd's SYN
-    proxy on: SYN cookie answers per second, nothing else)."""
+    proxy on: SYN cookie answers per second, nothing else).
+    `latency_samples`: packets sent one at a time for the one-in-flight
+    latency (0: the generator's default, 20,000; at most 30 s)."""
     port = port or free_port()
     cookies = proto == "cookie"
     if cookies:
@@ -194,7 +197,8 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
                 "--log-level=pmd.net.memif:error",
                 f"--vdev=net_memif0,role=server,socket={sock},socket-abstract=no,mac={GEN_MAC}",
                 "--", "--proto", proto, "--flows", str(flows), "--queues", str(workers),
-                "--seconds", str(seconds), "--sync"] + (["--cookies"] if cookies else [])
+                "--seconds", str(seconds), "--sync"] + (["--cookies"] if cookies else []) + \
+               (["--latency-samples", str(latency_samples)] if latency_samples else [])
     cap = flow_capacity(flows)
     # Flow table, both keys and records: ~200 bytes a flow, plus mbufs.
     need_mb = cap * 220 // (1 << 20) + 256 * workers + 256
@@ -240,6 +244,23 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
     lines: list[str] = []
     marks: dict[str, dict] = {}
     lp = None
+
+    def stop_straitd() -> None:
+        """SIGTERM and wait: straitd stops its workers, then its port, which
+        tells the generator it is leaving. The order matters: DPDK's memif
+        PMD (22.11, and upstream as of 2026) unmaps a link's rings from its
+        interrupt thread when the peer leaves, under a thread that may be
+        polling them, so whichever side still polls when the other
+        disconnects can die of SIGSEGV. The generator waits, not polling,
+        at its "done" mark while straitd goes (--sync)."""
+        if lp is None or lp.poll() is not None:
+            return
+        lp.send_signal(signal.SIGTERM)
+        try:
+            lp.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lp.kill()
+            lp.wait()
     try:
         # The server must listen before straitd (the client) starts.
         deadline = time.monotonic() + 30
@@ -274,6 +295,8 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
                     # phase (DIR/CASE-PHASE.data), for docs/benchmarks.md.
                     if perf_dir and parts[3] == "end" and recorder:
                         recorder.pop().send_signal(signal.SIGINT)
+                    if parts[2] == "done":
+                        stop_straitd()
                     if perf_dir and parts[3] == "begin" and parts[2] != "done":
                         out_file = Path(perf_dir) / f"{proto}-{flows}-{workers}w-{parts[2]}.data"
                         recorder.append(subprocess.Popen(
@@ -307,13 +330,7 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
         if genp.poll() is None:
             os.killpg(genp.pid, signal.SIGKILL)
             genp.wait()
-        if lp is not None and lp.poll() is None:
-            lp.send_signal(signal.SIGTERM)
-            try:
-                lp.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                lp.kill()
-                lp.wait()
+        stop_straitd()
         if sock.exists():
             sock.unlink()
     try:
@@ -349,12 +366,15 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
                                            for k, v in final["drops"].items()
                                            if v - marks["new:begin"]["drops"].get(k, 0)}
     res["exit"] = genp.returncode
+    # straitd's own exit: 0 after the SIGTERM above; a negative number is
+    # the signal that killed it.
+    res["straitd_exit"] = lp.returncode if lp is not None else None
     return res
 
 
 def fmt_us(x: float) -> str:
     """Microseconds; the generator reports a latency beyond its histogram
-    (3 ms at 2.6 GHz) as the negated bound."""
+    (2^28 cycles, 103 ms at 2.6 GHz) as the negated bound."""
     return f"> {-x:.0f}" if x < 0 else f"{x:.1f}"
 
 
@@ -377,9 +397,16 @@ def markdown(results: list[dict], cmd: str, seconds: float, skipped: list[str] |
            "a port taken, at most 512 in flight;",
            f"- **established**: {seconds:g} s over all flows in a scattered order, alternately client -> VIP "
            "and backend -> SNAT address, at most 512 packets in flight: packets/s that came back (after a "
-           "10% warm-up), and each packet's time from the generator's TX to its RX (memif both ways, "
-           "straitd's poll loop and NAT) as p50 / p99;",
-           "- **one in flight**: the same path with a single packet outstanding (no queueing);",
+           "10% warm-up), and each packet's time from the generator's TX to its RX (TSC in the payload: "
+           "memif both ways, straitd's poll loop and NAT, and the wait behind up to 511 other packets) as "
+           "p50 / p99;",
+           "- **one in flight**: the latency added per packet: the same TX-to-RX time with exactly one packet "
+           "outstanding, the next sent when it came back (20,000 packets, after every packet of the loaded "
+           "run came back or was given up; packets carry their run's number, and one of another run is "
+           "never counted), so no queueing: two memif copies each way, straitd's poll loop and NAT, and "
+           "whatever time either busy-polling process was off its CPU (the p99, on a shared machine). "
+           + (f"Histogram: {32e9 / hz:.0f} ns buckets to {(1 << 23) * 1e3 / hz:.1f} ms, "
+              f"{16384e6 / hz:.1f} us buckets to {(1 << 28) * 1e3 / hz:.0f} ms;" if hz else ""),
            "- **straitd cycles/pkt**: straitd's worker threads' time on a CPU (/proc schedstat) in TSC "
            "cycles over the packets they received in the phase: an upper bound of the cost with I/O "
            "(memif RX copy, NAT, TX copy; idle polls while on the CPU count too) that time other processes "
@@ -388,7 +415,7 @@ def markdown(results: list[dict], cmd: str, seconds: float, skipped: list[str] |
            "- **on CPU**: the share of a CPU straitd's workers and the generator each had in the "
            "established phase.", ""]
     out += ["| proto | flows | workers | new flows/s | straitd cycles/new flow | established pkt/s "
-            "| p50 / p99 us | one in flight p50 / p99 us | straitd cycles/pkt | pkts/poll "
+            "| latency, 512 in flight: p50 / p99 us | latency, one in flight: p50 / p99 us | straitd cycles/pkt | pkts/poll "
             "| on CPU straitd / generator | check errors | straitd drops |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -439,6 +466,10 @@ def markdown(results: list[dict], cmd: str, seconds: float, skipped: list[str] |
         if r["established"]["lost"] or r["one_in_flight"]["lost"]:
             out.append(f"- {name}: {r['established']['lost']} packets never came back under load, "
                        f"{r['one_in_flight']['lost']} with one in flight")
+        if r.get("stale"):
+            out.append(f"- {name}: {r['stale']} packets of an earlier run came back late (not counted)")
+        if r.get("straitd_exit") not in (0, None):
+            out.append(f"- **straitd exit {r['straitd_exit']}**: {name}")
         if r["new"].get("resent"):
             out.append(f"- {name}: {r['new']['resent']} first packets sent again after a quiet 100 ms")
     return "\n".join(out) + "\n"
@@ -477,7 +508,9 @@ def main() -> int:
                 failed = 1
                 continue
             print(json.dumps(r), file=sys.stderr)
-            if r["exit"] != 0:
+            if r["exit"] != 0 or r["straitd_exit"] != 0:
+                print(f"bench_memif: case {c}: generator exit {r['exit']}, straitd exit {r['straitd_exit']}",
+                      file=sys.stderr)
                 failed = 1
             results.append(r)
     finally:

@@ -17,8 +17,13 @@
  *      order (a stride through the flow indices), alternately client ->
  *      VIP and backend -> SNAT address, each carrying the TSC at sending:
  *      forwarded packets/s and the latency of each packet from our TX to
- *      our RX (memif both ways plus straitd);
- *   5. latency with one packet in flight (no queueing).
+ *      our RX (memif both ways plus straitd); at the end, everything still
+ *      in flight is waited for;
+ *   5. latency with one packet in flight (no queueing): --latency-samples
+ *      packets, each sent when the one before came back. Measured packets
+ *      carry the number of their run (1 in phase 4, 2 in phase 5), so a
+ *      late packet of one run never counts as the other's ("stale" in the
+ *      result).
  * Every packet that comes back is checked in full: Ethernet addresses, IP
  * checksum and TTL, the rewritten addresses and ports against the flow it
  * belongs to (the payload or the sequence numbers say which), and the TCP
@@ -34,6 +39,9 @@
  * --sync: at each phase boundary print "memifgen: phase NAME begin|end" on
  * stderr and wait for a line on stdin (the harness reads straitd's
  * counters meanwhile, so no packet of the next phase is counted in them).
+ * At the last mark ("done") the harness also stops straitd, so that
+ * neither side polls while the other leaves the link (see the end of
+ * main()).
  *
  * The EAL arguments must create one net_memif port in the server role
  * (straitd is the client). Addresses are those bench_memif.py writes into
@@ -77,12 +85,26 @@
 #define UDP_BPORT 9000
 #define ISN_CLIENT 0x10000000u
 #define ISN_BACKEND 0x60000000u
-#define MAGIC 0x5354524Du /* "STRM" */
+/* A measured packet's tag: "STR" and the number of the run that sent it,
+ * so that a packet of one run that comes back during the next is never
+ * counted as the next run's (neither as progress, which would let more
+ * than the window be in flight, nor as a latency sample). */
+#define MAGIC_BASE 0x53545200u
+#define MAGIC_MASK 0xFFFFFF00u
 #define MAX_QUEUES 8
 #define BURST 32
 #define MAX_FLOWS (NUM_CLIENT_IPS * 64000u)
-#define HIST_SHIFT 5 /* 32-cycle buckets, up to 8M cycles (3 ms at 2.6 GHz) */
-#define HIST_BUCKETS (1u << 18)
+/* Latency histogram: 32-cycle buckets up to 2^23 cycles (3.2 ms at 2.6
+ * GHz), then 16384-cycle buckets up to 2^28 cycles (103 ms at 2.6 GHz);
+ * the last bucket holds whatever is beyond. A preempted poller on a
+ * shared machine is off its CPU for milliseconds: those samples stay
+ * measured rather than all landing in an overflow bucket. */
+#define HIST_FINE_SHIFT 5
+#define HIST_FINE_BUCKETS (1u << 18)
+#define HIST_FINE_LIMIT ((uint64_t)HIST_FINE_BUCKETS << HIST_FINE_SHIFT)
+#define HIST_COARSE_SHIFT 14
+#define HIST_COARSE_BUCKETS (1u << 14)
+#define HIST_BUCKETS (HIST_FINE_BUCKETS + HIST_COARSE_BUCKETS)
 
 enum Dir { TO_BACKEND = 0, TO_CLIENT = 1 };
 
@@ -141,6 +163,11 @@ static enum Phase phase = PH_SETUP;
 static uint64_t progress;
 static uint64_t* hist;        /* latency histogram of the current phase */
 static uint64_t histCount;
+/* The measurement run in progress (1 loaded, 2 one in flight; 0 none):
+ * measured packets carry it in their tag. Packets of another run that
+ * come back are counted here only. */
+static uint8_t run;
+static uint64_t stale;
 
 static void onStop(int sig) {
   (void)sig;
@@ -220,7 +247,7 @@ static struct rte_mbuf* tcpFrame(uint32_t f, enum Dir d, uint8_t flags, uint32_t
   t->rx_win = rte_cpu_to_be_16(65535);
   if (tag) {
     struct Tag* g = (struct Tag*)(t + 1);
-    g->magic = MAGIC;
+    g->magic = MAGIC_BASE | run;
     g->flow = f;
     g->tsc = rte_rdtsc();
   }
@@ -247,7 +274,7 @@ static struct rte_mbuf* udpFrame(uint32_t f, enum Dir d) {
   }
   u->dgram_len = rte_cpu_to_be_16(sizeof *u + sizeof(struct Tag));
   struct Tag* g = (struct Tag*)(u + 1);
-  g->magic = MAGIC;
+  g->magic = MAGIC_BASE | run;
   g->flow = f;
   g->tsc = rte_rdtsc();
   finish(m, src, dst);
@@ -350,10 +377,28 @@ static void onArp(struct rte_mbuf* m) {
 
 /* ---- receive and check ------------------------------------------------- */
 
-static void latency(const struct Tag* g) {
-  uint64_t d = rte_rdtsc() - g->tsc;
-  uint64_t b = d >> HIST_SHIFT;
-  hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1]++;
+static uint32_t histBucket(uint64_t cycles) {
+  if (cycles < HIST_FINE_LIMIT) return (uint32_t)(cycles >> HIST_FINE_SHIFT);
+  const uint64_t c = (cycles - HIST_FINE_LIMIT) >> HIST_COARSE_SHIFT;
+  return HIST_FINE_BUCKETS + (uint32_t)(c < HIST_COARSE_BUCKETS ? c : HIST_COARSE_BUCKETS - 1);
+}
+
+/* The middle of bucket b, in cycles. */
+static double histMid(uint32_t b) {
+  if (b < HIST_FINE_BUCKETS) return (double)(((uint64_t)b << HIST_FINE_SHIFT) + (1u << (HIST_FINE_SHIFT - 1)));
+  return (double)(HIST_FINE_LIMIT + ((uint64_t)(b - HIST_FINE_BUCKETS) << HIST_COARSE_SHIFT) +
+                  (1u << (HIST_COARSE_SHIFT - 1)));
+}
+
+/* A measured packet of an established flow came back: progress and a
+ * latency sample if the current run sent it, otherwise only `stale`. */
+static void measured(const struct Tag* g) {
+  if ((uint8_t)(g->magic & ~MAGIC_MASK) != run || run == 0) {
+    stale++;
+    return;
+  }
+  progress++;
+  hist[histBucket(rte_rdtsc() - g->tsc)]++;
   histCount++;
 }
 
@@ -408,7 +453,7 @@ static void onIpv4(struct rte_mbuf* m) {
   const uint8_t* l4 = (const uint8_t*)(ip + 1);
   const uint16_t sport = ((const uint16_t*)l4)[0], dport = ((const uint16_t*)l4)[1];
   const struct Tag* g = payload >= sizeof(struct Tag) ? (const struct Tag*)(l4 + l4len) : NULL;
-  if (g != NULL && g->magic != MAGIC) g = NULL;
+  if (g != NULL && (g->magic & MAGIC_MASK) != MAGIC_BASE) g = NULL;
   const struct rte_tcp_hdr* t = opt.tcp ? (const struct rte_tcp_hdr*)l4 : NULL;
   const uint8_t flags = t ? t->tcp_flags : 0;
   const uint32_t seq = t ? rte_be_to_cpu_32(t->sent_seq) : 0, ack = t ? rte_be_to_cpu_32(t->recv_ack) : 0;
@@ -440,8 +485,7 @@ static void onIpv4(struct rte_mbuf* m) {
       if (stage[f] == 2 && phase == PH_HANDSHAKE) progress++;
       stage[f] = 3;
     } else if (phase == PH_ESTABLISHED) {
-      progress++;
-      latency(g);
+      measured(g);
     }
   } else if ((dst & 0xFFFFFF00u) == CLIENT_NET) {
     /* Backend -> client, after the reverse rewrite. */
@@ -478,8 +522,7 @@ static void onIpv4(struct rte_mbuf* m) {
       stage1(queueOf(f, TO_BACKEND),
              tcpFrame(f, TO_BACKEND, RTE_TCP_ACK_FLAG, ISN_CLIENT + f + 1, ISN_BACKEND + f + 1, 0));
     } else if (phase == PH_ESTABLISHED && g != NULL) {
-      progress++;
-      latency(g);
+      measured(g);
     }
   } else {
     fail(E_UNKNOWN, 0, "destination neither a backend nor a client");
@@ -603,7 +646,7 @@ static double histUs(double q) {
     if (seen > want) {
       /* The last bucket holds everything beyond the range: negative says
        * "more than this". */
-      const double us = (double)(((uint64_t)b << HIST_SHIFT) + (1u << (HIST_SHIFT - 1))) * 1e6 / (double)hz;
+      const double us = histMid(b) * 1e6 / (double)hz;
       return b == HIST_BUCKETS - 1 ? -us : us;
     }
   }
@@ -629,11 +672,13 @@ static uint32_t strideFor(uint32_t n) {
 
 static int64_t inFlight(uint64_t sent, uint64_t lost) { return (int64_t)sent - (int64_t)progress - (int64_t)lost; }
 
-/* Established traffic over all flows with up to `window` packets in flight
- * for `seconds`. Returns packets that came back per second, measured after
- * a warm-up of a tenth of the time; `lost` counts what never came back. */
-static double established(uint32_t window, double seconds, uint64_t maxPackets, double warmFraction, uint64_t* lost,
-                          uint64_t* got) {
+/* Established traffic over all flows with up to `window` packets of this
+ * run (`runId`, in their tags) in flight for `seconds`. Returns packets
+ * that came back per second, measured after a warm-up of `warmFraction` of
+ * the time; `lost` counts what never came back. */
+static double established(uint8_t runId, uint32_t window, double seconds, uint64_t maxPackets, double warmFraction,
+                          uint64_t* lost, uint64_t* got) {
+  run = runId;
   const uint32_t stride = strideFor(opt.flows);
   uint32_t f = 0;
   uint64_t sent = 0, i = 0;
@@ -672,10 +717,27 @@ static double established(uint32_t window, double seconds, uint64_t maxPackets, 
     }
   }
   const uint64_t end = rte_rdtsc();
-  for (int k = 0; k < 1000; ++k) pollRx();
+  const uint64_t atEnd = progress;
+  /* Everything still in flight comes back before the run ends (or counts
+   * as lost after a quiet 500 ms, 5 s at most), so that the next run
+   * starts with nothing of this one queued ahead of its packets. */
+  lastProgressTsc = end;
+  lastProgress = progress;
+  while (inFlight(sent, *lost) > 0 && !stopRequested && rte_rdtsc() - end < 5 * hz) {
+    pollRx();
+    if (progress != lastProgress) {
+      lastProgress = progress;
+      lastProgressTsc = rte_rdtsc();
+    } else if (rte_rdtsc() - lastProgressTsc > hz / 2) {
+      break;
+    }
+  }
+  const int64_t gone = inFlight(sent, *lost);
+  if (gone > 0) *lost += (uint64_t)gone;
   *got = progress;
+  run = 0;
   if (tMeasure == 0) tMeasure = t0;
-  return (double)(progress - base) / ((double)(end - tMeasure) / (double)hz);
+  return (double)(atEnd - base) / ((double)(end - tMeasure) / (double)hz);
 }
 
 /* Phase boundaries on stderr: bench_memif.py reads straitd's counters
@@ -822,14 +884,14 @@ int main(int argc, char** argv) {
   if (ready) {
     phase = PH_ESTABLISHED;
     mark("established", "begin");
-    pps = established(opt.window, opt.seconds, 0, 0.1, &lost, &got);
+    pps = established(1, opt.window, opt.seconds, 0, 0.1, &lost, &got);
     mark("established", "end");
     p50 = histUs(0.50);
     p99 = histUs(0.99);
     samples = histCount;
     /* Phase 5: one packet in flight. */
     histReset();
-    established(1, 30.0, opt.latencySamples, 0.0, &lostIdle, &gotIdle);
+    established(2, 1, 30.0, opt.latencySamples, 0.0, &lostIdle, &gotIdle);
     idle50 = histUs(0.50);
     idle99 = histUs(0.99);
     idleSamples = histCount;
@@ -848,17 +910,33 @@ int main(int argc, char** argv) {
   printf(" \"established\": {\"seconds\": %.3f, \"pps\": %.1f, \"received\": %" PRIu64 ", \"lost\": %" PRIu64
          ", \"latency_samples\": %" PRIu64 ", \"p50_us\": %.3f, \"p99_us\": %.3f},\n",
          opt.seconds, pps, got, lost, samples, p50, p99);
-  printf(" \"one_in_flight\": {\"received\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"latency_samples\": %" PRIu64
-         ", \"p50_us\": %.3f, \"p99_us\": %.3f},\n",
-         gotIdle, lostIdle, idleSamples, idle50, idle99);
-  printf(" \"rx_frames\": %" PRIu64 ", \"tx_frames\": %" PRIu64 ", \"checked\": %" PRIu64
+  printf(" \"one_in_flight\": {\"wanted\": %u, \"received\": %" PRIu64 ", \"lost\": %" PRIu64
+         ", \"latency_samples\": %" PRIu64 ", \"p50_us\": %.3f, \"p99_us\": %.3f},\n",
+         ready ? opt.latencySamples : 0, gotIdle, lostIdle, idleSamples, idle50, idle99);
+  printf(" \"stale\": %" PRIu64 ", \"rx_frames\": %" PRIu64 ", \"tx_frames\": %" PRIu64 ", \"checked\": %" PRIu64
          ", \"errors\": %" PRIu64 ", \"error_kinds\": {",
-         rxTotal, txTotal, checked, errTotal);
+         stale, rxTotal, txTotal, checked, errTotal);
   for (int e = 0; e < E_COUNT; ++e) printf("%s\"%s\": %" PRIu64, e ? ", " : "", kErrNames[e], errors[e]);
   const int complete = opt.cookies ? newDone == opt.flows : ready;
   printf("}, \"cookies\": %s, \"complete\": %s}\n", opt.cookies ? "true" : "false",
          complete && !stopRequested ? "true" : "false");
   fflush(stdout);
+  /* With --sync the harness has stopped straitd before answering the
+   * "done" mark, so its memif side left while we were not polling (the
+   * PMD unmaps a link's rings from its interrupt thread when the peer
+   * leaves, under whoever polls them). Let that thread finish the
+   * disconnect before ours below, which touches the same state. */
+  if (syncPhases) {
+    const uint64_t w0 = rte_rdtsc();
+    struct rte_eth_link l;
+    do {
+      memset(&l, 0, sizeof l);
+      rte_eth_link_get_nowait(port, &l);
+      if (!l.link_status) break;
+      rte_delay_ms(1);
+    } while (secondsSince(w0) < 5.0);
+    rte_delay_ms(20);
+  }
   rte_eth_dev_stop(port);
   rte_eth_dev_close(port);
   rte_eal_cleanup();
