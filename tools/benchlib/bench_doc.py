@@ -2,8 +2,9 @@
 """Writes a tools/bench run into docs/benchmarks.md.
 
 The generated part - the run's header (machine, date, commit), the
-in-process tables exactly as strait-bench printed them and the end-to-end
-tables - lives between `<!-- bench:begin -->` and `<!-- bench:end -->`.
+in-process tables exactly as strait-bench printed them (with the memory
+they ran on), the kernel-free (memif) and the end-to-end tables - lives
+between `<!-- bench:begin -->` and `<!-- bench:end -->`.
 Everything outside the markers is hand-written (the introduction, the
 comparison with published figures, the targets) and is kept as it is. A
 file without markers gets the block inserted before its first hand-written
@@ -11,7 +12,7 @@ analysis section, or at the end; a missing file is created with clearly
 marked placeholders for those sections.
 
 Usage: bench_doc.py --doc PATH --mode full|quick --command CMD
-         [--inprocess FILE --inprocess-cmd CMD | --inprocess-skipped WHY]
+         [--inprocess FILE --inprocess-cmd CMD [--inprocess-memory WHAT] | --inprocess-skipped WHY]
          [--memif FILE | --memif-skipped WHY]
          [--e2e FILE | --e2e-skipped WHY]
 """
@@ -112,8 +113,10 @@ def block(a: argparse.Namespace) -> str:
            "## In-process fast path (strait-bench)",
            ""]
     if a.inprocess:
-        out += [f"`{a.inprocess_cmd}`, tables as the binary prints them:", "",
-                Path(a.inprocess).read_text().rstrip(), ""]
+        out += [f"`{a.inprocess_cmd}`, tables as the binary prints them.", ""]
+        if a.inprocess_memory:
+            out += [f"EAL memory: {a.inprocess_memory}.", ""]
+        out += [Path(a.inprocess).read_text().rstrip(), ""]
     else:
         out += [f"Not run: {a.inprocess_skipped or 'no output'}.", ""]
     out += ["## Kernel-free I/O: straitd on net_memif against strait-memifgen", ""]
@@ -153,6 +156,8 @@ def main() -> int:
     ap.add_argument("--command", default="sudo tools/bench")
     ap.add_argument("--inprocess")
     ap.add_argument("--inprocess-cmd", default="")
+    ap.add_argument("--inprocess-memory", default="",
+                    help="what memory the in-process part ran on (hugepages or 4 KiB pages, and why)")
     ap.add_argument("--inprocess-skipped")
     ap.add_argument("--memif")
     ap.add_argument("--memif-skipped")
