@@ -401,7 +401,7 @@ def markdown(results: list[dict], cmd: str, seconds: float, skipped: list[str] |
            "memif both ways, straitd's poll loop and NAT, and the wait behind up to 511 other packets) as "
            "p50 / p99;",
            "- **one in flight**: the latency added per packet: the same TX-to-RX time with exactly one packet "
-           "outstanding, the next sent when it came back (20,000 packets, after every packet of the loaded "
+           "outstanding, the next sent when it came back (20,000 packets or 30 s, after every packet of the loaded "
            "run came back or was given up; packets carry their run's number, and one of another run is "
            "never counted), so no queueing: two memif copies each way, straitd's poll loop and NAT, and "
            "whatever time either busy-polling process was off its CPU (the p99, on a shared machine). "
@@ -466,6 +466,10 @@ def markdown(results: list[dict], cmd: str, seconds: float, skipped: list[str] |
         if r["established"]["lost"] or r["one_in_flight"]["lost"]:
             out.append(f"- {name}: {r['established']['lost']} packets never came back under load, "
                        f"{r['one_in_flight']['lost']} with one in flight")
+        one = r["one_in_flight"]
+        if one.get("wanted") and one["received"] < one["wanted"]:
+            out.append(f"- {name}: one in flight: {one['received']:,} of {one['wanted']:,} packets "
+                       "came back within its 30 s (the figures are over those)")
         if r.get("stale"):
             out.append(f"- {name}: {r['stale']} packets of an earlier run came back late (not counted)")
         if r.get("straitd_exit") not in (0, None):
