@@ -312,9 +312,11 @@ def run_case(proto: str, flows: int, workers: int, seconds: float, work: Path, p
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         # The generator's own bounds: 60 s for straitd to connect, 30 s for
-        # ARP, 20 s + flows / 20000 per flow phase, the established time,
-        # 30 s with one packet in flight.
-        limit = 60 + 30 + 2 * (20 + flows / 20_000) + seconds + 30 + 30
+        # ARP, 20 s + flows / 20000 per flow phase, the established time
+        # and 5 s for what is in flight at its end, 30 s with one packet in
+        # flight; then straitd's stop (20 s) and the generator's 5 s wait
+        # for the link to go down. And a margin.
+        limit = 60 + 30 + 2 * (20 + flows / 20_000) + seconds + 5 + 30 + 20 + 5 + 30
         # Its stdout is one JSON object at the end: it cannot fill the pipe.
         try:
             genp.wait(timeout=limit)
