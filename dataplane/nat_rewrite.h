@@ -124,7 +124,12 @@ inline void rewriteV4(uint8_t* l3, uint8_t* l4, bool tcp, uint32_t newSrc, uint3
   store32(l3 + kIpSrc, newSrc);
   store32(l3 + kIpDst, newDst);
 
-  const uint32_t ttlDelta = decrementTtl(l3);
+  // The TTL as in decrementTtl, but its delta is a constant: with the TTL
+  // above 1 the word's decrement never borrows into the protocol byte, so
+  // ~before + (before - one) is always 0xffff - one.
+  constexpr uint16_t kTtlOne = std::endian::native == std::endian::little ? 0x0001 : 0x0100;
+  constexpr uint32_t ttlDelta = 0xffffu - kTtlOne;
+  store16(l3 + kIpTtl, static_cast<uint16_t>(load16(l3 + kIpTtl) - kTtlOne));
   store16(l3 + kIpCheck, static_cast<uint16_t>(~fold64(uint64_t{static_cast<uint16_t>(~load16(l3 + kIpCheck))} +
                                                        addrDelta + ttlDelta)));
 
