@@ -505,6 +505,7 @@ json ControlApi::stats() {
                                       {"rejected_stale", t->drops[static_cast<std::size_t>(DropReason::kSynCookieStale)]},
                                       {"rejected_replayed", t->drops[static_cast<std::size_t>(DropReason::kSynCookieReplayed)]},
                                       {"ack_data_dropped", t->synProxyAckData},
+                                      {"backend_syn_resent", t->synProxySynResent},
                                       {"mode_entered", t->synCookieModeEntered},
                                       {"workers_in_cookie_mode", t->synCookieMode}}}});
 }

@@ -332,6 +332,12 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
                         "Accepted cookie ACKs that carried data, which was dropped (the client resends it).",
                         MetricType::Counter),
               {}, num(totals->synProxyAckData));
+    addSample(addFamily(s, "strait_syn_proxy_syn_resent_total",
+                        "SYNs to backends of cookie flows sent again because the client probed the zero window "
+                        "at least 100 ms after its last segment while the backend had not answered: the first "
+                        "SYN or the backend's SYN-ACK was lost.",
+                        MetricType::Counter),
+              {}, num(totals->synProxySynResent));
     addSample(addFamily(s, "strait_syn_proxy_window_update_failed_total",
                         "Window updates to clients of cookie flows not sent for want of an mbuf (the "
                         "client's window probe opens the window instead).",
@@ -570,6 +576,21 @@ std::vector<prometheus::MetricFamily> MetricsCollector::collectNow() const {
     for (const auto& p : ports)
       for (const auto& [verdict, value] : p.xdpVerdicts)
         addSample(x, {{"interface", p.xdpInterface}, {"verdict", verdict}}, num(value));
+    auto& k = addFamily(s, "strait_xdp_socket_drops_total",
+                        "Frames the kernel did not deliver to straitd's AF_XDP sockets on a shared-NIC "
+                        "interface (XDP_STATISTICS), by reason: rx_ring_full (steered while straitd's RX ring "
+                        "was full: the worker did not drain it in time), rx_dropped (no fill-ring buffer, or "
+                        "the frame too large), rx_invalid_descs / tx_invalid_descs (descriptors refused).",
+                        MetricType::Counter);
+    for (const auto& p : ports)
+      for (const auto& [reason, value] : p.xdpSocketDrops)
+        addSample(k, {{"interface", p.xdpInterface}, {"reason", reason}}, num(value));
+    auto& e = addFamily(s, "strait_xdp_fill_ring_empty_total",
+                        "Times the kernel found the fill ring of straitd's AF_XDP sockets on a shared-NIC "
+                        "interface empty (XDP_STATISTICS rx_fill_ring_empty_descs).",
+                        MetricType::Counter);
+    for (const auto& p : ports)
+      if (!p.xdpInterface.empty()) addSample(e, {{"interface", p.xdpInterface}}, num(p.xdpFillRingEmpty));
   });
 
   addSample(addFamily(out, "strait_metrics_errors_total",

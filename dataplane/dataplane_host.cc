@@ -87,14 +87,21 @@ std::string memifMac(const std::string& path) {
   return buf;
 }
 
+// RX ring size of an interface's queues: rx_descriptors, and for an xdp:
+// port at least what net_af_xdp lends the kernel (kXdpFillFrames).
+uint16_t rxDescriptorsFor(const HostParams& cfg, const InterfaceConfig& ifc) {
+  const uint16_t n = cfg.dataplane.rxDescriptors;
+  return ifc.xdpInterface().empty() ? n : std::max(n, kXdpFillFrames);
+}
+
 // Mbufs in each worker's pool: as configured, or enough for every RX and TX
 // descriptor, two bursts in flight, the handoff ring and some slack.
 uint32_t mbufsPerWorker(const HostParams& cfg) {
   const auto& dp = cfg.dataplane;
   const uint64_t nports = cfg.interfaces.size();
-  const uint64_t n = dp.mbufs ? dp.mbufs
-                              : nports * (uint64_t(dp.rxDescriptors) + dp.txDescriptors + 2ull * dp.burst) +
-                                    dp.handoffRingSize + 4096;
+  uint64_t rings = 0;
+  for (const auto& ifc : cfg.interfaces) rings += uint64_t(rxDescriptorsFor(cfg, ifc)) + dp.txDescriptors;
+  const uint64_t n = dp.mbufs ? dp.mbufs : rings + nports * 2ull * dp.burst + dp.handoffRingSize + 4096;
   return roundPow2Minus1(n);
 }
 
@@ -198,6 +205,7 @@ struct Worker {
 // to its maps.
 struct XdpPort {
   std::size_t iface = 0;  // index into cfg.interfaces
+  std::vector<int> socketFds;  // the PMD's AF_XDP sockets on it (for their kernel statistics)
   std::string ifname;
   std::unique_ptr<XdpInterfaceLock> lock;
   std::unique_ptr<XdpObjectFile> object;
@@ -476,12 +484,19 @@ void DataplaneHost::Impl::initPorts() {
     PortParams p;
     p.device = deviceNames[&ifc - cfg.interfaces.data()];
     p.queues = numWorkers;
-    p.rxDescriptors = cfg.dataplane.rxDescriptors;
+    p.rxDescriptors = rxDescriptorsFor(cfg, ifc);
     p.txDescriptors = cfg.dataplane.txDescriptors;
     p.mtu = ifc.mtu;
     p.rss = ifc.rss;
     for (auto& w : workers) p.rxPools.push_back(w.pool);
+    const std::size_t iface = static_cast<std::size_t>(&ifc - cfg.interfaces.data());
+    const auto xdp = std::find_if(xdpPorts.begin(), xdpPorts.end(), [&](const XdpPort& x) { return x.iface == iface; });
+    const std::vector<int> socketsBefore = xdp != xdpPorts.end() ? xdpSocketFds() : std::vector<int>{};
     PortState st = setupPort(p);
+    if (xdp != xdpPorts.end())
+      for (const int fd : xdpSocketFds())
+        if (std::find(socketsBefore.begin(), socketsBefore.end(), fd) == socketsBefore.end())
+          xdp->socketFds.push_back(fd);
     char mac[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(mac, sizeof mac, &st.mac);
     logf(LogLevel::kInfo, "port %s: id %u driver %s mac %s queues %u rss %s", st.device.c_str(), st.portId,
@@ -979,6 +994,12 @@ std::vector<PortInfo> DataplaneHost::ports() const {
       pi.xdpInterface = x.ifname;
       const XdpVerdictCounts c = x.attachment->counters();
       for (unsigned v = 0; v < c.size(); ++v) pi.xdpVerdicts.emplace_back(xdpVerdictName(v), c[v]);
+      const XdpSocketStats ss = xdpSocketStats(x.socketFds);
+      pi.xdpSocketDrops = {{"rx_ring_full", ss.rxRingFull},
+                           {"rx_dropped", ss.rxDropped},
+                           {"rx_invalid_descs", ss.rxInvalid},
+                           {"tx_invalid_descs", ss.txInvalid}};
+      pi.xdpFillRingEmpty = ss.rxFillRingEmpty;
     }
     out.push_back(std::move(pi));
   }

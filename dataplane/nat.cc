@@ -138,6 +138,7 @@ class Burst {
   void answerSyn(rte_mbuf* mb, uint16_t j, Verdict& v);
   void openFromCookie(rte_mbuf* mb, uint16_t j, Verdict& v);
   bool synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Verdict& v);
+  bool resendBackendSyn(rte_mbuf* mb, uint16_t j, uint32_t fi, Verdict& v);
   // Room for a frame of `len` bytes in `mb`'s (single) segment.
   static bool fits(const rte_mbuf* mb, uint32_t len) {
     return len <= static_cast<uint32_t>(rte_pktmbuf_data_len(mb)) + rte_pktmbuf_tailroom(mb);
@@ -916,11 +917,20 @@ void Burst::openFromCookie(rte_mbuf* mb, uint16_t j, Verdict& v) {
     drop(v, DropReason::kBadChecksum);
     return;
   }
-  const uint32_t clientIsn = tcpSeq(tcp) - 1;
+  uint32_t clientIsn = tcpSeq(tcp) - 1;
   const uint32_t cookie = tcpAck(tcp) - 1;
   const CookieTuple t{m.srcIp, m.dstIp, m.srcPort, m.dstPort};
   SynOptions o;
-  const CookieCheck r = d_.cookies->check(t, clientIsn, cookie, now_, o.mss);
+  CookieCheck r = d_.cookies->check(t, clientIsn, cookie, now_, o.mss);
+  // A client whose cookie ACK was lost believes it is connected and probes
+  // our zero window with its ISN itself (one below its next sequence
+  // number): the same cookie, opened the same way. Without this the
+  // connection hangs until the client gives up.
+  if (r == CookieCheck::kInvalid && m.l4Len == m.tcpHdrLen &&
+      d_.cookies->check(t, clientIsn + 1, cookie, now_, o.mss) == CookieCheck::kValid) {
+    ++clientIsn;
+    r = CookieCheck::kValid;
+  }
   if (r != CookieCheck::kValid) {
     drop(v, r == CookieCheck::kStale ? DropReason::kSynCookieStale : DropReason::kSynCookieInvalid);
     return;
@@ -984,9 +994,17 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
     if (ready) return false;
     // The backend has not answered: the client has no window to send into
     // (our SYN-ACK offered none), and its ACK numbers cannot be translated
-    // yet. A repeat of the cookie ACK is counted as such.
+    // yet. A probe of our zero window (Linux: no data, its ISN as the sequence
+    // number; BSD: one byte at ISN + 1) after a quiet spell means the
+    // client is waiting: our SYN to the backend or its SYN-ACK was lost,
+    // and nobody else sends the SYN again, so it is resent. The cookie ACK
+    // itself again is only a replay.
+    const bool acked = fl == kTcpAck && tcpAck(tcp) == x.spSeqDelta + 1;
+    const bool replay = acked && m.l4Len == m.tcpHdrLen;
+    const bool probe = acked && !(replay && tcpSeq(tcp) == f.seq.end[static_cast<std::size_t>(Direction::kOriginal)]);
+    const bool quiet = static_cast<int32_t>(now_ - f.lastSeenMs) >= static_cast<int32_t>(kSynProxyResendMs);
     ft_.touch(fi, now_);
-    const bool replay = fl == kTcpAck && m.l4Len == m.tcpHdrLen && tcpAck(tcp) == x.spSeqDelta + 1;
+    if (probe && quiet && resendBackendSyn(mb, j, fi, v)) return true;
     drop(v, replay ? DropReason::kSynCookieReplayed : DropReason::kSynProxyPending);
     return true;
   }
@@ -1063,6 +1081,36 @@ bool Burst::synProxyHit(rte_mbuf* mb, uint16_t j, uint32_t fi, Direction dir, Ve
   }
   ft_.touch(fi, now_);
   drop(v, DropReason::kSynProxyPending);
+  return true;
+}
+
+// The SYN to the backend of a cookie flow, built again from the client's
+// zero-window probe as openFromCookie built it the first time: the
+// client's ISN from the tracker, the MSS from the cookie (which must still
+// check out), window scale and SACK from the timestamp our SYN-ACK sent.
+// False (nothing written) when any of it does not hold.
+bool Burst::resendBackendSyn(rte_mbuf* mb, uint16_t j, uint32_t fi, Verdict& v) {
+  const PacketMeta& m = meta_[pkt_[j]];
+  const Flow& f = ft_.at(fi);
+  const FlowXlate& x = ft_.xlate(fi);
+  uint8_t* frame = rte_pktmbuf_mtod(mb, uint8_t*);
+  const uint8_t* tcp = frame + m.l4Off;
+  if (!fits(mb, m.l3Off + kSynProxyMaxL3Len) || !tcpChecksumOk(frame, m)) return false;
+  const uint32_t clientIsn = f.seq.end[static_cast<std::size_t>(Direction::kOriginal)] - 1;
+  const CookieTuple t{m.srcIp, m.dstIp, m.srcPort, m.dstPort};
+  SynOptions o;
+  if (d_.cookies->check(t, clientIsn, x.spSeqDelta, now_, o.mss) != CookieCheck::kValid) return false;
+  if (const uint16_t tsOff = findTimestamp(tcp, m.tcpHdrLen); tsOff != 0) {
+    uint32_t ourTsVal = 0;
+    readTimestamp(tcp, tsOff, o.tsVal, ourTsVal);
+    if (ourTsVal != x.spTsDelta || !cookieTsDecode(ourTsVal, o.wscale, o.sackOk)) return false;
+    o.hasTs = true;
+  }
+  const uint16_t len = writeBackendSyn(frame, m, f, clientIsn, x.spClientWin, o);
+  setLen(mb, len);
+  count(f, len);
+  bump(c_.synProxySynResent);
+  v = Verdict{Action::kForward, DropReason::kNone, 0};
   return true;
 }
 

@@ -54,6 +54,12 @@ uint16_t mbufDataRoomForMtu(uint32_t mtu, bool afXdp = false);
 // Bytes of the kernel's headroom in front of each AF_XDP frame
 // (XDP_PACKET_HEADROOM).
 inline constexpr uint32_t kXdpPacketHeadroom = 256;
+// Frames DPDK 22.11's net_af_xdp lends the kernel per queue (its fill ring,
+// ETH_AF_XDP_DFLT_NUM_DESCS). The socket's RX ring is sized from
+// rx_descriptors; a ring smaller than this loses frames while the kernel
+// still holds buffers for them (rx_ring_full), so an xdp: port's RX ring is
+// at least this large.
+inline constexpr uint16_t kXdpFillFrames = 2048;
 
 // Finds the port by name, configures and starts it. Refuses, before
 // configuring anything, an `mtu` the device cannot carry (its

@@ -56,6 +56,12 @@ inline constexpr uint8_t kProxyWscale = 7;
 // The most bytes a frame built here occupies past its L3 offset (20 bytes
 // of IPv4, 20 of TCP and 40 of options at most, of which 20 are used).
 inline constexpr uint16_t kSynProxyMaxL3Len = 20 + 20 + 40;
+// A client's probe of our zero window at least this long after its last
+// segment, while the backend has not answered: the backend's SYN is sent
+// again (nat.cc). Shorter than Linux's smallest retransmission timeout
+// (200 ms), so its first probe qualifies; probes closer together are
+// dropped as syn_cookie_replayed.
+inline constexpr uint32_t kSynProxyResendMs = 100;
 
 // Reads the MSS, window scale, SACK-permitted and timestamp options of a
 // SYN. Stops quietly at a malformed option (what was read stays).

@@ -7,6 +7,7 @@
 #include <bpf/libbpf.h>
 #include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/if_xdp.h>
 #include <linux/sockios.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -14,10 +15,12 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -290,6 +293,41 @@ XdpVerdictCounts XdpAttachment::counters() const {
     for (uint64_t v : values) out[k] += v;
   }
   return out;
+}
+
+std::vector<int> xdpSocketFds() {
+  std::vector<int> out;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return out;
+  while (const dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == dirfd(d)) continue;
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_XDP)
+      out.push_back(static_cast<int>(fd));
+  }
+  closedir(d);
+  return out;
+}
+
+XdpSocketStats xdpSocketStats(const std::vector<int>& fds) {
+  XdpSocketStats sum;
+  for (const int fd : fds) {
+    xdp_statistics st{};
+    socklen_t len = sizeof st;
+    if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &st, &len) != 0) continue;
+    sum.rxDropped += st.rx_dropped;
+    sum.rxInvalid += st.rx_invalid_descs;
+    sum.txInvalid += st.tx_invalid_descs;
+    // Kernels before 5.9 answer the first three fields only.
+    if (len >= sizeof st) {
+      sum.rxRingFull += st.rx_ring_full;
+      sum.rxFillRingEmpty += st.rx_fill_ring_empty_descs;
+    }
+  }
+  return sum;
 }
 
 }  // namespace strait::dataplane

@@ -85,6 +85,25 @@ bool clearStaleProgram(const std::string& ifname);
 // Detaches Strait's program from `ifname` if it is the one attached.
 void detachProgram(const std::string& ifname);
 
+// The AF_XDP sockets this process holds now (descriptors). net_af_xdp keeps
+// its sockets to itself; straitd takes the set before and after a port's
+// queues are set up, and the new ones are that port's.
+std::vector<int> xdpSocketFds();
+
+// What the kernel counted on straitd's AF_XDP sockets (XDP_STATISTICS,
+// summed): frames the program steered that never reached straitd, and
+// descriptors it refused. DPDK 22.11 reports only rx_dropped (as imissed).
+struct XdpSocketStats {
+  uint64_t rxRingFull = 0;  // the RX ring was full: straitd did not drain it in time
+  uint64_t rxDropped = 0;   // no fill-ring buffer for the frame, or the frame too large
+  uint64_t rxFillRingEmpty = 0;  // times the kernel found the fill ring empty
+  uint64_t rxInvalid = 0;   // invalid descriptors on the fill ring
+  uint64_t txInvalid = 0;   // invalid descriptors on the TX ring
+};
+// Sums XDP_STATISTICS over `fds`; a descriptor the kernel no longer answers
+// for is skipped.
+XdpSocketStats xdpSocketStats(const std::vector<int>& fds);
+
 // The program attached to an interface and its maps, found after the PMD
 // attached it.
 class XdpAttachment {

@@ -79,6 +79,7 @@ struct alignas(64) WorkerCounters {
   uint64_t synCookiesSent = 0;       // SYNs answered with a cookie SYN-ACK
   uint64_t synCookiesValid = 0;      // cookie ACKs accepted (a flow opened); rejects are drop reasons
   uint64_t synProxyAckData = 0;      // accepted cookie ACKs whose payload was dropped (client resends)
+  uint64_t synProxySynResent = 0;    // SYNs to backends sent again on a client's zero-window probe
   uint64_t synProxyNoMbuf = 0;       // window updates to clients not sent: no mbuf (client probes instead)
   uint64_t synCookieModeEntered = 0; // times this worker switched to cookie mode (syn_proxy = "auto")
   uint64_t proxyHeaders = 0;         // PROXY protocol headers sent to backends (first and repeats)
@@ -128,6 +129,7 @@ void forEachCounter(A& a, B& b, F&& f) {
   f(a.synCookiesSent, b.synCookiesSent);
   f(a.synCookiesValid, b.synCookiesValid);
   f(a.synProxyAckData, b.synProxyAckData);
+  f(a.synProxySynResent, b.synProxySynResent);
   f(a.synProxyNoMbuf, b.synProxyNoMbuf);
   f(a.synCookieModeEntered, b.synCookieModeEntered);
   f(a.proxyHeaders, b.proxyHeaders);

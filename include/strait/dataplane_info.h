@@ -46,6 +46,12 @@ struct PortInfo {
   // program's verdict counters by name; empty otherwise.
   std::string xdpInterface;
   std::vector<std::pair<std::string, uint64_t>> xdpVerdicts;
+  // What the kernel counted on the port's AF_XDP sockets: frames steered
+  // to straitd that never reached it, and refused descriptors, by reason
+  // (rx_ring_full, rx_dropped, rx_invalid_descs, tx_invalid_descs); and the
+  // times it found the fill ring empty.
+  std::vector<std::pair<std::string, uint64_t>> xdpSocketDrops;
+  uint64_t xdpFillRingEmpty = 0;
 };
 
 }  // namespace strait

@@ -479,12 +479,13 @@ class Lab:
     dns_records: dict | None = None  # start a dnsmasq with these records
     before_start: object = None      # callable(topo), run before straitd starts
     af_packet_frames: int = 0        # the af_packet PMD's ring per queue (0: its default)
+    io: str = "af_packet"            # or "xdp": the shared-NIC mode on lb0 (tests/lib/topology.py)
     topo: Ec2Topology | None = None
     d: Straitd | None = None
     dns: Dnsmasq | None = None
 
     def up(self) -> "Lab":
-        self.topo = Ec2Topology(backends=self.backends, mgmt=True, payload_size=64 << 10)
+        self.topo = Ec2Topology(backends=self.backends, mgmt=True, payload_size=64 << 10, io=self.io)
         try:
             self.topo.up()
             self.topo.start_backends()
@@ -495,7 +496,7 @@ class Lab:
             self.d = Straitd(self.topo.lb, self.topo.workdir, services=self.services(self.topo),
                              workers=self.workers, instance=self.instance,
                              dataplane={"timeouts": SHORT_TIMEOUTS, **self.dataplane},
-                             af_packet_frames=self.af_packet_frames)
+                             af_packet_frames=self.af_packet_frames, io=self.io)
             if self.control:
                 # tests/lib/straitd.py renders no [control] section; a table
                 # after the [[service]] array is still valid TOML.

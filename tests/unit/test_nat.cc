@@ -2241,6 +2241,113 @@ TEST_F(SynProxyTest, ForgedStaleAndReplayedCookies) {
   EXPECT_EQ(counters_->synCookiesValid, 1u);
 }
 
+// The client's cookie ACK is lost: it believes it is connected and probes
+// our zero window with its ISN (one below its next sequence number). The
+// probe opens the flow as the ACK would have, with the same ISN.
+TEST_F(SynProxyTest, ZeroWindowProbeAfterALostCookieAckOpensTheFlow) {
+  Bytes f = frame(clientSyn(3008, 7000));
+  one(f, 1000);
+  const uint32_t cookie = seqOf(f);
+  const uint32_t ourTs = rd32(&tcpOptions(f)[8][0]);
+  L4Spec probe = tcp(kClient, 3008, kVip, 80, kAck);
+  probe.seq = 7000;
+  probe.ack = cookie + 1;
+  probe.window = 502;
+  probe.tcpOpts = tsOpt(300, ourTs);
+  f = frame(probe);
+  EXPECT_FORWARD(one(f, 1300));
+  EXPECT_TRUE(checksumsOk(f));
+  EXPECT_EQ(seen(f).dst, kBackend1);
+  EXPECT_EQ(seen(f).flags, kSyn);
+  EXPECT_EQ(seqOf(f), 7000u);
+  EXPECT_EQ(counters_->synCookiesValid, 1u);
+  EXPECT_EQ(onlyFlow().state, FlowState::kSynSent);
+  // A probe-like segment two below: not ours.
+  probe.sport = 3009;
+  Bytes g = frame(clientSyn(3009, 7000));
+  one(g, 1000);
+  probe.ack = seqOf(g) + 1;
+  probe.seq = 6999;
+  g = frame(probe);
+  EXPECT_DROP(one(g, 1300), DropReason::kSynCookieInvalid);
+  // With data it is not a probe: the ISN is the sequence number less one.
+  probe.seq = 7000;
+  probe.payload = Bytes{'G'};
+  g = frame(probe);
+  EXPECT_DROP(one(g, 1300), DropReason::kSynCookieInvalid);
+}
+
+// Our SYN to the backend (or its SYN-ACK) is lost: the client, which
+// believes it is connected, probes our zero window (Linux: its ISN as the
+// sequence number, no data). A probe after a quiet spell sends the SYN
+// again, as the first was; nothing else would ever resend it, and the
+// connection would hang until the client gave up.
+TEST_F(SynProxyTest, ZeroWindowProbeResendsTheBackendSyn) {
+  auto [ack, cookie, ourTs] = cookieAck(3007, 1000);
+  Bytes f = ack;
+  EXPECT_FORWARD(one(f, 1000));
+  const Bytes firstSyn = f;
+  ASSERT_EQ(seen(f).flags, kSyn);
+  // The cookie ACK itself again, however late, is a replay: dropped.
+  f = ack;
+  EXPECT_DROP(one(f, 1000 + 5 * kSynProxyResendMs), DropReason::kSynCookieReplayed);
+  L4Spec probe = tcp(kClient, 3007, kVip, 80, kAck);
+  probe.seq = 7000;
+  probe.ack = cookie + 1;
+  probe.window = 502;
+  probe.tcpOpts = tsOpt(400, ourTs);
+  // A probe right after the client's last segment: dropped, counted.
+  f = frame(probe);
+  EXPECT_DROP(one(f, 1000 + 6 * kSynProxyResendMs - 1), DropReason::kSynCookieReplayed);
+  EXPECT_EQ(counters_->synProxySynResent, 0u);
+  // The next, after the client's backoff.
+  f = frame(probe);
+  EXPECT_FORWARD(one(f, 1000 + 7 * kSynProxyResendMs - 1));
+  EXPECT_EQ(counters_->synProxySynResent, 1u);
+  EXPECT_TRUE(checksumsOk(f));
+  const Seen s = seen(f);
+  const Seen s1 = seen(firstSyn);
+  EXPECT_EQ(s.flags, kSyn);
+  EXPECT_EQ(s.src, s1.src);
+  EXPECT_EQ(s.dst, s1.dst);
+  EXPECT_EQ(s.sport, s1.sport);
+  EXPECT_EQ(s.dport, s1.dport);
+  EXPECT_EQ(seqOf(f), 7000u);  // the client's ISN, as in the first SYN
+  auto o = tcpOptions(f);
+  EXPECT_EQ(rd16(&o[2][0]), 1460);
+  EXPECT_EQ(o[3], Bytes{8});
+  EXPECT_TRUE(o.count(4));
+  EXPECT_EQ(rd32(&o[8][0]), 400u);  // the client's current TSval
+  EXPECT_EQ(ft_->size(), 1u);
+  EXPECT_EQ(counters_->synCookiesValid, 1u);
+  // A repeat whose timestamp echo is not our SYN-ACK's is not ours to
+  // answer: dropped as before.
+  probe.tcpOpts = tsOpt(500, ourTs + 1);
+  f = frame(probe);
+  EXPECT_DROP(one(f, 2000), DropReason::kSynCookieReplayed);
+  EXPECT_EQ(counters_->synProxySynResent, 1u);
+  // A one-byte probe (BSD's kind) at ISN + 1 resends it too.
+  probe.seq = 7001;
+  probe.payload = Bytes{'G'};
+  probe.tcpOpts = tsOpt(600, ourTs);
+  f = frame(probe);
+  EXPECT_FORWARD(one(f, 2200));
+  EXPECT_EQ(counters_->synProxySynResent, 2u);
+  EXPECT_EQ(seen(f).flags, kSyn);
+  EXPECT_EQ(seqOf(f), 7000u);
+  EXPECT_EQ(rd16(f.data() + kEth + 2), 20 + 20 + 20);  // the probe's byte is not carried
+  // The backend answers the resent SYN: the handshake completes as usual.
+  L4Spec sa = tcp(kBackend1, 80, kVip, s.sport, kSyn | kAck);
+  sa.seq = 5000;
+  sa.ack = 7001;
+  for (uint8_t b : Bytes{1, 1, 8, 10, 0, 0, 0x23, 0x28, 0, 0, 1, 144}) sa.tcpOpts.push_back(b);
+  f = frame(sa);
+  EXPECT_FORWARD(one(f, 2100));
+  EXPECT_EQ(seen(f).dst, kBackend1);  // our ACK completes the backend's handshake
+  EXPECT_EQ(seen(f).flags, kAck);
+  EXPECT_NE(onlyFlow().flags & kFlowSynProxyReady, 0);
+}
+
 TEST_F(SynProxyTest, HandshakeAndTranslation) {
   auto [f, cookie, ourTs] = cookieAck(3003, 1000);
   one(f, 1000);
