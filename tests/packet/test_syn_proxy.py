@@ -336,6 +336,39 @@ def test_stale_cookie_is_dropped(lb):
     assert c.delta("strait_flows_created_total") == 0
 
 
+def test_lost_handshake_packets_are_recovered_from_probes(lb):
+    """The client believes it is connected after our SYN-ACK and only
+    probes our zero window (Linux: its ISN as sequence number, no data).
+    A lost cookie ACK: the probe opens the flow. A lost SYN to the backend:
+    a later probe sends it again. Either used to hang the connection."""
+    c = lb.counters()
+    conn = Conn(lb)
+    conn.syn()
+    probe_opts = [("NOP", None), ("NOP", None), ("Timestamp", (300, conn.our_ts))]
+    # The cookie ACK never arrived; the first probe opens the backend.
+    conn.client("A", conn.isn, conn.cookie + 1, options=probe_opts)
+    got = conn.w.expect(tcp_to(BIP, BPORT), "SYN to the backend from the probe")
+    conn.snat_port = got[TCP].sport
+    syn = ours(src=VIP, dst=BIP, sport=conn.snat_port, dport=BPORT, seq=conn.isn, ack=0, flags="S",
+               window=65535, options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (300, 0)),
+                                      ("NOP", None), ("WScale", 8)])
+    assert_datagram(got, syn, "SYN to the backend from the probe")
+    # That SYN is lost too; the client's next probe, after its backoff,
+    # sends it again.
+    time.sleep(0.3)
+    conn.client("A", conn.isn, conn.cookie + 1,
+                options=[("NOP", None), ("NOP", None), ("Timestamp", (600, conn.our_ts))])
+    got = conn.to_backend("SYN to the backend again")
+    assert_datagram(got, ours(src=VIP, dst=BIP, sport=conn.snat_port, dport=BPORT, seq=conn.isn, ack=0,
+                              flags="S", window=65535,
+                              options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (600, 0)),
+                                       ("NOP", None), ("WScale", 8)]), "SYN to the backend again")
+    c.assert_delta("strait_syn_proxy_syn_resent_total", 1)
+    c.assert_delta("strait_flows_created_total", 1)
+    c.assert_delta("strait_syn_cookies_validated_total", 1)
+    c.assert_drops(None)
+
+
 def test_replayed_cookie_opens_one_flow(lb):
     c = lb.counters()
     conn = Conn(lb)
