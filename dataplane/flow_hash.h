@@ -130,6 +130,16 @@ class FlowHash {
     if (size_ == slots()) return Insert::kFull;
     const uint16_t tag = tagOf(h);
     const uint32_t home = homeOf(h);
+    // The common case, decided on the home bucket alone: no tag of the key
+    // there, no key that started at or before it living past it (so the
+    // key is nowhere), and a free slot.
+    {
+      const Bucket& b = b_[home];
+      if (b.overflow == 0 && b.used != kAllUsed && matches(b, tag) == 0) {
+        place(home, h, ref);
+        return Insert::kDone;
+      }
+    }
     uint32_t bi = home;
     uint32_t freeAt = kNone;
     bool searching = true;

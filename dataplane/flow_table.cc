@@ -98,30 +98,6 @@ bool reached(uint32_t now, uint32_t since, uint32_t span) {
   return d >= 0 && static_cast<uint32_t>(d) >= span;
 }
 
-}  // namespace
-
-FlowKey originalKey(const Flow& f) {
-  FlowKey k;
-  k.srcIp = f.clientIp;
-  k.dstIp = f.vip;
-  k.srcPort = f.clientPort;
-  k.dstPort = f.vipPort;
-  k.proto = f.proto;
-  return k;
-}
-
-FlowKey replyKey(const Flow& f) {
-  FlowKey k;
-  k.srcIp = f.backendIp;
-  k.dstIp = f.snatIp;
-  k.srcPort = f.backendPort;
-  k.dstPort = f.snatPort;
-  k.proto = f.proto;
-  return k;
-}
-
-namespace {
-
 std::string tableName(const FlowTable::Params& p) { return p.name ? p.name : "strait_flows"; }
 
 // The capacity, checked before anything is allocated for it.

@@ -55,7 +55,7 @@ enum class Cand : uint8_t {
 
 // The fields of a TCP header the tracker reads; the window scale option
 // only on SYNs (the only segments that may carry it).
-TcpSegment tcpSegmentOf(const uint8_t* l4, const PacketMeta& m) {
+[[gnu::always_inline]] inline TcpSegment tcpSegmentOf(const uint8_t* l4, const PacketMeta& m) {
   TcpSegment s;
   s.seq = rw::load32be(l4 + 4);
   s.ack = rw::load32be(l4 + 8);
@@ -252,7 +252,31 @@ class Burst {
   uint32_t removed_[kMaxRemoved];
   uint16_t nRemoved_ = 0;
   bool removedMany_ = false;
+  // The keys this burst inserted, as a filter on their hashes (one bit
+  // each, picked by the hash's top bits): a candidate that missed the bulk
+  // lookup is looked up again only when its hash's bit is set, since only
+  // then can a flow created since hold its key (a retransmitted SYN, a
+  // reply to a flow created earlier in the burst). A set bit may be
+  // another key's (a lookup spent for nothing); a clear bit is never a key
+  // that was inserted. Cleared at the burst's first insert.
+  static constexpr uint32_t kInsertedBits = 512;
+  uint64_t insertedFilter_[kInsertedBits / 64];
   bool inserted_ = false;
+  static uint32_t insertedBit(uint32_t h) { return h >> (32 - std::bit_width(kInsertedBits - 1)); }
+  void noteInserted(uint32_t hashO, uint32_t hashR) {
+    if (!inserted_) {
+      std::fill(std::begin(insertedFilter_), std::end(insertedFilter_), uint64_t{0});
+      inserted_ = true;
+    }
+    const uint32_t o = insertedBit(hashO), r = insertedBit(hashR);
+    insertedFilter_[o / 64] |= uint64_t{1} << (o % 64);
+    insertedFilter_[r / 64] |= uint64_t{1} << (r % 64);
+  }
+  bool mayHaveBeenInserted(uint32_t h) const {
+    if (!inserted_) return false;
+    const uint32_t b = insertedBit(h);
+    return (insertedFilter_[b / 64] >> (b % 64)) & 1u;
+  }
   // The last classification (classify): the roles of address memoIp_, and
   // the service (nullptr: a reply) of the TCP/UDP endpoint memoEndpoint_.
   uint64_t memoEndpoint_ = ~uint64_t{0};
@@ -287,7 +311,8 @@ void Burst::run(rte_mbuf** pkts, uint16_t n, Verdict* verdicts) {
   for (uint16_t j = 0; j < nc_; ++j) {
     uint32_t fi = idx[j];
     Direction d = dir[j];
-    if (fi == kNoFlow ? inserted_ : nRemoved_ != 0 && wasRemoved(fi)) fi = ft_.lookup(keys_[j], d, hashes_[j]);
+    if (fi == kNoFlow ? mayHaveBeenInserted(hashes_[j]) : nRemoved_ != 0 && wasRemoved(fi))
+      fi = ft_.lookup(keys_[j], d, hashes_[j]);
     const uint16_t i = pkt_[j];
     Verdict& v = verdicts[i];
     const PacketMeta& m = meta_[i];
@@ -636,6 +661,12 @@ void Burst::planNewFlows(const uint32_t* idx) {
   uint32_t aheadPool[kAheadSlots];
   uint32_t aheadCount[kAheadSlots];
   bool aheadReady = false;
+  // The reply keys of the planned ports, hashed after the loop.
+  Scratch<FlowKey, kMaxBurst> replyKeyStore;
+  FlowKey* const replyKeys = replyKeyStore.data();
+  const FlowKey* replyKeyPtrs[kMaxBurst];
+  uint16_t replyOf[kMaxBurst];  // candidate of each reply key
+  uint16_t nr = 0;
   for (uint16_t j = 0; j < nc_; ++j) {
     Plan& p = plan_[j];
     p.valid = false;
@@ -673,16 +704,26 @@ void Burst::planNewFlows(const uint32_t* idx) {
       aheadCount[e] = 0;
     }
     if (!pa_.peek(p.pool, aheadCount[e]++, p.port)) continue;
-    FlowKey kr;
+    FlowKey& kr = replyKeys[nr];
     kr.srcIp = be.ip;
     kr.dstIp = ip;
     kr.srcPort = be.port;
     kr.dstPort = rte_cpu_to_be_16(p.port);
     kr.proto = key.proto;
     kr.pad[0] = kr.pad[1] = kr.pad[2] = 0;
-    p.replyHash = ft_.hashOf(kr);
+    replyKeyPtrs[nr] = &kr;
+    replyOf[nr++] = j;
     p.havePort = true;
-    ft_.prefetchHash(p.replyHash);
+  }
+  // The reply keys hashed together, four per vector instruction where the
+  // CPU can (as the bulk lookup hashes the burst's keys), then their
+  // buckets fetched.
+  if (nr == 0) return;
+  uint32_t replyHashes[kMaxBurst];
+  ft_.hashMany(replyKeyPtrs, nr, replyHashes);
+  for (uint16_t r = 0; r < nr; ++r) {
+    plan_[replyOf[r]].replyHash = replyHashes[r];
+    ft_.prefetchHash(replyHashes[r]);
   }
 }
 
@@ -782,9 +823,9 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
     f.ppFlags = kPpOn;
     f.ppStart = f.seq.end[static_cast<std::size_t>(Direction::kOriginal)];
   }
-  const uint32_t hashR = plan.valid && plan.havePort && pool == plan.pool && port == plan.port
-                             ? plan.replyHash
-                             : ft_.hashOf(replyKey(f));
+  uint32_t hashR = plan.valid && plan.havePort && pool == plan.pool && port == plan.port
+                       ? plan.replyHash
+                       : ft_.hashOf(replyKey(f));
   uint32_t fi = ft_.insert(f, now_, hashes_[j], hashR);
   // The table had room (checked above), so a refused insert means a key
   // is taken: the reply key is another flow's original key when the port
@@ -796,7 +837,8 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
     uint16_t next = 0;
     if (pa_.allocate(pool, next)) {
       f.snatPort = rte_cpu_to_be_16(next);
-      fi = ft_.insert(f, now_, hashes_[j], ft_.hashOf(replyKey(f)));
+      hashR = ft_.hashOf(replyKey(f));
+      fi = ft_.insert(f, now_, hashes_[j], hashR);
       if (fi == kNoFlow) {
         pa_.release(pool, next);
       } else {
@@ -810,7 +852,7 @@ uint32_t Burst::createFlow(uint16_t j, rte_mbuf* mb, Verdict& v, const TcpSegmen
     drop(v, ft_.size() < ft_.capacity() ? DropReason::kFlowKeyClash : DropReason::kFlowTableFull);
     return kNoFlow;
   }
-  inserted_ = true;
+  noteInserted(hashes_[j], hashR);
   bump(c_.flowsCreated);
   if (svc.slot < kMaxServiceSlots) bump(c_.services[svc.slot].flowsCreated);
   if (be.slot < kMaxBackendSlots) bump(c_.backends[be.slot].flowsCreated);

@@ -17,6 +17,8 @@
 // tell when a slot's last flow is gone.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -72,12 +74,33 @@ class PortAllocator {
   uint32_t load(uint32_t id, const PoolKey& key, const Snapshot* snap = nullptr);
 
   // Worker: pops the least recently freed port (host order). False when exhausted.
-  bool allocate(uint32_t pool, uint16_t& port);
+  // Inline, as is peek(): both run for every new flow.
+  bool allocate(uint32_t pool, uint16_t& port) {
+    if (pool >= maxPools_) return false;
+    Pool& p = pools_[pool];
+    if (p.free == 0) return false;
+    const uint16_t got = ring(pool)[p.head];
+    if (++p.head == p.capacity) p.head = 0;
+    setFree(p, p.free - 1);
+    const uint32_t off = uint32_t{got} - portMin_;
+    bitmap(pool)[off / 64] |= uint64_t{1} << (off % 64);
+    port = got;
+    return true;
+  }
   // Worker: the port the (k+1)-th allocate() from now would return if
   // nothing is released in between; false when fewer than k+1 are free.
   // Lets a burst start fetching what a new flow's port will need before
   // it takes the port (nat.cc); a wrong guess costs only that fetch.
-  bool peek(uint32_t pool, uint32_t k, uint16_t& port) const;
+  bool peek(uint32_t pool, uint32_t k, uint16_t& port) const {
+    if (pool >= maxPools_) return false;
+    const Pool& p = pools_[pool];
+    if (k >= p.free) return false;
+    // k < free <= capacity and head < capacity: one wrap at most.
+    uint32_t at = p.head + k;
+    if (at >= p.capacity) at -= p.capacity;
+    port = ring(pool)[at];
+    return true;
+  }
   // Worker: returns `port` to the tail of the pool. A port that is not live
   // is ignored and counted in doubleFrees().
   void release(uint32_t pool, uint16_t port);
@@ -94,6 +117,26 @@ class PortAllocator {
   uint32_t rangeSize() const;
 
  private:
+  struct Pool {
+    uint32_t head = 0;      // ring slot of the next port to hand out
+    uint32_t free = 0;      // ports in the ring; read by the control thread (atomic_ref)
+    uint32_t capacity = 0;  // eligible ports; the ring wraps at this size
+  };
+  static void setFree(Pool& p, uint32_t v) { std::atomic_ref<uint32_t>(p.free).store(v, std::memory_order_release); }
+  uint16_t* ring(uint32_t p) const { return rings_ + std::size_t{p} * range_; }
+  uint64_t* bitmap(uint32_t p) const { return bitmaps_ + std::size_t{p} * bitmapWords_; }
+
+  // What allocate() and peek() read, here rather than behind impl_ so that
+  // they inline into the new-flow path without a pointer chase; the memory
+  // belongs to impl_.
+  Pool* pools_ = nullptr;      // maxPools
+  uint16_t* rings_ = nullptr;  // maxPools x range
+  uint64_t* bitmaps_ = nullptr;  // maxPools x bitmapWords, bit set = port live
+  uint32_t range_ = 0;         // ports in [portMin, portMax]
+  uint32_t bitmapWords_ = 0;   // uint64 words per pool
+  uint32_t maxPools_ = 0;
+  uint16_t portMin_ = 0;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

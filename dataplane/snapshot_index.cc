@@ -1,5 +1,6 @@
 // Builds the open-addressing lookup tables of a Snapshot (local addresses,
 // services and SNAT pools). Runs on the control thread when a snapshot is assembled.
+#include <algorithm>
 #include <bit>
 
 #include "strait/snapshot.h"
@@ -60,6 +61,18 @@ void Snapshot::indexSnatPools() {
     while (poolIndex_[i] != kNoSnatPool) i = (i + 1) & poolMask_;
     poolIndex_[i] = static_cast<uint32_t>(k);
   }
+}
+
+uint32_t Snapshot::longestSnatPoolProbe() const {
+  uint32_t longest = 0;
+  for (const SnatPoolRef& r : snatPools) {
+    uint32_t probes = 1;
+    for (uint32_t i = hashPool(r.snatIp, r.backendIp, r.backendPort, r.proto) & poolMask_;
+         poolIndex_[i] != kNoSnatPool && &snatPools[poolIndex_[i]] != &r; i = (i + 1) & poolMask_)
+      ++probes;
+    longest = std::max(longest, probes);
+  }
+  return longest;
 }
 
 }  // namespace strait

@@ -160,15 +160,6 @@ bool rstAcceptable(const TcpSeqTrack& t, uint8_t flowFlags, const TcpSegment& se
 
 }  // namespace
 
-void tcpTrackStart(TcpSeqTrack& t, uint8_t& flowFlags, const TcpSegment& syn) {
-  t = TcpSeqTrack{};
-  const auto o = idx(Direction::kOriginal);
-  t.end[o] = segmentEnd(syn);
-  t.maxWindow[o] = syn.window;  // bytes until the SYN-ACK says whether scaling is on
-  t.wscale[o] = syn.wscale;
-  flowFlags = 0;
-}
-
 TcpCheck tcpTrack(FlowState& state, uint8_t& flowFlags, TcpSeqTrack& t, const TcpSegment& seg, Direction dir) {
   if (isUdp(state) || state >= FlowState::kCount) return TcpCheck::kOk;
   const bool syn = seg.flags & kTcpSyn;

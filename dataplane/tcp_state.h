@@ -66,7 +66,17 @@ enum class TcpCheck : uint8_t {
 };
 
 // Starts tracking at the client SYN that opens a flow or reopens its tuple.
-void tcpTrackStart(TcpSeqTrack& t, uint8_t& flowFlags, const TcpSegment& syn);
+// Inline: every new flow runs it.
+inline void tcpTrackStart(TcpSeqTrack& t, uint8_t& flowFlags, const TcpSegment& syn) {
+  t = TcpSeqTrack{};
+  constexpr auto o = static_cast<std::size_t>(Direction::kOriginal);
+  // The SYN's end: its sequence number, its data and the SYN itself (and a
+  // FIN, should it carry one).
+  t.end[o] = syn.seq + syn.payload + ((syn.flags & kTcpSyn) ? 1u : 0u) + ((syn.flags & kTcpFin) ? 1u : 0u);
+  t.maxWindow[o] = syn.window;  // bytes until the SYN-ACK says whether scaling is on
+  t.wscale[o] = syn.wscale;
+  flowFlags = 0;
+}
 
 // One segment of a tracked flow travelling in `dir`: validates a RST
 // against the window, handles SYNs as conntrack does (see tcp_state.cc),

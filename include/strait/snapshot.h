@@ -125,6 +125,10 @@ class Snapshot {
     }
   }
 
+  // The most slots findSnatPool() visits for any indexed pool (1: every
+  // pool in its home slot). For tests and diagnostics.
+  uint32_t longestSnatPoolProbe() const;
+
   // Roles of `ip` (bitmask of AddrRole), 0 when not ours.
   uint8_t addrRoles(uint32_t ip) const {
     if (addrs_.empty()) return 0;
@@ -167,9 +171,20 @@ class Snapshot {
   static uint32_t hashSvc(uint32_t vip, uint16_t port, uint8_t proto) {
     return ((vip ^ (uint32_t(port) << 16) ^ proto) * 0x9e3779b1u) >> 7;
   }
+  // Addresses are in network order, so the octet that tells a fleet's
+  // SNAT addresses (or backends) apart is the word's top byte. A multiply
+  // carries a bit only upwards, so multiply-and-take-the-low-bits would
+  // leave the index blind to exactly those bytes (every backend of one SNAT
+  // address on one slot, probed past each other): murmur3's 64-bit
+  // finaliser mixes every input bit into the low ones the mask keeps.
   static uint32_t hashPool(uint32_t snatIp, uint32_t backendIp, uint16_t backendPort, uint8_t proto) {
-    const uint64_t x = (uint64_t{backendIp} << 32 | snatIp) ^ (uint64_t{backendPort} << 8 | proto) * 0x9e3779b97f4a7c15ull;
-    return static_cast<uint32_t>((x * 0xff51afd7ed558ccdull) >> 32);
+    uint64_t x = (uint64_t{backendIp} << 32 | snatIp) ^ (uint64_t{backendPort} << 8 | proto) * 0x9e3779b97f4a7c15ull;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return static_cast<uint32_t>(x);
   }
   std::vector<AddrSlot> addrs_;
   std::vector<uint32_t> poolIndex_;  // index into snatPools or kNoSnatPool
