@@ -242,10 +242,11 @@ class FlowTable {
   static std::size_t estimateBytes(uint32_t capacity);
 
  private:
-  void listPush(FlowState s, uint32_t idx);
+  // The pushes run on every insert: inline (flow_table.cc).
+  inline void listPush(FlowState s, uint32_t idx);
   void listUnlink(FlowState s, uint32_t idx);
   bool inPoolList(const Flow& f) const { return isUnassured(f.state) && f.pool < poolLists_.size(); }
-  void poolPush(uint32_t idx);
+  inline void poolPush(uint32_t idx);
   void poolUnlink(uint32_t idx);
 
   // ref = record index << 1 | direction: does the record's key for that

@@ -870,7 +870,11 @@ void Burst::forward(rte_mbuf* mb, const PacketMeta& m, uint32_t fi, Direction di
     rw::rewriteV4(l3, l4, tcp, f.snatIp, f.backendIp, f.snatPort, f.backendPort);
   else
     rw::rewriteV4(l3, l4, tcp, f.vip, f.clientIp, f.vipPort, f.clientPort);
-  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn) || (m.tcpFlags & kTcpSyn)) &&
+  // A client's SYN to a service without an MSS clamp (every new flow's
+  // first packet, usually) needs nothing from the rare path.
+  const bool synRare =
+      (m.tcpFlags & kTcpSyn) && (dir != Direction::kOriginal || svc == nullptr || svc->mssClamp != 0);
+  if (tcp && ((f.flags & kFlowSynProxyReady) || (f.ppFlags & kPpOn) || synRare) &&
       !forwardTcpRare(mb, m, fi, dir, svc, v))
     return;
   count(f, rte_pktmbuf_pkt_len(mb));

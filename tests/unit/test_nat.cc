@@ -661,6 +661,34 @@ TEST_F(NatTest, RetransmittedSynInOneBurstCreatesNoDuplicate) {
   for (auto& f : fs) EXPECT_TRUE(checksumsOk(f));
 }
 
+// A candidate that missed the burst's bulk lookup is looked up again when
+// a flow created earlier in the same burst may hold its key: the backend's
+// answer to a flow's SYN (its reply key) and a retransmitted SYN (its
+// original key) in the burst that created the flow, behind enough other
+// new flows that most of the burst's misses skip that second lookup.
+TEST_F(NatTest, KeysInsertedEarlierInTheBurstAreFound) {
+  std::vector<Bytes> fs;
+  for (uint16_t p = 0; p < 20; ++p) fs.push_back(frame(tcp(kClient, static_cast<uint16_t>(33000 + p), kVip, 80, kSyn)));
+  // A fresh pool hands out its ports in order: flow p has SNAT port 40000 + p.
+  fs.push_back(frame(tcp(kBackend1, 80, kVip, 40000, kSyn | kAck)));
+  fs.push_back(frame(tcp(kBackend1, 80, kVip, 40019, kSyn | kAck)));
+  fs.push_back(frame(tcp(kClient, 33010, kVip, 80, kSyn)));
+  fs.push_back(frame(tcp(kBackend1, 80, kVip, 40020, kSyn | kAck)));  // no such flow
+  auto v = burst(fs, 1000);
+  for (std::size_t i = 0; i + 1 < fs.size(); ++i) EXPECT_FORWARD(v[i]);
+  EXPECT_DROP(v.back(), DropReason::kNoFlow);
+  for (uint16_t p = 0; p < 20; ++p) EXPECT_EQ(seen(fs[p]).sport, 40000 + p);
+  EXPECT_EQ(seen(fs[20]).dst, kClient);
+  EXPECT_EQ(seen(fs[20]).dport, 33000);
+  EXPECT_EQ(seen(fs[21]).dport, 33019);
+  EXPECT_EQ(fs[22], fs[10]);  // the retransmission went out as the first did
+  EXPECT_EQ(ft_->size(), 20u);
+  EXPECT_EQ(counters_->flowsCreated, 20u);
+  uint32_t ports = 0;
+  for (uint32_t p = 0; p < pa_->maxPools(); ++p) ports += pa_->inUse(p);
+  EXPECT_EQ(ports, 20u);
+}
+
 TEST_F(NatTest, NonSynWithoutFlowIsDropped) {
   for (uint8_t flags :
        {uint8_t(kAck), uint8_t(kSyn | kAck), uint8_t(kRst), uint8_t(kFin | kAck), uint8_t(kSyn | kFin)}) {
