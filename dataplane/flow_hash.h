@@ -127,12 +127,11 @@ class FlowHash {
   // absence cannot be proved cheaply by the caller (a flow's reply key).
   template <class Verify>
   Insert insertUnique(uint32_t h, uint32_t ref, Verify&& verify) {
-    if (size_ == slots()) return Insert::kFull;
     const uint16_t tag = tagOf(h);
     const uint32_t home = homeOf(h);
     // The common case, decided on the home bucket alone: no tag of the key
     // there, no key that started at or before it living past it (so the
-    // key is nowhere), and a free slot.
+    // key is nowhere), and a free slot (so the table is not full either).
     {
       const Bucket& b = b_[home];
       if (b.overflow == 0 && b.used != kAllUsed && matches(b, tag) == 0) {
@@ -140,6 +139,7 @@ class FlowHash {
         return Insert::kDone;
       }
     }
+    if (size_ == slots()) return Insert::kFull;
     uint32_t bi = home;
     uint32_t freeAt = kNone;
     bool searching = true;

@@ -195,10 +195,19 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs) {
 uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs, uint32_t hashO, uint32_t hr) {
   if (size() == capacity_ || f.state >= FlowState::kCount) return kNoFlow;
   const uint32_t idx = freeHead_;
-  const FlowKey ko = originalKey(f);
-  const FlowKey kr = replyKey(f);
-  // One key cannot lead to both directions of the same flow.
-  if (ko == kr) return kNoFlow;
+  // One key cannot lead to both directions of the same flow. Compared in
+  // the record as holds() compares (each direction's addresses and ports
+  // are adjacent; the protocol is the same): no key is built unless a
+  // tag matches below.
+  {
+    uint64_t addrsO, addrsR;
+    uint32_t portsO, portsR;
+    std::memcpy(&addrsO, &f.clientIp, 8);
+    std::memcpy(&addrsR, &f.backendIp, 8);
+    std::memcpy(&portsO, &f.clientPort, 4);
+    std::memcpy(&portsR, &f.backendPort, 4);
+    if (addrsO == addrsR && portsO == portsR) return kNoFlow;
+  }
   // The reply key's bucket is the one line here that is likely cold (the
   // original key's was read by the burst's lookup): start it first, if the
   // caller has not (nat.cc prefetches it a burst ahead).
@@ -216,10 +225,12 @@ uint32_t FlowTable::insert(const Flow& f, uint32_t nowMs, uint32_t hashO, uint32
   // broken invariant refuses flows rather than loses a key.
   const uint32_t refO = idx << 1 | static_cast<uint32_t>(Direction::kOriginal);
   const uint32_t refR = idx << 1 | static_cast<uint32_t>(Direction::kReply);
-  if (hash_.insertUnique(hashO, refO, [this, idx, &ko](uint32_t ref) { return ref >> 1 != idx && holds(ref, ko); }) !=
+  if (hash_.insertUnique(hashO, refO,
+                         [this, idx, &f](uint32_t ref) { return ref >> 1 != idx && holds(ref, originalKey(f)); }) !=
       FlowHash::Insert::kDone)
     return kNoFlow;
-  if (hash_.insertUnique(hr, refR, [this, idx, &kr](uint32_t ref) { return ref >> 1 != idx && holds(ref, kr); }) !=
+  if (hash_.insertUnique(hr, refR,
+                         [this, idx, &f](uint32_t ref) { return ref >> 1 != idx && holds(ref, replyKey(f)); }) !=
       FlowHash::Insert::kDone) {
     hash_.remove(hashO, refO);
     return kNoFlow;
