@@ -5,7 +5,7 @@
 // algorithm and its guarantees are written up in docs/maglev.md.
 #include "dataplane/maglev.h"
 
-#include "dataplane/mix.h"
+#include "strait/mix.h"
 
 #include <algorithm>
 #include <bit>

@@ -23,13 +23,13 @@
 #include "dataplane/health_endpoint.h"
 #include "dataplane/icmp.h"
 #include "dataplane/maglev.h"
-#include "dataplane/mix.h"
 #include "dataplane/mss_clamp.h"
 #include "dataplane/nat_rewrite.h"
 #include "dataplane/parse.h"
 #include "dataplane/proxy_protocol.h"
 #include "dataplane/synproxy.h"
 #include "dataplane/tcp_state.h"
+#include "strait/mix.h"
 
 namespace strait::dataplane {
 

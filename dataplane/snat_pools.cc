@@ -5,7 +5,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "dataplane/mix.h"
+#include "strait/mix.h"
 
 namespace strait::dataplane {
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "strait/counters.h"
+#include "strait/mix.h"
 
 namespace strait {
 
@@ -178,13 +179,8 @@ class Snapshot {
   // address on one slot, probed past each other): murmur3's 64-bit
   // finaliser mixes every input bit into the low ones the mask keeps.
   static uint32_t hashPool(uint32_t snatIp, uint32_t backendIp, uint16_t backendPort, uint8_t proto) {
-    uint64_t x = (uint64_t{backendIp} << 32 | snatIp) ^ (uint64_t{backendPort} << 8 | proto) * 0x9e3779b97f4a7c15ull;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return static_cast<uint32_t>(x);
+    return static_cast<uint32_t>(
+        fmix64((uint64_t{backendIp} << 32 | snatIp) ^ (uint64_t{backendPort} << 8 | proto) * 0x9e3779b97f4a7c15ull));
   }
   std::vector<AddrSlot> addrs_;
   std::vector<uint32_t> poolIndex_;  // index into snatPools or kNoSnatPool

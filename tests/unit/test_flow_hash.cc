@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dataplane/flow_hash.h"
+#include "strait/mix.h"
 
 namespace sd = strait::dataplane;
 using sd::FlowHash;
@@ -69,14 +70,7 @@ void expectCountersExact(const FlowHash& t, const Model& m) {
   }
 }
 
-uint32_t mix32(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return static_cast<uint32_t>(x);
-}
+uint32_t mix32(uint64_t x) { return static_cast<uint32_t>(strait::fmix64(x)); }
 
 // The hash of id `id` in the churn test: odd ids are piled onto 16 homes
 // (the top 4 bits chosen, so 16 runs of buckets fill and cross), even ids

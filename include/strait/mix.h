@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-namespace strait::dataplane {
+namespace strait {
 
 // murmur3's 64-bit finaliser: a bijection with full avalanche.
 constexpr uint64_t fmix64(uint64_t x) {
@@ -26,4 +26,4 @@ constexpr uint32_t fmix32(uint32_t h) {
   return h;
 }
 
-}  // namespace strait::dataplane
+}  // namespace strait
